@@ -1,0 +1,35 @@
+# braindl: deep learning on brain MRI and PET, from raw scans to figures.
+#
+#   snakemake --cores 8 all                                   # default synthetic cohort
+#   snakemake --cores 32 --configfile configs/full_protocol.yaml all
+#   snakemake --profile profiles/slurm all                    # on a SLURM cluster
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "braindl/schemas/config.schema.yaml")
+
+# Jobs import the library from this checkout, also inside conda environments
+# and on cluster nodes (SLURM exports the environment).
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
+
+
+include: "rules/common.smk"
+include: "rules/synthetic.smk"
+include: "rules/inputs.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        MANIFEST,

@@ -1,0 +1,32 @@
+"""Send a workflow script's logging and warnings to the rule's log file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+
+
+@contextlib.contextmanager
+def to_log(log_files):
+    """Route ``logging``, ``warnings`` and stderr to the first log file, if any."""
+    path = log_files[0] if len(log_files) else None
+    if path is None:
+        yield
+        return
+    with open(path, "w") as fh, contextlib.redirect_stderr(fh):
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        logging.captureWarnings(True)
+        try:
+            yield
+        except BaseException as exc:
+            print(f"{type(exc).__name__}: {exc}", file=fh)
+            raise
+        finally:
+            root.removeHandler(handler)
+            logging.captureWarnings(False)
+            sys.stderr.flush()
