@@ -50,8 +50,8 @@ def discover(bids_dir, modalities=("T1w", "pet")) -> pd.DataFrame:
             ses = ses_dir.name[4:] if ses_dir is not None else DEFAULT_SESSION
             for mod in modalities:
                 folder, suffix = SUFFIX[mod]
-                for f in sorted((base / folder).glob(f"{sub_dir.name}_*{suffix}.nii*")):
-                    if re.search(rf"{suffix}\.nii(\.gz)?$", f.name):
+                for f in sorted((base / folder).glob(f"{sub_dir.name}*{suffix}.nii*")):
+                    if re.fullmatch(rf"{sub_dir.name}(_[^/]*)?{suffix}\.nii(\.gz)?", f.name):
                         rows.append(dict(participant_id=sub_dir.name, session_id=ses, modality=mod, path=str(f)))
     return pd.DataFrame(rows, columns=["participant_id", "session_id", "modality", "path"])
 

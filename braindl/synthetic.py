@@ -225,15 +225,19 @@ def disease_weights(model: dict, settings: dict, diagnosis: str) -> dict[str, np
     if idx:
         pts = _grid_world(grid_aff, grid_shape)  # (X,Y,Z,3)
         vox = _world_to_vox(np.linalg.inv(model["affine"]), pts.reshape(-1, 3))
-        for lab in idx:
-            region = (model["labels"] == lab).astype(np.float32)
-            if not region.any():
+        sig = 4.0 / res
+        margin = int(np.ceil(4 * sig))
+        for lab, box in zip(range(1, int(model["labels"].max()) + 1), ndimage.find_objects(model["labels"])):
+            if lab not in idx or box is None:
                 continue
-            com = np.array(ndimage.center_of_mass(region))
+            box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in box)
+            region = (model["labels"][box] == lab).astype(np.float32)
+            origin = np.array([b.start for b in box], dtype=np.float32)
+            com = np.array(ndimage.center_of_mass(region)) + origin
             c_world = model["affine"][:3, :3] @ com + model["affine"][:3, 3]
-            w = ndimage.gaussian_filter(region, 4.0 / res)
+            w = ndimage.gaussian_filter(region, sig)
             w /= w.max()
-            w_grid = ndimage.map_coordinates(w, vox.T, order=1, mode="constant").reshape(grid_shape)
+            w_grid = ndimage.map_coordinates(w, (vox - origin).T, order=1, mode="constant").reshape(grid_shape)
             shrink += float(settings["volume_loss"]) * w_grid[..., None] * (pts - c_world)
     out["shrink"] = shrink
     return out

@@ -1,0 +1,59 @@
+"""The schema accepts the shipped configs and names the offending key otherwise."""
+
+import copy
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+SCHEMA = "braindl/schemas/config.schema.yaml"
+
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def test_default_config_is_valid(repo, config):
+    validate(config, str(repo / SCHEMA))
+
+
+def test_full_protocol_config_is_valid(repo, config):
+    full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
+    merged = _merge(config, full)
+    validate(merged, str(repo / SCHEMA))
+    assert merged["registration"]["resolution_mm"] == 1.0
+    assert merged["crop"]["box"][merged["crop"]["preset"]]["shape"] == [96, 114, 96]
+    assert (merged["splits"]["n_splits"], merged["splits"]["n_repeats"]) == (10, 5)
+
+
+def test_every_stage_has_a_section(config):
+    for section in ("dataset", "synthetic", "registration", "skullstrip", "crop", "mosaic", "dose",
+                    "splits", "training", "evaluation", "heatmaps", "atlas", "figures"):
+        assert section in config
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [(None, "unknown_top"), ("synthetic", "sedd"), ("training", "learning_rat"), ("crop", "boxes")],
+)
+def test_unknown_key_is_rejected_by_name(repo, config, section, key):
+    (config if section is None else config[section])[key] = 1
+    with pytest.raises(Exception) as err:
+        validate(config, str(repo / SCHEMA))
+    assert key in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [(("synthetic", "seed"), "abc"), (("training", "batch_size"), 2.5), (("registration", "variants"), ["affine"]),
+     (("dataset", "bids_dir"), 3), (("synthetic", "sessions"), [1])],
+)
+def test_wrong_type_names_the_key(repo, config, path, value):
+    config[path[0]][path[1]] = value
+    with pytest.raises(Exception) as err:
+        validate(config, str(repo / SCHEMA))
+    msg = str(err.value)
+    assert f"['{path[0]}']['{path[1]}']" in msg, msg

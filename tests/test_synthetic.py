@@ -1,0 +1,141 @@
+"""Synthetic cohort: counts, determinism, header variety and ground-truth consistency."""
+
+import copy
+import json
+
+import ants
+import nibabel as nib
+import numpy as np
+import pytest
+
+from braindl import synthetic, templates
+
+
+@pytest.fixture(scope="module")
+def small(default_config, tmp_path_factory):
+    settings = copy.deepcopy(default_config["synthetic"])
+    settings["groups"] = {"CN": 1, "AD": 1, "DLB": 1}
+    settings["sessions"] = [2, 2]
+    root = tmp_path_factory.mktemp("syn")
+    model = synthetic.build_model(settings)
+    weights = {dx: synthetic.disease_weights(model, settings, dx) for dx in settings["groups"]}
+    table = synthetic.cohort_table(settings)
+    for row in table.itertuples():
+        for ses in synthetic.session_labels(row.n_sessions):
+            synthetic.generate_session(settings, model, weights[row.diagnosis], row.participant_id[4:], ses,
+                                       root / "bids", root / "truth", threads=2)
+    synthetic.write_dataset_metadata(settings, root / "bids", root / "truth")
+    return dict(settings=settings, model=model, weights=weights, table=table, root=root)
+
+
+def test_cohort_counts_and_determinism(default_config):
+    s = default_config["synthetic"]
+    t1, t2 = synthetic.cohort_table(s), synthetic.cohort_table(s)
+    assert t1.equals(t2)
+    assert t1["diagnosis"].value_counts().to_dict() == {k: v for k, v in s["groups"].items() if v}
+    assert t1["participant_id"].is_unique
+    lo, hi = s["sessions"]
+    assert t1["n_sessions"].between(lo, hi).all()
+    assert set(t1["n_sessions"]) == set(range(lo, hi + 1))
+    assert (t1.loc[t1.diagnosis == "CN", "severity"] == 0).all()
+    assert (t1.loc[t1.diagnosis == "AD", "severity"] > 0).all()
+    assert t1.groupby("diagnosis")["mmse"].mean()["AD"] < t1.groupby("diagnosis")["mmse"].mean()["CN"]
+    other = dict(s, seed=s["seed"] + 1)
+    assert not synthetic.cohort_table(other)[["age", "n_sessions"]].equals(t1[["age", "n_sessions"]])
+
+
+def test_bids_layout_and_sidecars(small):
+    root = small["root"]
+    for row in small["table"].itertuples():
+        sub = row.participant_id[4:]
+        sessions = (root / "bids" / row.participant_id / f"{row.participant_id}_sessions.tsv").read_text()
+        assert sessions.count("ses-") == 2
+        for ses in ("01", "02"):
+            raw = synthetic.raw_paths(root / "bids", sub, ses)
+            for key in ("T1w", "pet", "T1w_json", "pet_json"):
+                assert raw[key].is_file()
+            side = json.loads(raw["pet_json"].read_text())
+            assert side["TotalCounts"] == small["settings"]["pet_total_counts"]
+            assert side["Units"] == "Bq/mL"
+    assert (root / "bids" / "participants.tsv").read_text().count("sub-") == 3
+
+
+def test_header_variety(small):
+    orients, sizes, shapes = set(), set(), set()
+    for row in small["table"].itertuples():
+        for ses in ("01", "02"):
+            for mod in ("T1w", "pet"):
+                img = nib.load(str(synthetic.raw_paths(small["root"] / "bids", row.participant_id[4:], ses)[mod]))
+                orients.add(nib.aff2axcodes(img.affine))
+                sizes.add(tuple(np.round(img.header.get_zooms(), 3)))
+                shapes.add(img.shape)
+                zooms = np.array(img.header.get_zooms())
+                if mod == "T1w":
+                    assert zooms.min() >= 1.0 - 1e-3 and zooms.max() <= 1.3 + 1e-3
+    assert len(orients) >= 3 and len(sizes) == 12 and len(shapes) == 12
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def test_ground_truth_transforms_map_masks_onto_template(small, tmp_path):
+    tpl = templates.load_template(1.0)
+    tpl_path = tmp_path / "tpl_mask.nii.gz"
+    nib.save(nib.Nifti1Image(tpl.brain_mask.astype(np.float32), tpl.affine), str(tpl_path))
+    fixed = ants.image_read(str(tpl_path))
+    truth = small["root"] / "truth"
+    for row in small["table"].itertuples():
+        sub = row.participant_id[4:]
+        for ses in ("01", "02"):
+            paths = synthetic.truth_paths(truth, sub, ses)
+            for mod in ("T1w", "pet"):
+                native = ants.image_read(str(paths[f"{mod}_brainmask"])).astype("float32")
+                tl, inv = synthetic.truth_transformlist(truth, sub, ses, mod, to_template=True)
+                warped = ants.apply_transforms(fixed, native, tl, whichtoinvert=inv, interpolator="linear")
+                d = _dice(warped.numpy() > 0.5, tpl.brain_mask > 0)
+                assert d >= 0.98, (sub, ses, mod, d)
+                tl, inv = synthetic.truth_transformlist(truth, sub, ses, mod, to_template=False)
+                back = ants.apply_transforms(native, fixed, tl, whichtoinvert=inv, interpolator="linear")
+                assert _dice(back.numpy() > 0.5, native.numpy() > 0.5) >= 0.98
+
+
+def test_generation_is_deterministic(small, tmp_path):
+    s, row = small["settings"], small["table"].iloc[1]
+    sub = row.participant_id[4:]
+    synthetic.generate_session(s, small["model"], small["weights"][row.diagnosis], sub, "02",
+                               tmp_path / "bids", tmp_path / "truth")
+    for key in ("T1w", "pet"):
+        a = nib.load(str(synthetic.raw_paths(small["root"] / "bids", sub, "02")[key]))
+        b = nib.load(str(synthetic.raw_paths(tmp_path / "bids", sub, "02")[key]))
+        np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+        np.testing.assert_array_equal(a.affine, b.affine)
+    for key in ("anat_to_tpl_warp", "T1w_labels"):
+        a = synthetic.truth_paths(small["root"] / "truth", sub, "02")[key]
+        b = synthetic.truth_paths(tmp_path / "truth", sub, "02")[key]
+        np.testing.assert_array_equal(np.asarray(nib.load(str(a)).dataobj), np.asarray(nib.load(str(b)).dataobj))
+
+
+def test_disease_effects_follow_the_truth(small):
+    root, s = small["root"], small["settings"]
+    table = small["table"].set_index("diagnosis")
+    cn, ad, dlb = (table.loc[dx, "participant_id"][4:] for dx in ("CN", "AD", "DLB"))
+    # truth masks: CN none, AD atrophy + hypometabolism, DLB hypometabolism only
+    mask = lambda sub, mod: np.asarray(  # noqa: E731
+        nib.load(str(synthetic.truth_paths(root / "truth", sub, "01")[f"{mod}_altered"])).dataobj)
+    assert mask(cn, "T1w").sum() == 0 and mask(cn, "pet").sum() == 0
+    assert mask(ad, "T1w").sum() > 1000 and mask(ad, "pet").sum() > 100
+    assert mask(dlb, "T1w").sum() == 0 and mask(dlb, "pet").sum() > 100
+    # PET uptake in the AD hypometabolism regions, relative to the brain, is lower in AD than in CN
+    ad_idx = templates.region_indices(s["patterns"]["AD"]["hypometabolism"])
+
+    def ratio(sub):
+        p = synthetic.truth_paths(root / "truth", sub, "01")
+        img = np.asarray(nib.load(str(synthetic.raw_paths(root / "bids", sub, "01")["pet"])).dataobj, float)
+        lab = np.asarray(nib.load(str(p["pet_labels"])).dataobj)
+        return img[np.isin(lab, ad_idx)].mean() / img[lab > 0].mean()
+
+    assert ratio(ad) < ratio(cn) - 0.03
+    # template-space truth per diagnosis
+    assert small["weights"]["AD"]["atrophy_mask"].sum() > 1000
+    assert small["weights"]["CN"]["atrophy_mask"].sum() == 0
