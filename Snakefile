@@ -19,9 +19,9 @@ validate(config, "braindl/schemas/config.schema.yaml")
 # Jobs import the library from this checkout, also inside conda environments
 # and on cluster nodes (SLURM exports the environment).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
-)
+from braindl.provenance import export_library_path
+
+export_library_path(workflow.basedir)
 
 
 include: "rules/common.smk"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,3 +70,14 @@ def code_hash(*names: str) -> str:
         h.update(mod.encode())
         h.update(_module_file(mod).read_bytes())
     return h.hexdigest()[:16]
+
+
+def export_library_path(basedir: str) -> None:
+    """Put ``basedir`` (the checkout holding ``braindl``) on the PYTHONPATH of jobs.
+
+    Jobs then import this checkout's library also in conda environments where it
+    is not installed, and on cluster nodes (SLURM exports the environment).
+    """
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if basedir not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([basedir, *parts])

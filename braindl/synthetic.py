@@ -255,14 +255,16 @@ def truth_grid(model: dict, settings: dict) -> tuple[np.ndarray, tuple[int, int,
 
 
 def save_model(model: dict, path) -> None:
+    """Save model arrays; float volumes as float16 (intensities in [0, 1], halves the size)."""
+    small = {k: (v.astype(np.float16) if v.dtype == np.float32 and v.ndim == 3 else v) for k, v in model.items()}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **model)
+            np.savez(fh, **small)
 
 
 def load_npz(path) -> dict[str, np.ndarray]:
     with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+        return {k: (z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files}
 
 
 # ---------------------------------------------------------------------------
@@ -271,8 +273,14 @@ def load_npz(path) -> dict[str, np.ndarray]:
 
 
 def _grid_world(affine: np.ndarray, shape) -> np.ndarray:
-    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), -1)
-    return (ijk @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)).astype(np.float32)
+    """World coordinates (X, Y, Z, 3) of every voxel of a grid, built by broadcasting."""
+    m = affine.astype(np.float32)
+    out = np.empty(tuple(shape) + (3,), np.float32)
+    out[...] = m[:3, 3]
+    for axis, n in enumerate(shape):
+        ramp = np.arange(n, dtype=np.float32)[:, None] * m[:3, axis]
+        out += ramp.reshape([n if a == axis else 1 for a in range(3)] + [3])
+    return out
 
 
 def _world_to_vox(inv_affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -594,8 +602,9 @@ def run_disease(settings: dict, model_npz, diagnosis: str, out_npz, truth_dir) -
     save_model({k: v for k, v in weights.items() if not k.endswith("_mask")}, out_npz)
 
 
-def run_session(settings: dict, model_npz, disease_npz, participant: str, session: str,
+def run_subject(settings: dict, model_npz, disease_npz, participant: str, sessions: list[str],
                 bids_dir, truth_dir, threads: int = 1) -> None:
-    """Generate one session (both modalities) from the saved model files."""
-    generate_session(settings, load_npz(model_npz), load_npz(disease_npz), participant, session,
-                     bids_dir, truth_dir, threads)
+    """Generate all sessions (both modalities) of one subject from the saved model files."""
+    model, weights = load_npz(model_npz), load_npz(disease_npz)
+    for ses in sessions:
+        generate_session(settings, model, weights, participant, ses, bids_dir, truth_dir, threads)

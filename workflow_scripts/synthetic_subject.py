@@ -1,13 +1,13 @@
 from braindl.logs import to_log
-from braindl.synthetic import run_session
+from braindl.synthetic import run_subject
 
 with to_log(snakemake.log):
-    run_session(
+    run_subject(
         snakemake.params.settings,
         snakemake.input.model,
         snakemake.input.disease,
         snakemake.wildcards.subject,
-        snakemake.wildcards.session,
+        snakemake.params.sessions,
         snakemake.params.bids_dir,
         snakemake.params.truth_dir,
         threads=snakemake.threads,
