@@ -10,6 +10,7 @@ RESULTS = config["results_dir"]
 MODALITIES = config["dataset"]["modalities"]
 SYNTHETIC = config["dataset"]["bids_dir"] is None
 ENV = "../envs/braindl.yaml"
+TRUTH_DIR = f"{RESULTS}/synthetic/groundtruth"
 
 if SYNTHETIC:
     _unknown = sorted(set(config["synthetic"]["groups"]) - set(config["dataset"]["diagnoses"]))
@@ -18,7 +19,6 @@ if SYNTHETIC:
             f"config: synthetic.groups has diagnoses {_unknown} missing from dataset.diagnoses"
         )
     BIDS_DIR = f"{RESULTS}/synthetic/bids"
-    TRUTH_DIR = f"{RESULTS}/synthetic/groundtruth"
     COHORT = synthetic.cohort_table(config["synthetic"])
     SESSIONS = pd.DataFrame(
         [

@@ -17,8 +17,11 @@ TINY = {"synthetic": {"groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0
 
 
 def smk(repo, workdir, *args, check=True):
-    cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    # targets first: --configfile takes several values and would swallow them
+    targets = [a for a in args if a == "all"]
+    options = [a for a in args if a != "all"]
+    cmd = [*SNAKEMAKE, *targets, "-s", str(repo / "Snakefile"), "--directory", str(workdir), *options]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and out.returncode:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
     return out
