@@ -290,15 +290,25 @@ def _world_to_vox(inv_affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sample(volumes: np.ndarray, vox: np.ndarray, mode: str = "bilinear", padding: str = "zeros") -> np.ndarray:
-    """Sample (C, X, Y, Z) ``volumes`` at voxel coordinates ``vox`` (N, 3) with torch."""
+def _sample_world(volumes: np.ndarray, vol_affine: np.ndarray, pts: np.ndarray,
+                  mode: str = "bilinear", padding: str = "zeros") -> np.ndarray:
+    """Sample (C, X, Y, Z) ``volumes`` (voxel-to-world ``vol_affine``) at world points (N, 3).
+
+    The world -> normalised-grid mapping of ``torch.grid_sample`` is folded into one
+    affine, so the points are transformed once; returns (C, N).
+    """
     import torch
 
+    dims = np.array(volumes.shape[1:], dtype=np.float64)
+    inv = np.linalg.inv(vol_affine)
+    scale = 2.0 / np.maximum(dims - 1, 1)
+    m = (scale[:, None] * inv[:3, :3])[::-1]  # grid_sample wants (z, y, x) order
+    t = (scale * inv[:3, 3] - 1.0)[::-1]
+    grid = pts.reshape(-1, 3) @ np.ascontiguousarray(m.T, dtype=np.float32)
+    grid += t.astype(np.float32)
     vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))[None]
-    dims = np.array(volumes.shape[1:], dtype=np.float32)
-    norm = 2.0 * vox / np.maximum(dims - 1, 1) - 1.0
-    grid = torch.from_numpy(np.ascontiguousarray(norm[:, ::-1], dtype=np.float32)).view(1, 1, 1, -1, 3)
-    out = torch.nn.functional.grid_sample(vol, grid, mode=mode, padding_mode=padding, align_corners=True)
+    out = torch.nn.functional.grid_sample(vol, torch.from_numpy(grid).view(1, 1, 1, -1, 3), mode=mode,
+                                          padding_mode=padding, align_corners=True)
     return out.view(volumes.shape[0], -1).numpy()
 
 
@@ -313,14 +323,11 @@ def random_smooth_field(rng, shape, spacing_mm, amplitude_mm, smoothness_mm) -> 
 
 def invert_field(u: np.ndarray, grid_affine: np.ndarray, iterations: int = 12) -> np.ndarray:
     """Inverse displacement ``v`` with ``v(q) = -u(q + v(q))`` by fixed-point iteration."""
-    shape = u.shape[:3]
-    pts = _grid_world(grid_affine, shape).reshape(-1, 3)
-    inv = np.linalg.inv(grid_affine)
+    pts = _grid_world(grid_affine, u.shape[:3]).reshape(-1, 3)
     comps = np.moveaxis(u, -1, 0)
     v = -u.reshape(-1, 3).copy()
     for _ in range(iterations):
-        vox = _world_to_vox(inv, pts + v)
-        v = -_sample(comps, vox, padding="border").T
+        v = -_sample_world(comps, grid_affine, pts + v, padding="border").T
     return v.reshape(u.shape).astype(np.float32)
 
 
@@ -402,19 +409,12 @@ def generate_modality(settings, model, dx_weights, geometry, modality, severity,
     A = np.linalg.inv(pose)  # native -> template (before the anatomy warp)
     affine, shape, orient = _native_grid(rng, settings, modality, pose, model["head_points"])
     # native voxel -> template point phi(p) = A p + u(A p)
-    pts = _grid_world(affine, shape).reshape(-1, 3)
-    q_lin = pts @ A[:3, :3].T.astype(np.float32) + A[:3, 3].astype(np.float32)
-    del pts
-    inv_grid = np.linalg.inv(geometry["grid_affine"])
-    u_s = _sample(np.moveaxis(geometry["u"], -1, 0), _world_to_vox(inv_grid, q_lin), padding="border").T
-    q = q_lin + u_s
-    del q_lin, u_s
-    vox = _world_to_vox(np.linalg.inv(model["affine"]), q)
-    del q
+    q = _grid_world(A @ affine, shape).reshape(-1, 3)
+    q += _sample_world(np.moveaxis(geometry["u"], -1, 0), geometry["grid_affine"], q, padding="border").T
     key_img, key_eff = ("t1", "atrophy_gm") if modality == "T1w" else ("pet", "hypo_gm")
-    vals = _sample(np.stack([model[key_img], dx_weights[key_eff], model["mask"]]), vox)
-    labels = _sample(model["labels"][None].astype(np.float32), vox, mode="nearest")[0]
-    del vox
+    vals = _sample_world(np.stack([model[key_img], dx_weights[key_eff], model["mask"]]), model["affine"], q)
+    labels = _sample_world(model["labels"][None].astype(np.float32), model["affine"], q, mode="nearest")[0]
+    del q
     img, eff, mask = (a.reshape(shape) for a in vals)
     labels = np.rint(labels).astype(np.int16).reshape(shape)
     mask = (mask > 0.5).astype(np.uint8)
