@@ -1,8 +1,7 @@
 # braindl: deep learning on brain MRI and PET, from raw scans to figures.
 #
 #   snakemake --cores 8 all                                   # default synthetic cohort
-#   snakemake --cores 32 --configfile configs/full_protocol.yaml all
-#   snakemake --profile profiles/slurm all                    # on a SLURM cluster
+#   snakemake all --cores 32 --configfile configs/full_protocol.yaml
 import os
 import sys
 

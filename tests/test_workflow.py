@@ -104,3 +104,12 @@ def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
     log = (tmp_path / "results/inputs/logs/check_inputs.log").read_text()
     assert str(t1) in log and "not a readable NIfTI" in log
     assert not (tmp_path / "results/inputs/manifest.tsv").exists()
+
+
+def test_full_protocol_dry_run(repo, tmp_path):
+    """The README's full-protocol command builds its DAG (targets before --configfile)."""
+    full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
+    out = smk(repo, tmp_path, "-n", "all", "--cores", "32", "--configfile", str(repo / "configs/full_protocol.yaml"))
+    counts = job_counts(out.stdout + out.stderr)
+    n_subjects = sum(full["synthetic"]["groups"].values())
+    assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == n_subjects
