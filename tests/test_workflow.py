@@ -62,7 +62,8 @@ def tiny_run(repo, tmp_path_factory):
 
 def test_tiny_end_to_end(tiny_run):
     manifest = pd.read_csv(tiny_run / "results/inputs/manifest.tsv", sep="\t", dtype=str)
-    table = synthetic.cohort_table({**yaml.safe_load((REPO / "config.yaml").read_text())["synthetic"], **TINY["synthetic"]})
+    settings = yaml.safe_load((REPO / "config.yaml").read_text())["synthetic"]
+    table = synthetic.cohort_table({**settings, **TINY["synthetic"]})
     assert len(manifest) == 2 * table["n_sessions"].sum()
     assert set(manifest["modality"]) == {"T1w", "pet"}
     assert set(manifest["diagnosis"]) == {"CN", "AD"}
