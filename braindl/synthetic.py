@@ -218,14 +218,15 @@ def disease_weights(model: dict, settings: dict, diagnosis: str) -> dict[str, np
     res = float(model["affine"][0, 0])
     sigma = 2.0 / res
     out = {}
+    indices = {key: templates.region_indices(pattern[key], settings["atlas"]) if pattern[key] else []
+               for key in ("atrophy", "hypometabolism")}
     for key, name in (("atrophy", "atrophy_gm"), ("hypometabolism", "hypo_gm")):
-        idx = templates.region_indices(pattern[key], settings["atlas"]) if pattern[key] else []
-        region = np.isin(model["labels"], idx).astype(np.float32)
+        region = np.isin(model["labels"], indices[key]).astype(np.float32)
         out[f"{key}_mask"] = region.astype(np.uint8)
         out[name] = (ndimage.gaussian_filter(region, sigma) * model["gm"]).astype(np.float32)
     grid_aff, grid_shape = truth_grid(model, settings)
     shrink = np.zeros(grid_shape + (3,), np.float32)
-    idx = templates.region_indices(pattern["atrophy"], settings["atlas"]) if pattern["atrophy"] else []
+    idx = indices["atrophy"]
     if idx:
         pts = _grid_world(grid_aff, grid_shape)  # (X,Y,Z,3)
         vox = _world_to_vox(np.linalg.inv(model["affine"]), pts.reshape(-1, 3))
