@@ -34,12 +34,13 @@ def main():
     t_dx = time.perf_counter() - t
     table = synthetic.cohort_table(settings)
     ad = table[table.diagnosis == "AD"].participant_id.str[4:].tolist()
+    volumes = synthetic.sampling_volumes(model, weights)  # once per subject job, as in the workflow
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for sub in ad[: args.sessions]:
             t = time.perf_counter()
             synthetic.generate_session(settings, model, weights, sub, "01", Path(tmp) / "bids",
-                                       Path(tmp) / "truth", threads=args.threads)
+                                       Path(tmp) / "truth", threads=args.threads, volumes=volumes)
             times.append(time.perf_counter() - t)
     per = sum(times) / len(times)
     n_sessions = int(table.n_sessions.sum())

@@ -169,8 +169,7 @@ def check_inputs(bids_dir, diagnoses, modalities=("T1w", "pet"), threads: int = 
     if problems:
         raise InputError(problems)
     manifest = pd.concat([files.reset_index(drop=True), pd.DataFrame(infos)], axis=1)
-    clinical = participants.drop(columns=[c for c in participants.columns if c in ("session_id",)])
-    manifest = manifest.merge(clinical, on="participant_id", how="left")
+    manifest = manifest.merge(participants, on="participant_id", how="left")
     return manifest.sort_values(["participant_id", "session_id", "modality"]).reset_index(drop=True)
 
 

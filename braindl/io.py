@@ -58,10 +58,6 @@ def write_tsv(path, df: pd.DataFrame) -> None:
         df.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
 
 
-def read_tsv(path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=True, dtype={"participant_id": str})
-
-
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()

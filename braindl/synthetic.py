@@ -408,17 +408,31 @@ def _pose(rng, settings) -> np.ndarray:
     return pose
 
 
-def generate_modality(settings, model, dx_weights, geometry, modality, severity, rng) -> dict:
-    """Native-space image and truth volumes of one modality of one session."""
+def sampling_volumes(model: dict, dx_weights: dict) -> dict[str, np.ndarray]:
+    """Channel stacks sampled per modality (image, disease effect, brain mask) and the labels.
+
+    Built once per subject and reused for all its sessions.
+    """
+    return {
+        "T1w": np.stack([model["t1"], dx_weights["atrophy_gm"], model["mask"]]),
+        "pet": np.stack([model["pet"], dx_weights["hypo_gm"], model["mask"]]),
+        "labels": model["labels"][None].astype(np.float32),
+    }
+
+
+def generate_modality(settings, model, volumes, geometry, modality, severity, rng) -> dict:
+    """Native-space image and truth volumes of one modality of one session.
+
+    ``volumes`` comes from :func:`sampling_volumes`.
+    """
     pose = _pose(rng, settings)  # template -> native
     A = np.linalg.inv(pose)  # native -> template (before the anatomy warp)
     affine, shape, orient = _native_grid(rng, settings, modality, pose, model["head_points"])
     # native voxel -> template point phi(p) = A p + u(A p)
     q = _grid_world(A @ affine, shape).reshape(-1, 3)
     q += _sample_world(np.moveaxis(geometry["u"], -1, 0), geometry["grid_affine"], q, padding="border").T
-    key_img, key_eff = ("t1", "atrophy_gm") if modality == "T1w" else ("pet", "hypo_gm")
-    vals = _sample_world(np.stack([model[key_img], dx_weights[key_eff], model["mask"]]), model["affine"], q)
-    labels = _sample_world(model["labels"][None].astype(np.float32), model["affine"], q, mode="nearest")[0]
+    vals = _sample_world(volumes[modality], model["affine"], q)
+    labels = _sample_world(volumes["labels"], model["affine"], q, mode="nearest")[0]
     del q
     img, eff, mask = (a.reshape(shape) for a in vals)
     labels = np.rint(labels).astype(np.int16).reshape(shape)
@@ -519,10 +533,12 @@ def truth_transformlist(truth_dir, sub: str, ses: str, modality: str,
 
 
 def generate_session(settings: dict, model: dict, dx_weights: dict, participant: str, session: str,
-                     bids_dir, truth_dir, threads: int = 1) -> None:
+                     bids_dir, truth_dir, threads: int = 1, volumes: dict | None = None) -> None:
     """Write one session's T1w and PET (with sidecars) and its ground truth.
 
     ``participant`` and ``session`` are BIDS labels without prefix ("001", "02").
+    ``volumes``: :func:`sampling_volumes` of ``model`` and ``dx_weights``, when the
+    caller generates several sessions of one subject.
     """
     import torch
 
@@ -534,6 +550,8 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
     session_index = list(sessions["session_id"]).index(f"ses-{session}")
     severity = float(sessions["severity"].iloc[session_index])
     sub, ses = participant, session
+    if volumes is None:
+        volumes = sampling_volumes(model, dx_weights)
     geom = session_geometry(settings, model, dx_weights, subject_index, session_index, severity)
     truth = truth_paths(truth_dir, sub, ses)
     raw = raw_paths(bids_dir, sub, ses)
@@ -543,7 +561,7 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
               "space": SPACE, "convention": TRUTH_CONVENTION}
     for k, modality in enumerate(MODALITIES):
         rng = np.random.default_rng([int(settings["seed"]), 3, subject_index, session_index, k])
-        out = generate_modality(settings, model, dx_weights, geom, modality, severity, rng)
+        out = generate_modality(settings, model, volumes, geom, modality, severity, rng)
         write_itk_affine(truth[f"{modality}_to_tpl_affine"], out["pose"])  # template pts -> native pts
         write_nifti(truth[f"{modality}_brainmask"], out["mask"], out["affine"], np.uint8)
         write_nifti(truth[f"{modality}_labels"], out["labels"], out["affine"], np.int16)
@@ -607,5 +625,6 @@ def run_subject(settings: dict, model_npz, disease_npz, participant: str, sessio
                 bids_dir, truth_dir, threads: int = 1) -> None:
     """Generate all sessions (both modalities) of one subject from the saved model files."""
     model, weights = load_npz(model_npz), load_npz(disease_npz)
+    volumes = sampling_volumes(model, weights)
     for ses in sessions:
-        generate_session(settings, model, weights, participant, ses, bids_dir, truth_dir, threads)
+        generate_session(settings, model, weights, participant, ses, bids_dir, truth_dir, threads, volumes)

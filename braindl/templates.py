@@ -33,10 +33,6 @@ class Template:
     brain_mask: np.ndarray
     affine: np.ndarray
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.t1.shape)
-
 
 @lru_cache(maxsize=4)
 def load_template(resolution_mm: float = 1.0) -> Template:
