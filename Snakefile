@@ -26,9 +26,13 @@ export_library_path(workflow.basedir)
 include: "rules/common.smk"
 include: "rules/synthetic.smk"
 include: "rules/inputs.smk"
+include: "rules/registration.smk"
+include: "rules/skullstrip.smk"
+include: "rules/crop.smk"
 
 
 rule all:
     default_target: True
     input:
         MANIFEST,
+        preprocessed_targets(),

@@ -134,7 +134,8 @@ def check_inputs(bids_dir, diagnoses, modalities=("T1w", "pet"), threads: int = 
     the image's shape, voxel size and orientation. Every problem (missing or
     unreadable files, corrupt or truncated NIfTI, images that are not 3D, NaN or
     Inf voxels, empty images, unknown diagnosis labels, duplicate participants,
-    sessions of unknown participants, participants without images) is collected
+    sessions of unknown participants, participants without images, sessions
+    missing a modality) is collected
     and reported together, each naming its file.
     """
     root = Path(bids_dir)
@@ -156,6 +157,11 @@ def check_inputs(bids_dir, diagnoses, modalities=("T1w", "pet"), threads: int = 
         for pid in sorted(listed - set(files["participant_id"])):
             problems.append(f"{root / pid}: no {'/'.join(modalities)} image for participant {pid} "
                             f"listed in participants.tsv")
+    for (pid, ses), grp in files.groupby(["participant_id", "session_id"]):
+        missing = [m for m in modalities if m not in set(grp["modality"])]
+        if missing:
+            problems.append(f"{root / pid}: ses-{ses} has no {', '.join(missing)} image "
+                            f"(dataset.modalities asks for {', '.join(modalities)} in every session)")
     for (pid, ses, mod), grp in files.groupby(["participant_id", "session_id", "modality"]):
         if len(grp) > 1:
             problems.append(f"{root / pid}: {len(grp)} {mod} images in ses-{ses} "

@@ -58,6 +58,46 @@ def write_tsv(path, df: pd.DataFrame) -> None:
         df.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
 
 
+def _ras_to_lps_affine(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = np.diag([-1.0, -1.0, 1.0])
+    return f @ m[:3, :3] @ f, f @ m[:3, 3]
+
+
+def write_itk_affine(path, m: np.ndarray) -> None:
+    """Write a RAS point-mapping affine ``m`` as an ITK transform file (.mat).
+
+    ITK's MATLAB-v4 layout: ``AffineTransform_double_3_3`` holds the 3x3 matrix
+    row by row and the translation, ``fixed`` the centre (zero here), in LPS.
+    """
+    from scipy.io import savemat
+
+    mat, trans = _ras_to_lps_affine(m)
+    params = np.concatenate([mat.ravel(), trans]).reshape(-1, 1)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            savemat(fh, {"AffineTransform_double_3_3": params, "fixed": np.zeros((3, 1))}, format="4")
+
+
+def read_itk_affine(path) -> np.ndarray:
+    """Read an ITK affine transform file (.mat) as a RAS point-mapping 4x4 matrix.
+
+    Handles ITK's centre of rotation (``fixed``): p -> M (p - c) + c + t.
+    """
+    from scipy.io import loadmat
+
+    d = loadmat(str(path))
+    key = next(k for k in d if k.startswith(("AffineTransform", "MatrixOffsetTransformBase")))
+    params = np.asarray(d[key], dtype=np.float64).ravel()
+    mat, trans = params[:9].reshape(3, 3), params[9:12]
+    centre = np.asarray(d.get("fixed", np.zeros(3)), dtype=np.float64).ravel()
+    offset = trans + centre - mat @ centre
+    f = np.diag([-1.0, -1.0, 1.0])
+    out = np.eye(4)
+    out[:3, :3] = f @ mat @ f
+    out[:3, 3] = f @ offset
+    return out
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()

@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import ndimage
 
 from braindl import templates
-from braindl.io import atomic_path, write_json, write_nifti, write_tsv
+from braindl.io import atomic_path, write_itk_affine, write_json, write_nifti, write_tsv
 
 SPACE = templates.TEMPLATE_SPACE
 MODALITIES = ("T1w", "pet")
@@ -395,13 +395,17 @@ def session_geometry(settings: dict, model: dict, dx_weights: dict, subject_inde
                             float(settings["warp_mm"]), float(settings["warp_smoothness_mm"]))
     u = u + float(severity) * dx_weights["shrink"]
     v = invert_field(u, grid_aff)
-    return dict(u=u, v=v, grid_affine=grid_aff)
+    # head size is the subject's: one scaling for all sessions and modalities, so a
+    # session's PET and T1w differ by a rigid motion only
+    scale = 1.0 + rng_subj.uniform(-1, 1, 3) * float(settings["scaling"])
+    return dict(u=u, v=v, grid_affine=grid_aff, scale=scale)
 
 
-def _pose(rng, settings) -> np.ndarray:
-    """Template -> native-world affine (the subject's position in the scanner)."""
+def _pose(rng, settings, scale) -> np.ndarray:
+    """Template -> native-world affine: the subject's head size (``scale``, per axis)
+    and its position in the scanner (a random rotation and translation per scan)."""
     rot = _rotation(rng.uniform(-1, 1, 3) * float(settings["rotation_deg"]))
-    scale = np.diag(1.0 + rng.uniform(-1, 1, 3) * float(settings["scaling"]))
+    scale = np.diag(scale)
     pose = np.eye(4)
     pose[:3, :3] = rot @ scale
     pose[:3, 3] = rng.uniform(-1, 1, 3) * float(settings["translation_mm"])
@@ -425,7 +429,7 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
 
     ``volumes`` comes from :func:`sampling_volumes`.
     """
-    pose = _pose(rng, settings)  # template -> native
+    pose = _pose(rng, settings, geometry["scale"])  # template -> native
     A = np.linalg.inv(pose)  # native -> template (before the anatomy warp)
     affine, shape, orient = _native_grid(rng, settings, modality, pose, model["head_points"])
     # native voxel -> template point phi(p) = A p + u(A p)
@@ -455,26 +459,6 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
         img = np.clip(ndimage.gaussian_filter(img, sig), 0, None)
         data = (img * rng.uniform(4000, 9000)).astype(np.float32)  # Bq/mL-like activity
     return dict(data=data, affine=affine, mask=mask, labels=labels, orientation=orient, pose=pose)
-
-
-def _ras_to_lps_affine(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    f = np.diag([-1.0, -1.0, 1.0])
-    return f @ m[:3, :3] @ f, f @ m[:3, 3]
-
-
-def write_itk_affine(path, m: np.ndarray) -> None:
-    """Write a RAS point-mapping affine ``m`` as an ITK transform file (.mat).
-
-    ITK's MATLAB-v4 layout: ``AffineTransform_double_3_3`` holds the 3x3 matrix
-    row by row and the translation, ``fixed`` the centre (zero here), in LPS.
-    """
-    from scipy.io import savemat
-
-    mat, trans = _ras_to_lps_affine(m)
-    params = np.concatenate([mat.ravel(), trans]).reshape(-1, 1)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            savemat(fh, {"AffineTransform_double_3_3": params, "fixed": np.zeros((3, 1))}, format="4")
 
 
 def write_itk_field(path, disp_ras: np.ndarray, grid_affine: np.ndarray) -> None:

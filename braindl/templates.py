@@ -51,21 +51,25 @@ def load_template(resolution_mm: float = 1.0) -> Template:
         "mask": datasets.load_mni152_brain_mask(resolution=1),
     }
     if float(resolution_mm) != 1.0:
+        import warnings
+
         target = np.diag([resolution_mm] * 3 + [1.0])
         target[:3, 3] = t1.affine[:3, 3]
         extent = np.array(t1.shape) * 1.0
         shape = tuple(int(np.ceil(e / resolution_mm)) for e in extent)
-        imgs = {
-            k: image.resample_img(
-                v,
-                target_affine=target,
-                target_shape=shape,
-                interpolation="continuous",
-                force_resample=True,
-                copy_header=True,
-            )
-            for k, v in imgs.items()
-        }
+        with warnings.catch_warnings():  # the mask is resampled continuously on purpose, then thresholded
+            warnings.simplefilter("ignore", UserWarning)
+            imgs = {
+                k: image.resample_img(
+                    v,
+                    target_affine=target,
+                    target_shape=shape,
+                    interpolation="continuous",
+                    force_resample=True,
+                    copy_header=True,
+                )
+                for k, v in imgs.items()
+            }
     arr = {k: np.clip(np.asarray(v.get_fdata(), dtype=np.float32), 0, None) for k, v in imgs.items()}
     mask = (arr["mask"] > 0.5).astype(np.uint8)
     gm = np.clip(arr["gm"], 0, 1) * mask

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import inputs, synthetic
+from braindl import crop, inputs, registration, synthetic
 from braindl.provenance import code_hash
 
 RESULTS = config["results_dir"]
@@ -31,11 +31,11 @@ if SYNTHETIC:
         int(n): sorted(p[4:] for p in grp.participant_id)
         for n, grp in COHORT.groupby("n_sessions")
     }
-    IMAGES = [
-        str(synthetic.raw_paths(BIDS_DIR, r.subject, r.session)[m])
+    RAW = {
+        (r.subject, r.session, m): str(synthetic.raw_paths(BIDS_DIR, r.subject, r.session)[m])
         for r in SESSIONS.itertuples()
         for m in MODALITIES
-    ]
+    }
 else:
     BIDS_DIR = config["dataset"]["bids_dir"]
     SUBJECTS_BY_NSESSIONS = {}
@@ -47,9 +47,37 @@ else:
         .drop_duplicates()
         .reset_index(drop=True)
     )
-    IMAGES = list(_files.path)
+    RAW = {
+        (p[4:], ses, m): path
+        for p, ses, m, path in _files[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)
+    }
 
+IMAGES = list(RAW.values())
 MANIFEST = f"{RESULTS}/inputs/manifest.tsv"
+REG = f"{RESULTS}/registration"
+STRIP = f"{RESULTS}/skullstrip"
+CROP = f"{RESULTS}/crop"
+QC = f"{RESULTS}/qc"
+VARIANTS = config["registration"]["variants"]
+PET_ROUTE = config["registration"]["pet_route"]
+FOLDER = registration.FOLDER
+
+if PET_ROUTE == "via_t1" and "pet" in MODALITIES and "T1w" not in MODALITIES:
+    raise WorkflowError(
+        "config: registration.pet_route via_t1 needs T1w in dataset.modalities; use pet_template for PET-only data"
+    )
+_missing_presets = sorted(set(MODALITIES) - set(config["crop"]["preset"]))
+if _missing_presets:
+    raise WorkflowError(f"config: crop.preset has no box for modality {_missing_presets}")
+for _mod, _name in config["crop"]["preset"].items():
+    if _name not in config["crop"]["box"]:
+        raise WorkflowError(f"config: crop.preset.{_mod} = {_name!r} is not one of crop.box {sorted(config['crop']['box'])}")
+
+wildcard_constraints:
+    subject="[A-Za-z0-9]+",
+    session="[A-Za-z0-9]+",
+    reg="none|linear|syn",
+
 SYN = f"{RESULTS}/synthetic"
 
 
@@ -74,3 +102,63 @@ def _check_inputs_input(wildcards):
     if SYNTHETIC:
         files["sessions"] = rules.synthetic_metadata.output.sessions
     return files
+
+
+def session_pairs():
+    """(subject, session) labels of every session, in a stable order."""
+    return [(r.subject, r.session) for r in SESSIONS.itertuples()]
+
+
+def _scans(wildcards):
+    """Native scans of one session, one per modality."""
+    return {m: RAW[(wildcards.subject, wildcards.session, m)] for m in MODALITIES}
+
+
+def reg_paths(variant, subject="{subject}", session="{session}"):
+    return registration.registration_paths(REG, subject, session, variant, MODALITIES, PET_ROUTE)
+
+
+def strip_paths(reg="{reg}", subject="{subject}", session="{session}"):
+    """Outputs of one skull-stripping job: mask, stripped image and QC figure per modality, QC rows."""
+    pre = f"sub-{subject}_ses-{session}"
+    out = {}
+    for m in MODALITIES:
+        d = f"{STRIP}/sub-{subject}/ses-{session}/{FOLDER[m]}"
+        out[f"{m}_mask"] = f"{d}/{pre}_desc-{reg}_label-brain_mask.nii.gz"
+        out[f"{m}_brain"] = f"{d}/{pre}_desc-{reg}_{m}.nii.gz"
+        out[f"{m}_qc"] = f"{QC}/sub-{subject}/ses-{session}/{pre}_desc-{reg}_{m}_qc.png"
+    out["qc"] = f"{STRIP}/sub-{subject}/ses-{session}/{pre}_desc-{reg}_qc.tsv"
+    return out
+
+
+def crop_paths(reg="{reg}", subject="{subject}", session="{session}"):
+    pre = f"sub-{subject}_ses-{session}"
+    out = {}
+    for m in MODALITIES:
+        d = f"{CROP}/sub-{subject}/ses-{session}/{FOLDER[m]}"
+        out[m] = f"{d}/{pre}_desc-{reg}_{m}.nii.gz"
+        out[f"{m}_json"] = f"{d}/{pre}_desc-{reg}_{m}.json"
+    return out
+
+
+def qc_table(reg="{reg}"):
+    return f"{QC}/desc-{reg}_qc.tsv"
+
+
+def preprocessed_targets():
+    """Every cropped scan of every variant, and the QC table per variant."""
+    files = [qc_table(v) for v in VARIANTS]
+    for v in VARIANTS:
+        for sub, ses in session_pairs():
+            files += list(crop_paths(v, sub, ses).values())
+    return files
+
+
+def crop_settings():
+    """The crop config this workflow's modalities use (other presets do not rerun cropping)."""
+    preset = {m: config["crop"]["preset"][m] for m in MODALITIES}
+    return {
+        "preset": preset,
+        "box": {name: config["crop"]["box"][name] for name in preset.values()},
+        "normalisation": config["crop"]["normalisation"],
+    }

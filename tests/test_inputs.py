@@ -104,6 +104,7 @@ def test_all_faults_reported_together(tmp_path):
         (root / "participants.tsv", "diagnosis 'XYZ' of sub-05"),
         (root / "participants.tsv", "duplicate participant sub-06"),
         (root / "sub-99", "not in participants.tsv"),
+        (root / "sub-99", "ses-01 has no pet image"),
         (root / "sub-07", "no T1w/pet image for participant sub-07"),
         (pet(8), "empty file"),
     ]
@@ -133,3 +134,12 @@ def test_two_images_in_one_session_refused(tmp_path):
     _img(root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_run-2_T1w.nii.gz")
     with pytest.raises(InputError, match="2 T1w images in ses-01"):
         check_inputs(root, DX)
+
+
+def test_session_missing_a_modality_refused(tmp_path):
+    root = _dataset(tmp_path, n=2)
+    os.unlink(root / "sub-02" / "ses-01" / "pet" / "sub-02_ses-01_trc-FDG_pet.nii.gz")
+    with pytest.raises(InputError, match=r"sub-02: ses-01 has no pet image"):
+        check_inputs(root, DX)
+    # a T1w-only study does not ask for PET
+    assert len(check_inputs(root, DX, ["T1w"])) == 2
