@@ -78,3 +78,42 @@ def evaluate(sidecar, mask_path, truth_dir, participant: str, session: str) -> d
             "region_dice": round(mean_region_dice(np.rint(labels).astype(int), atlas), 4),
             "displacement_mm": round(float(err.mean()), 3), "displacement_p95_mm": round(float(np.percentile(err, 95)), 3),
             "registration_seconds": meta.get("Seconds")}
+
+
+def preprocess_session(config: dict, scans: dict, out, participant: str, session: str,
+                       threads: int = 1) -> tuple[dict, dict, float]:
+    """Run registration (all variants), skull stripping and cropping of one session, as the workflow does.
+
+    For benchmarks and tests outside Snakemake. ``config``: the workflow config
+    (sections ``registration``, ``skullstrip``, ``qc``, ``crop``); ``scans``: native
+    scan per modality. Returns the registration paths and the skull-strip outputs
+    per variant, and the wall time in seconds.
+    """
+    import time
+
+    from braindl import crop, skullstrip
+
+    reg = config["registration"]
+    mods = list(scans)
+    out = Path(out)
+    paths = {v: registration.registration_paths(out / "registration", participant, session, v, mods,
+                                                reg["pet_route"]) for v in registration.VARIANTS}
+    strip = {}
+    t0 = time.perf_counter()
+    for v in ("linear", "syn", "none"):  # syn starts from linear; none takes its prior from none_prior_from
+        prev = registration.previous_variant(v, reg)
+        registration.run_variant(v, reg, scans, paths[prev] if prev else {}, paths[v], threads=threads)
+    for v in registration.VARIANTS:
+        d = out / "skullstrip" / f"sub-{participant}_ses-{session}_desc-{v}"
+        o = {"qc": f"{d}_qc.tsv"}
+        for m in mods:
+            o.update({f"{m}_mask": f"{d}_{m}_mask.nii.gz", f"{m}_brain": f"{d}_{m}.nii.gz", f"{m}_qc": f"{d}_{m}.png"})
+        skullstrip.run_skullstrip(config["skullstrip"], {m: paths[v][m] for m in mods},
+                                  {m: paths[v][f"{m}_prior"] for m in mods},
+                                  {m: paths[v][f"{m}_json"] for m in mods}, o, participant, session,
+                                  dpi=config["qc"]["dpi"])
+        c = out / "crop" / f"sub-{participant}_ses-{session}_desc-{v}"
+        crop.run_crop(config["crop"], {m: o[f"{m}_brain"] for m in mods}, {m: o[f"{m}_mask"] for m in mods},
+                      {k: f"{c}_{m}{ext}" for m in mods for k, ext in ((m, ".nii.gz"), (f"{m}_json", ".json"))})
+        strip[v] = o
+    return paths, strip, time.perf_counter() - t0

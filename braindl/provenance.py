@@ -81,3 +81,19 @@ def export_library_path(basedir: str) -> None:
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if basedir not in parts:
         os.environ["PYTHONPATH"] = os.pathsep.join([basedir, *parts])
+
+
+def canonical(settings):
+    """``settings`` with every mapping's keys sorted, recursively.
+
+    Snakemake compares a rule's params as written, so the same settings with
+    keys in another order (a config file rewritten by a tool, an override file)
+    would look changed and rerun the rule. Use it for settings whose key order
+    carries no meaning.
+    """
+    if isinstance(settings, dict):
+        return {k: canonical(settings[k]) for k in sorted(settings)}
+    if isinstance(settings, (list, tuple)):
+        return [canonical(v) for v in settings]
+    return settings
+

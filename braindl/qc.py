@@ -9,6 +9,11 @@ flagged when, within its variant and modality,
 * its native brain volume is an outlier either way (robust z beyond ``outlier_z``);
 * its affine scaling is implausible (|det| outside ``determinant_range``).
 
+The two outlier tests need a reference: a median and MAD from a handful of
+scans (and sessions of one subject look alike) would flag ordinary scans, so
+groups smaller than ``min_group_size`` get no z-scores (NaN) and only the
+absolute checks (similarity floor, determinant range).
+
 Flagged scans keep their files; the ``qc_pass`` column tells later stages to
 leave them out, and ``qc_reasons`` says why.
 """
@@ -38,9 +43,11 @@ def flag_outliers(table: pd.DataFrame, settings: dict) -> pd.DataFrame:
     out = table.copy()
     z_thr = float(settings["outlier_z"])
     lo, hi = settings["determinant_range"]
-    out["similarity_z"] = 0.0
-    out["brain_volume_z"] = 0.0
+    out["similarity_z"] = np.nan
+    out["brain_volume_z"] = np.nan
     for _, idx in out.groupby(["variant", "modality"]).groups.items():
+        if len(idx) < int(settings["min_group_size"]):
+            continue
         out.loc[idx, "similarity_z"] = robust_z(out.loc[idx, "similarity"]).round(3)
         out.loc[idx, "brain_volume_z"] = robust_z(out.loc[idx, "brain_volume_ml"]).round(3)
     reasons = []
@@ -48,7 +55,7 @@ def flag_outliers(table: pd.DataFrame, settings: dict) -> pd.DataFrame:
         why = []
         if row.variant != "none" and row.similarity < float(settings["min_similarity"]):
             why.append(f"similarity {row.similarity:.2f} below {settings['min_similarity']} (registration failed)")
-        if row.similarity_z < -z_thr:
+        if row.similarity_z < -z_thr:  # NaN compares False
             why.append(f"similarity outlier (z {row.similarity_z:.1f})")
         if abs(row.brain_volume_z) > z_thr:
             why.append(f"brain volume outlier (z {row.brain_volume_z:.1f})")

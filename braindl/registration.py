@@ -204,6 +204,16 @@ def _relative(chain: list[dict], old_base, new_base) -> list[dict]:
     return [{k: os.path.relpath(_resolve(old_base, v), new_base) for k, v in step.items()} for step in chain]
 
 
+def _apply_transforms_lists(chain: list[dict], base) -> dict:
+    """Both directions as ``ants.apply_transforms`` arguments, paths relative to ``base``."""
+    out = {}
+    for name, fn, fixed in (("to_template", to_native_list, "template grid"), ("to_native", to_template_list, "native scan")):
+        files, invert = fn(chain, base)
+        out[name] = {"fixed": fixed, "transformlist": [os.path.relpath(f, base) for f in files],
+                     "whichtoinvert": invert}
+    return out
+
+
 def read_chain(sidecar) -> tuple[list[dict], Path]:
     """The chain stored in a registration sidecar and the folder its paths are relative to."""
     import json
@@ -319,6 +329,7 @@ def _write_outputs(outputs: dict, mod: str, variant: str, source, scan, chain: l
         "TemplateToNative": chain,
         "TransformConvention": "steps map template-grid points to native points, first to last "
                                "(ants.apply_transforms order); paths relative to this file",
+        "ApplyTransforms": _apply_transforms_lists(chain, sidecar.resolve().parent),
         "SimilarityToTemplate": similarity(data, target, templates.load_template(res).brain_mask),
         "Seconds": round(seconds, 3),
         "RandomSeed": int(settings["random_seed"]),
@@ -362,21 +373,22 @@ def _via_t1(mod: str, settings: dict) -> bool:
 def run_linear(settings: dict, scans: dict, outputs: dict, threads: int = 1) -> None:
     """``linear`` variant of one session: affine to the template (``via_t1`` PET: rigid to the T1w)."""
     res = float(settings["resolution_mm"])
+    working = {}
     with ants_settings(settings["random_seed"], threads), tempfile.TemporaryDirectory() as tmp:
         for mod in _order(scans):
             t0 = time.perf_counter()
             scan = load_scan(scans[mod])
+            working[mod] = _working(scan, res)
             base = Path(outputs[f"{mod}_json"]).resolve().parent
             prefix = str(Path(tmp) / f"{mod}_")
             if _via_t1(mod, settings):
-                t1 = _working(load_scan(scans["T1w"]), res)
-                reg = ants_register(t1, _working(scan, res), "rigid", settings, prefix)
+                reg = ants_register(working["T1w"], working[mod], "rigid", settings, prefix)
                 own = outputs["pet_rigid"]
                 t1_chain, t1_base = read_chain(outputs["T1w_json"])
                 chain = _relative(t1_chain, t1_base, base) + [{"affine": Path(own).name}]
             else:
                 target, affine = _target(mod, settings)
-                reg = ants_register(to_ants(target, affine), _working(scan, res), "affine", settings, prefix)
+                reg = ants_register(to_ants(target, affine), working[mod], "affine", settings, prefix)
                 own = outputs[f"{mod}_affine"]
                 chain = [{"affine": Path(own).name}]
             _copy(reg["fwdtransforms"][0], own)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from braindl import crop, inputs, registration, synthetic
-from braindl.provenance import code_hash
+from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
 MODALITIES = config["dataset"]["modalities"]
@@ -157,8 +157,8 @@ def preprocessed_targets():
 def crop_settings():
     """The crop config this workflow's modalities use (other presets do not rerun cropping)."""
     preset = {m: config["crop"]["preset"][m] for m in MODALITIES}
-    return {
+    return canonical({
         "preset": preset,
         "box": {name: config["crop"]["box"][name] for name in preset.values()},
         "normalisation": config["crop"]["normalisation"],
-    }
+    })

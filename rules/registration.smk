@@ -3,6 +3,8 @@
 # `reg` wildcard downstream; each variant has its own rule because each writes its
 # own transforms: linear an affine, syn warps starting from linear's affine, none a
 # reorient-and-centre affine plus the brain prior carried through `none_prior_from`.
+# The manifest is `ancient`: the jobs wait for the input checks, but a new
+# participant in the dataset (a new manifest) does not rerun the other sessions.
 
 for _variant in registration.VARIANTS:
 
@@ -21,13 +23,13 @@ for _variant in registration.VARIANTS:
                     ).items()
                 }
             ),
-            manifest=MANIFEST,
+            manifest=ancient(MANIFEST),
         output:
             **reg_paths(_variant),
         params:
             variant=_variant,
             modalities=MODALITIES,
-            settings=registration.variant_settings(_variant, config["registration"]),
+            settings=canonical(registration.variant_settings(_variant, config["registration"])),
             code=code_hash("registration"),
         log:
             f"{REG}/logs/sub-{{subject}}_ses-{{session}}_desc-{_variant}.log",

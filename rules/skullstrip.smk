@@ -16,7 +16,7 @@ rule skullstrip:
         **strip_paths(),
     params:
         modalities=MODALITIES,
-        settings=config["skullstrip"],
+        settings=canonical(config["skullstrip"]),
         dpi=config["qc"]["dpi"],
         code=code_hash("skullstrip"),
     log:
@@ -35,7 +35,7 @@ rule qc_table:
     output:
         qc_table(),
     params:
-        settings={k: v for k, v in config["qc"].items() if k != "dpi"},
+        settings=canonical({k: v for k, v in config["qc"].items() if k != "dpi"}),
         code=code_hash("qc"),
     log:
         f"{QC}/logs/desc-{{reg}}_qc.log",

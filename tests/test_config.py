@@ -25,7 +25,8 @@ def test_full_protocol_config_is_valid(repo, config):
     merged = _merge(config, full)
     validate(merged, str(repo / SCHEMA))
     assert merged["registration"]["resolution_mm"] == 1.0
-    assert merged["crop"]["box"][merged["crop"]["preset"]]["shape"] == [96, 114, 96]
+    assert merged["crop"]["box"][merged["crop"]["preset"]["T1w"]]["shape"] == [96, 114, 96]
+    assert merged["crop"]["box"][merged["crop"]["preset"]["pet"]]["shape"] == [79, 95, 60]
     assert (merged["splits"]["n_splits"], merged["splits"]["n_repeats"]) == (10, 5)
 
 

@@ -24,3 +24,9 @@ def test_hash_changes_only_for_dependent_modules(tmp_path, monkeypatch):
     assert after["synthetic"] != before["synthetic"]
     assert after["inputs"] == before["inputs"]
     provenance._local_imports.cache_clear()
+
+
+def test_canonical_sorts_keys_recursively_and_keeps_lists():
+    a = provenance.canonical({"b": {"shape": [3, 2], "res": 2.0}, "a": [{"y": 1, "x": 2}]})
+    b = provenance.canonical({"a": [{"x": 2, "y": 1}], "b": {"res": 2.0, "shape": [3, 2]}})
+    assert repr(a) == repr(b) == "{'a': [{'x': 2, 'y': 1}], 'b': {'res': 2.0, 'shape': [3, 2]}}"

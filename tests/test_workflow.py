@@ -1,10 +1,13 @@
 """The real Snakefile: DAG, a tiny end-to-end run, reruns and refused inputs."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import pandas as pd
 import pytest
 import yaml
@@ -16,19 +19,22 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = {"synthetic": {"groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0}, "sessions": [1, 2]}}
 
 
-def smk(repo, workdir, *args, check=True):
+def smk(repo, workdir, *args, check=True, env=None):
     # targets first: --configfile takes several values and would swallow them
     targets = [a for a in args if a == "all"]
     options = [a for a in args if a != "all"]
     cmd = [*SNAKEMAKE, *targets, "-s", str(repo / "Snakefile"), "--directory", str(workdir), *options]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
     if check and out.returncode:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
     return out
 
 
 def job_counts(text):
-    """Job stats table of a Snakemake dry run as {rule: count}."""
+    """Job stats table of a Snakemake dry run as {rule: count} ({} when nothing is to be done)."""
+    if "Job stats:" not in text:
+        assert "Nothing to be done" in text, text
+        return {}
     block = text.split("Job stats:")[1].split("total")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
@@ -43,6 +49,12 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
         assert per_subject[f"synthetic_subject_{n}ses"] == count
     assert counts["synthetic_disease"] == cohort["diagnosis"].nunique()
     assert counts["check_inputs"] == 1 and counts["all"] == 1
+    n_sessions = int(cohort["n_sessions"].sum())
+    variants = default_config["registration"]["variants"]
+    for v in variants:
+        assert counts[f"register_{v}"] == n_sessions
+    assert counts["skullstrip"] == counts["crop"] == len(variants) * n_sessions
+    assert counts["qc_table"] == len(variants)
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -91,6 +103,75 @@ def test_changed_setting_reruns_generation_only_where_needed(repo, tiny_run):
     out = smk(repo, tiny_run, "-n", "--configfile", "dx.yaml", "all")
     counts = job_counts(out.stdout + out.stderr)
     assert set(counts) == {"check_inputs", "all"}
+
+
+def _n_sessions(tiny_run):
+    return len(pd.read_csv(tiny_run / "results/inputs/manifest.tsv", sep="\t").drop_duplicates(
+        ["participant_id", "session_id"]))
+
+
+def test_tiny_preprocessing_outputs(tiny_run, default_config):
+    variants = default_config["registration"]["variants"]
+    n = _n_sessions(tiny_run)
+    boxes = default_config["crop"]["box"]
+    for v in variants:
+        table = pd.read_csv(tiny_run / f"results/qc/desc-{v}_qc.tsv", sep="\t")
+        assert len(table) == 2 * n and set(table["modality"]) == {"T1w", "pet"}
+        assert table["qc_pass"].all(), table
+        for mod, folder in (("T1w", "anat"), ("pet", "pet")):
+            files = sorted(tiny_run.glob(f"results/crop/sub-*/ses-*/{folder}/*_desc-{v}_{mod}.nii.gz"))
+            assert len(files) == n
+            shape = tuple(boxes[default_config["crop"]["preset"][mod]]["shape"])
+            img = nib.load(str(files[0]))
+            assert img.shape == shape
+            data = img.get_fdata()
+            assert data.min() == 0.0 and abs(data.max() - 1.0) < 1e-6  # min-max within the brain
+            assert len(list(tiny_run.glob(f"results/qc/sub-*/ses-*/*_desc-{v}_{mod}_qc.png"))) == n
+
+
+def _rerun(repo, tiny_run, name, change):
+    over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    for section, values in change.items():
+        over.setdefault(section, {}).update(values)
+    (tiny_run / f"{name}.yaml").write_text(yaml.safe_dump(over))
+    out = smk(repo, tiny_run, "-n", "--configfile", f"{name}.yaml", "all")
+    return job_counts(out.stdout + out.stderr)
+
+
+def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
+    n = _n_sessions(tiny_run)
+    nv = len(default_config["registration"]["variants"])
+    box = {**default_config["crop"]["box"], "mri_2mm": {"shape": [90, 108, 90], "resolution_mm": 2.0}}
+    assert _rerun(repo, tiny_run, "box", {"crop": {"box": box}}) == {"crop": nv * n, "all": 1}
+    assert _rerun(repo, tiny_run, "norm", {"crop": {"normalisation": "zscore"}}) == {"crop": nv * n, "all": 1}
+    # a preset the workflow's modalities do not use reruns nothing
+    unused = {**default_config["crop"]["box"], "spect_001": {"shape": [95, 95, 50], "resolution_mm": 2.0}}
+    out = smk(repo, tiny_run, "-n", "--configfile", "tiny.yaml", "all")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    assert _rerun(repo, tiny_run, "unused", {"crop": {"box": unused}}) == {}
+    assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, "all": 1}
+    assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
+        "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, "all": 1}
+    # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
+    assert _rerun(repo, tiny_run, "syn", {"registration": {"syn_iterations": [30, 10, 0]}}) == {
+        "register_syn": n, "register_none": n, "skullstrip": 2 * n, "qc_table": 2, "crop": 2 * n, "all": 1}
+
+
+def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
+    """Snakemake does not see modules a script imports; the code hash param makes it."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for item in ("Snakefile", "config.yaml", "rules", "workflow_scripts", "braindl", "envs"):
+        src = repo / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / item, **(
+            {"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+    with open(copy / "braindl" / "crop.py", "a") as fh:
+        fh.write("\n# a change to the cropping code\n")
+    # the copy's package, not the installed one, must be imported (by the Snakefile and the hash)
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
+    counts = job_counts(out.stdout + out.stderr)
+    assert set(counts) == {"crop", "all"}, counts
 
 
 def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
