@@ -29,6 +29,7 @@ include: "rules/inputs.smk"
 include: "rules/registration.smk"
 include: "rules/skullstrip.smk"
 include: "rules/crop.smk"
+include: "rules/training.smk"
 
 
 rule all:
@@ -36,3 +37,4 @@ rule all:
     input:
         MANIFEST,
         preprocessed_targets(),
+        training_targets(),

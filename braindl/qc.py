@@ -9,6 +9,11 @@ flagged when, within its variant and modality,
 * its native brain volume is an outlier either way (robust z beyond ``outlier_z``);
 * its affine scaling is implausible (|det| outside ``determinant_range``).
 
+The z-scores use a floor on the scale (``similarity_scale_floor`` in
+correlation units, ``volume_scale_floor`` as a fraction of the median volume):
+registrations that all succeed agree so closely (SyN: correlations within
+0.01) that a MAD-based z would call a scan 0.02 below the median an outlier.
+
 The two outlier tests need a reference: a median and MAD from a handful of
 scans (and sessions of one subject look alike) would flag ordinary scans, so
 groups smaller than ``min_group_size`` get no z-scores (NaN) and only the
@@ -26,11 +31,11 @@ import pandas as pd
 from braindl.io import write_tsv
 
 
-def robust_z(values: pd.Series) -> pd.Series:
-    """(x - median) / (1.4826 MAD); the standard deviation stands in when the MAD is 0."""
+def robust_z(values: pd.Series, min_scale: float = 0.0) -> pd.Series:
+    """(x - median) / max(1.4826 MAD, ``min_scale``); the standard deviation stands in when that is 0."""
     x = values.astype(float)
     med = x.median()
-    scale = 1.4826 * (x - med).abs().median()
+    scale = max(1.4826 * (x - med).abs().median(), float(min_scale))
     if not np.isfinite(scale) or scale == 0:
         scale = x.std(ddof=0)
     if not np.isfinite(scale) or scale == 0:
@@ -48,8 +53,9 @@ def flag_outliers(table: pd.DataFrame, settings: dict) -> pd.DataFrame:
     for _, idx in out.groupby(["variant", "modality"]).groups.items():
         if len(idx) < int(settings["min_group_size"]):
             continue
-        out.loc[idx, "similarity_z"] = robust_z(out.loc[idx, "similarity"]).round(3)
-        out.loc[idx, "brain_volume_z"] = robust_z(out.loc[idx, "brain_volume_ml"]).round(3)
+        sim, vol = out.loc[idx, "similarity"], out.loc[idx, "brain_volume_ml"]
+        out.loc[idx, "similarity_z"] = robust_z(sim, settings["similarity_scale_floor"]).round(3)
+        out.loc[idx, "brain_volume_z"] = robust_z(vol, settings["volume_scale_floor"] * vol.median()).round(3)
     reasons = []
     for row in out.itertuples():
         why = []

@@ -1,10 +1,11 @@
 """QC table: outlier flags per variant and modality."""
 
+import numpy as np
 import pandas as pd
 
 from braindl import qc
 
-SETTINGS = {"outlier_z": 3.5, "min_group_size": 10, "min_similarity": 0.5, "determinant_range": [0.5, 2.0]}
+SETTINGS = {"outlier_z": 3.5, "min_group_size": 10, "similarity_scale_floor": 0.02, "volume_scale_floor": 0.03, "min_similarity": 0.5, "determinant_range": [0.5, 2.0]}
 
 
 def _table(n=12):
@@ -54,3 +55,15 @@ def test_small_groups_get_only_the_absolute_checks():
     assert out.loc[("sub-01", "linear"), "qc_pass"]
     assert "registration failed" in out.loc[("sub-02", "linear"), "qc_reasons"]
     assert int((~out["qc_pass"]).sum()) == 1
+
+
+def test_tightly_agreeing_registrations_are_not_outliers():
+    """SyN correlations within 0.01 of each other: a scan 0.02 below is not a failure."""
+    t = _table(12)
+    lin = t.variant == "linear"
+    t.loc[lin, "similarity"] = 0.96 + 0.001 * np.arange(lin.sum())
+    t.loc[lin & (t.participant_id == "sub-01"), "similarity"] = 0.94
+    t.loc[lin & (t.participant_id == "sub-02"), "similarity"] = 0.80  # far below: flagged
+    out = qc.flag_outliers(t, SETTINGS).set_index(["participant_id", "variant"])
+    assert out.loc[("sub-01", "linear"), "qc_pass"]
+    assert "similarity outlier" in out.loc[("sub-02", "linear"), "qc_reasons"]

@@ -16,13 +16,19 @@ from braindl import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY = {"synthetic": {"groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0}, "sessions": [1, 2]}}
+# the smallest cohort the whole chain runs on: 4 CN + 4 AD, one session, 2 splits of 2 epochs
+TINY = {
+    "synthetic": {"groups": {"CN": 4, "MCI": 0, "AD": 4, "DLB": 0, "FTLD": 0}, "sessions": [1, 1]},
+    "splits": {"n_splits": 2, "test_fraction": 0.25, "validation_fraction": 0.34},
+    "training": {"max_epochs": 2, "batch_size": 4},
+    "evaluation": {"bootstrap": 50},
+}
 
 
 def smk(repo, workdir, *args, check=True, env=None):
     # targets first: --configfile takes several values and would swallow them
-    targets = [a for a in args if a == "all"]
-    options = [a for a in args if a != "all"]
+    targets = [a for a in args if a == "all" or a.startswith("results/")]
+    options = [a for a in args if a not in targets]
     cmd = [*SNAKEMAKE, *targets, "-s", str(repo / "Snakefile"), "--directory", str(workdir), *options]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
     if check and out.returncode:
@@ -55,6 +61,14 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
         assert counts[f"register_{v}"] == n_sessions
     assert counts["skullstrip"] == counts["crop"] == len(variants) * n_sessions
     assert counts["qc_table"] == len(variants)
+    tr = default_config["training"]
+    assert counts["splits"] == len(tr["tasks"])
+    assert counts["pack"] == len(variants) * len(tr["modalities"])
+    n_runs = default_config["splits"]["n_splits"] * default_config["splits"]["n_repeats"]
+    assert counts["train"] == len(tr["tasks"]) * len(tr["modalities"]) * len(variants) * n_runs
+    assert counts["evaluate"] == len(tr["tasks"]) * len(tr["modalities"])
+    for fig in ("variants", "roc", "splits"):
+        assert counts[f"figure_{fig}"] == counts["evaluate"]
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -94,7 +108,7 @@ def test_changed_setting_reruns_generation_only_where_needed(repo, tiny_run):
     (tiny_run / "changed.yaml").write_text(yaml.safe_dump(over))
     out = smk(repo, tiny_run, "-n", "--configfile", "changed.yaml", "all")
     counts = job_counts(out.stdout + out.stderr)
-    assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == 2
+    assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == 8
     assert counts.get("check_inputs") == 1
     # a setting of a later stage leaves the cohort alone
     over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
@@ -129,6 +143,25 @@ def test_tiny_preprocessing_outputs(tiny_run, default_config):
             assert len(list(tiny_run.glob(f"results/qc/sub-*/ses-*/*_desc-{v}_{mod}_qc.png"))) == n
 
 
+def test_tiny_training_and_evaluation_outputs(tiny_run, default_config):
+    variants = default_config["registration"]["variants"]
+    metrics = pd.read_csv(tiny_run / "results/evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_metrics.tsv", sep="\t")
+    assert len(metrics) == len(variants) * TINY["splits"]["n_splits"]
+    assert set(metrics["variant"]) == set(variants)
+    assert metrics["balanced_accuracy"].between(0, 1).all() and (metrics["epochs"] == 2).all()
+    assert {"balanced_accuracy_lo", "balanced_accuracy_hi", "roc_auc", "g_mean", "nmi"} <= set(metrics.columns)
+    comparison = pd.read_csv(tiny_run / "results/evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_variants.tsv", sep="\t")
+    assert len(comparison.drop_duplicates(["variant_a", "variant_b"])) == 3
+    for split in ("01", "02"):
+        table = pd.read_csv(tiny_run / f"results/splits/task-CN_vs_AD/task-CN_vs_AD_split-{split}_split.tsv", sep="\t")
+        assert table.groupby("participant_id")["set"].nunique().max() == 1
+    for kind in ("variants", "roc", "splits"):
+        assert (tiny_run / f"results/figures/task-CN_vs_AD_T1w_{kind}.png").stat().st_size > 5000
+    log = next(tiny_run.glob("results/training/logs/*_desc-syn_split-01_run-01.log")).read_text()
+    assert "epoch   1/2" in log and "epoch   2/2" in log
+    assert not list(tiny_run.glob("results/training/**/*_state"))
+
+
 def _rerun(repo, tiny_run, name, change):
     over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     for section, values in change.items():
@@ -138,23 +171,54 @@ def _rerun(repo, tiny_run, name, change):
     return job_counts(out.stdout + out.stderr)
 
 
+FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
+
+
+def _below_crop(variants):
+    """Jobs downstream of the cropped T1w of ``variants`` variants (tiny config: 2 splits x 1 run)."""
+    return {"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}
+
+
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
     n = _n_sessions(tiny_run)
     nv = len(default_config["registration"]["variants"])
     box = {**default_config["crop"]["box"], "mri_2mm": {"shape": [90, 108, 90], "resolution_mm": 2.0}}
-    assert _rerun(repo, tiny_run, "box", {"crop": {"box": box}}) == {"crop": nv * n, "all": 1}
-    assert _rerun(repo, tiny_run, "norm", {"crop": {"normalisation": "zscore"}}) == {"crop": nv * n, "all": 1}
+    assert _rerun(repo, tiny_run, "box", {"crop": {"box": box}}) == {"crop": nv * n, **_below_crop(nv)}
+    assert _rerun(repo, tiny_run, "norm", {"crop": {"normalisation": "zscore"}}) == {"crop": nv * n, **_below_crop(nv)}
     # a preset the workflow's modalities do not use reruns nothing
     unused = {**default_config["crop"]["box"], "spect_001": {"shape": [95, 95, 50], "resolution_mm": 2.0}}
     out = smk(repo, tiny_run, "-n", "--configfile", "tiny.yaml", "all")
     assert "Nothing to be done" in out.stdout + out.stderr
     assert _rerun(repo, tiny_run, "unused", {"crop": {"box": unused}}) == {}
-    assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, "all": 1}
+    assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, **_below_crop(nv)}
     assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
-        "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, "all": 1}
+        "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, **_below_crop(nv)}
     # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
     assert _rerun(repo, tiny_run, "syn", {"registration": {"syn_iterations": [30, 10, 0]}}) == {
-        "register_syn": n, "register_none": n, "skullstrip": 2 * n, "qc_table": 2, "crop": 2 * n, "all": 1}
+        "register_syn": n, "register_none": n, "skullstrip": 2 * n, "qc_table": 2, "crop": 2 * n, **_below_crop(2)}
+
+
+def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
+    nv = len(default_config["registration"]["variants"])
+    train = {"train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
+    assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == train
+    assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == {"splits": 1, **train}
+    # more runs per split: only the new runs train, the splits stay
+    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == train
+    assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {"evaluate": 1, **FIGS, "all": 1}
+    assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {**FIGS, "all": 1}
+    # the task and modality lists are not settings of the runs that exist
+    both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "MMSE"]}})
+    assert both == {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
+
+
+def test_one_figure_target_lists_only_its_path(repo, tiny_run):
+    fig = "results/figures/task-CN_vs_AD_T1w_roc.png"
+    out = smk(repo, tiny_run, fig, "-n", "--configfile", "tiny.yaml")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    # forcing the figure rebuilds that figure only, not its runs or the other figures
+    out = smk(repo, tiny_run, fig, "-n", "--configfile", "tiny.yaml", "--forcerun", "figure_roc")
+    assert job_counts(out.stdout + out.stderr) == {"figure_roc": 1}
 
 
 def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
@@ -171,7 +235,7 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(copy)}
     out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
     counts = job_counts(out.stdout + out.stderr)
-    assert set(counts) == {"crop", "all"}, counts
+    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all"}, counts
 
 
 def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
@@ -195,3 +259,17 @@ def test_full_protocol_dry_run(repo, tmp_path):
     counts = job_counts(out.stdout + out.stderr)
     n_subjects = sum(full["synthetic"]["groups"].values())
     assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == n_subjects
+
+
+def test_finetuning_runs_depend_on_their_source_task(repo, tmp_path):
+    """Two-stage transfer: a CN_AD_DLB run starts from the CN_vs_AD run of the same variant, split and run."""
+    over = {"training": {"tasks": ["CN_vs_AD", "CN_AD_DLB"], "finetune_from": "CN_vs_AD", "freeze": "head_only"}}
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(over))
+    target = "results/training/task-CN_AD_DLB/T1w/desc-linear/task-CN_AD_DLB_desc-linear_split-01_run-01_model.pt"
+    out = smk(repo, tmp_path, target, "-n", "--configfile", "ft.yaml")
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts["train"] == 2 and counts["splits"] == 2
+    assert "task-CN_vs_AD_desc-linear_split-01_run-01_model.pt" in out.stdout + out.stderr
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"training": {"finetune_from": "CN_AD_DLB"}}))
+    bad = smk(repo, tmp_path, "all", "-n", "--configfile", "bad.yaml", check=False)
+    assert bad.returncode != 0 and "training.finetune_from" in bad.stdout + bad.stderr

@@ -1,0 +1,155 @@
+"""Figures and their tables, one file each (matplotlib, Agg backend).
+
+Registration comparison (004 study 4, Figures 2 to 4), per task and modality:
+
+* ``variants``: mean balanced accuracy, sensitivity and specificity per
+  variant with standard errors, and the Wilcoxon p-value of every variant
+  against the first (``none``); MAE and R^2 for regression;
+* ``roc``: mean test ROC curve per variant (binary: the disease class;
+  multi-class: macro average of one-vs-rest curves) with a shaded standard
+  error over runs; regression: predicted against true values;
+* ``splits``: balanced accuracy (regression: MAE) per split and variant.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from braindl.io import atomic_path  # noqa: E402
+
+FPR_GRID = np.linspace(0, 1, 101)
+
+
+def _save(fig, out, dpi):
+    with atomic_path(out) as tmp:
+        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
+    plt.close(fig)
+
+
+def _variant_of(path) -> str:
+    m = re.search(r"_desc-([A-Za-z0-9]+)_split-", Path(path).name)
+    if not m:
+        raise ValueError(f"{path}: no _desc-<variant>_split- in the file name")
+    return m.group(1)
+
+
+def mean_roc(predictions: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """TPR on ``FPR_GRID`` of one run's test predictions (macro over one-vs-rest for > 2 classes)."""
+    test = predictions[predictions["set"] == "test"]
+    pos = [classes[1]] if len(classes) == 2 else classes
+    curves = []
+    for c in pos:
+        y = (test["truth"] == c).to_numpy()
+        if y.all() or not y.any():
+            continue
+        fpr, tpr, _ = roc_curve(y, test[f"prob_{c}"].to_numpy(float))
+        curves.append(np.interp(FPR_GRID, fpr, tpr))
+    if not curves:
+        return np.full_like(FPR_GRID, np.nan)
+    out = np.mean(curves, axis=0)
+    out[0] = 0.0
+    return out
+
+
+def _se(x, axis=0):
+    x = np.asarray(x, float)
+    n = np.sum(np.isfinite(x), axis=axis)
+    return np.nanstd(x, axis=axis, ddof=1) / np.sqrt(np.maximum(n, 1)) if x.shape[axis] > 1 else np.zeros(x.shape[1:])
+
+
+def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: list[str], out, dpi=150):
+    regression = "mae" in set(summary["metric"])
+    metrics = ["mae", "r2"] if regression else ["balanced_accuracy", "sensitivity", "specificity"]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics), 3.4))
+    width = 0.8 / len(variants)
+    x = np.arange(len(metrics))
+    for i, v in enumerate(variants):
+        s = summary[summary.variant == v].set_index("metric")
+        means = [s.loc[m, "mean"] if m in s.index else np.nan for m in metrics]
+        ses = [s.loc[m, "se"] if m in s.index else np.nan for m in metrics]
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=np.nan_to_num(ses), capsize=3, label=v)
+    ref = variants[0]
+    notes = []
+    for v in variants[1:]:
+        for m in metrics:
+            row = comparison[(comparison.metric == m) & (((comparison.variant_a == ref) & (comparison.variant_b == v))
+                                                           | ((comparison.variant_a == v) & (comparison.variant_b == ref)))]
+            if len(row):
+                notes.append(f"{v} vs {ref}, {m.replace('_', ' ')}: p = {row['p_value'].iloc[0]:.3g}")
+    ax.set_xticks(x, [m.replace("_", " ") for m in metrics])
+    if not regression:
+        ax.set_ylim(0, 1.05)
+        ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.set_ylabel("mean over splits and runs (± SE)")
+    ax.legend(title="registration", fontsize=8)
+    if notes:
+        fig.text(0.01, -0.02, "Wilcoxon signed-rank: " + "; ".join(notes), fontsize=6, va="top", wrap=True)
+    _save(fig, out, dpi)
+
+
+def figure_roc(predictions: list, variants: list[str], classes: list[str], out, dpi=150):
+    fig, ax = plt.subplots(figsize=(4, 4))
+    by_variant: dict[str, list] = {}
+    for p in predictions:
+        by_variant.setdefault(_variant_of(p), []).append(pd.read_csv(p, sep="\t", dtype={"participant_id": str}))
+    for v in variants:
+        tables = by_variant.get(v, [])
+        if not classes:  # regression: predicted against true values
+            t = pd.concat(tables)
+            t = t[t["set"] == "test"]
+            ax.scatter(t["truth"], t["prediction"], s=10, label=v, alpha=0.7)
+            continue
+        curves = np.array([mean_roc(t, classes) for t in tables])
+        curves = curves[np.isfinite(curves).all(1)]
+        if not len(curves):
+            continue
+        m, se = curves.mean(0), _se(curves)
+        ax.plot(FPR_GRID, m, label=f"{v} (n={len(curves)})")
+        ax.fill_between(FPR_GRID, np.clip(m - se, 0, 1), np.clip(m + se, 0, 1), alpha=0.2)
+    if classes:
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate" + ("" if len(classes) == 2 else " (macro one-vs-rest)"))
+    else:
+        ax.set_xlabel("true value")
+        ax.set_ylabel("predicted")
+    ax.legend(title="registration", fontsize=8)
+    _save(fig, out, dpi)
+
+
+def figure_splits(metrics: pd.DataFrame, variants: list[str], out, dpi=150):
+    metric = "mae" if "mae" in metrics.columns else "balanced_accuracy"
+    per = metrics.groupby(["variant", "split"])[metric].mean().unstack("variant")
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(per) + 2), 3.2))
+    for v in variants:
+        if v in per.columns:
+            ax.plot(per.index, per[v], marker="o", label=v)
+    ax.set_xlabel("split")
+    ax.set_xticks(per.index)
+    ax.set_ylabel(metric.replace("_", " ") + " (mean over runs)")
+    ax.legend(title="registration", fontsize=8)
+    _save(fig, out, dpi)
+
+
+def variant_figure(kind, metrics_tsv, summary_tsv, comparison_tsv, predictions, variants, style, out) -> None:
+    """Draw one registration-comparison figure (``variants``, ``roc`` or ``splits``)."""
+    dpi = int(style.get("dpi", 150))
+    if kind == "variants":
+        figure_variants(pd.read_csv(summary_tsv, sep="\t"), pd.read_csv(comparison_tsv, sep="\t"), variants, out, dpi)
+    elif kind == "roc":
+        first = pd.read_csv(predictions[0], sep="\t")
+        classes = [c[5:] for c in first.columns if c.startswith("prob_")]
+        figure_roc(predictions, variants, classes, out, dpi)
+    elif kind == "splits":
+        figure_splits(pd.read_csv(metrics_tsv, sep="\t"), variants, out, dpi)
+    else:
+        raise ValueError(f"unknown figure {kind!r}")

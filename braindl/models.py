@@ -1,0 +1,154 @@
+"""Networks of the papers, built from MONAI blocks (``spatial_dims`` 3 or 2).
+
+* ``cnn3d_thesis`` (004 studies 1, 3, 4): 4 blocks Conv 3x3x3 (8, 16, 32, 64)
+  + BatchNorm + ReLU + MaxPool (2, 3, 2, 3); dropout 0.4; FC 128; dropout;
+  FC n_outputs.
+* ``cnn3d_ms`` (004 study 2): 4 Conv 3x3x3 with 64 filters + ELU, max-pool
+  after the 1st, 2nd and 4th, dropout 0.3 after each pool; linear output.
+* ``vgg3d_pet`` (000): VGG-like, 4 conv layers 3x3x3 (16, 32, 64, 128) with
+  BatchNorm + ReLU, max-pool 2 after each, dropout 0.5, FC 64, FC n_outputs.
+  000 does not give the filter counts; these are the usual VGG doubling.
+
+Every model ends in logits (``n_outputs`` classes, or 1 for regression); the
+loss adds the softmax. ``model.features`` is the convolutional part and
+``model.head`` the classifier, which the freezing regimes and Grad-CAM use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.networks.blocks import Convolution
+from torch import nn
+
+MODELS = ("cnn3d_thesis", "cnn3d_ms", "vgg3d_pet")
+
+
+def _pool(dims, k):
+    return (nn.MaxPool3d if dims == 3 else nn.MaxPool2d)(k)
+
+
+def _drop(dims, p):
+    return nn.Dropout(p)
+
+
+def _out_shape(shape, pools):
+    s = list(shape)
+    for k in pools:
+        if k:
+            s = [math.floor(v / k) for v in s]
+    if min(s) < 1:
+        raise ValueError(f"input shape {tuple(shape)} is too small for pooling {pools}")
+    return s
+
+
+class Net(nn.Module):
+    """features -> flatten -> head."""
+
+    def __init__(self, features: nn.Sequential, head: nn.Sequential, name: str):
+        super().__init__()
+        self.features = features
+        self.head = head
+        self.name = name
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+def cnn3d_thesis(input_shape, n_outputs, dropout=0.4, spatial_dims=3, filters=(8, 16, 32, 64),
+                 pools=(2, 3, 2, 3), fc=128) -> Net:
+    layers, c = [], 1
+    for f, k in zip(filters, pools):
+        layers += [Convolution(spatial_dims, c, f, kernel_size=3, act="RELU", norm="BATCH"), _pool(spatial_dims, k)]
+        c = f
+    n_flat = c * math.prod(_out_shape(input_shape, pools))
+    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_flat, fc), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(fc, n_outputs))
+    return Net(nn.Sequential(*layers), head, "cnn3d_thesis")
+
+
+def cnn3d_ms(input_shape, n_outputs, dropout=0.3, spatial_dims=3, filters=64, pools=(2, 2, 0, 2)) -> Net:
+    layers, c = [], 1
+    for k in pools:
+        layers.append(Convolution(spatial_dims, c, filters, kernel_size=3, act="ELU", norm=None))
+        if k:
+            layers += [_pool(spatial_dims, k), _drop(spatial_dims, dropout)]
+        c = filters
+    n_flat = c * math.prod(_out_shape(input_shape, pools))
+    return Net(nn.Sequential(*layers), nn.Sequential(nn.Linear(n_flat, n_outputs)), "cnn3d_ms")
+
+
+def vgg3d_pet(input_shape, n_outputs, dropout=0.5, spatial_dims=3, filters=(16, 32, 64, 128), fc=64) -> Net:
+    layers, c = [], 1
+    pools = (2,) * len(filters)
+    for f in filters:
+        layers += [Convolution(spatial_dims, c, f, kernel_size=3, act="RELU", norm="BATCH"), _pool(spatial_dims, 2)]
+        c = f
+    n_flat = c * math.prod(_out_shape(input_shape, pools))
+    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_flat, fc), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(fc, n_outputs))
+    return Net(nn.Sequential(*layers), head, "vgg3d_pet")
+
+
+def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = None, spatial_dims: int = 3) -> Net:
+    """A model by name for volumes of ``input_shape`` (without channel)."""
+    builders = {"cnn3d_thesis": cnn3d_thesis, "cnn3d_ms": cnn3d_ms, "vgg3d_pet": vgg3d_pet}
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(builders)}")
+    kwargs = {} if dropout is None else {"dropout": dropout}
+    return builders[name](tuple(input_shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
+
+
+def parameter_layers(model: nn.Module) -> list[nn.Module]:
+    """Modules that own parameters directly, in forward order (convolutions, norms, linears)."""
+    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def freeze(model: nn.Module, regime: str) -> int:
+    """Apply a freezing regime; returns the number of trainable parameters.
+
+    ``none``: everything trains; ``head_only``: only ``model.head`` trains;
+    ``first_60_percent``: the first 60 % of parameter-owning layers are frozen.
+    """
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if regime == "head_only":
+        for p in model.features.parameters():
+            p.requires_grad_(False)
+    elif regime == "first_60_percent":
+        layers = parameter_layers(model)
+        for m in layers[: int(math.floor(0.6 * len(layers)))]:
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(False)
+    elif regime != "none":
+        raise ValueError(f"unknown freezing regime {regime!r}; use none, head_only or first_60_percent")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_pretrained(model: nn.Module, path, strict_features: bool = True) -> list[str]:
+    """Load a checkpoint (``weights_only``) into ``model``; heads whose shape differs are left fresh.
+
+    Returns the names of parameters that kept their initial values. A missing
+    file or a checkpoint whose feature layers do not match raises an error
+    naming the file.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained checkpoint not found")
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    kept, fresh = {}, []
+    for k, v in own.items():
+        if k in state and tuple(state[k].shape) == tuple(v.shape):
+            kept[k] = state[k]
+        else:
+            fresh.append(k)
+    bad = [k for k in fresh if k.startswith("features.")]
+    if strict_features and bad:
+        raise ValueError(f"{path}: does not match the model's feature layers ({', '.join(bad[:5])} ...)")
+    model.load_state_dict({**own, **kept})
+    return fresh

@@ -1,0 +1,203 @@
+"""Subject-level train / validation / test splits (PROTOCOLS.md section 2).
+
+A participant's sessions always go to one set; test sets keep only each
+participant's baseline session. Splits are stratified on diagnosis, sex and age
+bin; strata too small to split fall back to diagnosis x sex, then diagnosis.
+Optionally sex is balanced first by undersampling within diagnosis x age bin
+(004 study 4).
+
+Two methods:
+
+* ``repeated_holdout``: ``n_splits`` random stratified splits, seeds
+  ``seed + k`` (004 study 4: 10 random splits);
+* ``kfold``: stratified K-fold over participants, fold k is the test set
+  (000: K-fold on the training part).
+
+In both, the validation set is a stratified share of the non-test participants.
+
+Tasks (``TASKS``) name the diagnoses they use; ``MMSE`` is a regression on the
+in-distribution diagnoses with MMSE >= 15 (001).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from braindl.io import write_tsv
+
+TASKS = {
+    "CN_vs_AD": ["CN", "AD"],
+    "CN_AD_DLB": ["CN", "AD", "DLB"],
+    "CN_MCI_AD_DLB": ["CN", "MCI", "AD", "DLB"],
+    "MMSE": ["CN", "MCI", "AD", "DLB"],
+}
+REGRESSION = {"MMSE": "mmse"}
+MMSE_MIN = 15
+SETS = ("train", "validation", "test")
+
+
+class SplitError(ValueError):
+    """A split that would leak participants between sets, or cannot be made."""
+
+
+def is_regression(task: str) -> bool:
+    return task in REGRESSION
+
+
+def task_classes(task: str) -> list[str]:
+    """Class labels of a classification task, in output order (empty for regression)."""
+    if task not in TASKS:
+        raise SplitError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    return [] if is_regression(task) else list(TASKS[task])
+
+
+def subject_table(manifest: pd.DataFrame, task: str, age_bin_years: float) -> pd.DataFrame:
+    """One row per participant eligible for ``task``: diagnosis, sex, baseline age, age bin, sessions."""
+    classes = TASKS[task] if task in TASKS else task_classes(task)
+    m = manifest.copy()
+    m["session_id"] = m["session_id"].astype(str)
+    m = m[m["diagnosis"].isin(classes)]
+    if task == "MMSE":
+        m = m[pd.to_numeric(m["mmse"], errors="coerce") >= MMSE_MIN]
+    rows = []
+    for pid, grp in m.groupby("participant_id", sort=True):
+        first = grp.sort_values("session_id").iloc[0]
+        age = float(first["age"])
+        rows.append(dict(participant_id=pid, diagnosis=first["diagnosis"], sex=str(first["sex"]), age=age,
+                         age_bin=int(age // age_bin_years), sessions=sorted(grp["session_id"].unique()),
+                         baseline=sorted(grp["session_id"].unique())[0]))
+    return pd.DataFrame(rows, columns=["participant_id", "diagnosis", "sex", "age", "age_bin", "sessions", "baseline"])
+
+
+def balance_sex(subjects: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Undersample the majority sex within each diagnosis x age bin to equal counts."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, grp in subjects.groupby(["diagnosis", "age_bin"], sort=True):
+        by_sex = {s: g for s, g in grp.groupby("sex", sort=True)}
+        if len(by_sex) < 2:
+            continue  # one sex only: nothing to balance against
+        n = min(len(g) for g in by_sex.values())
+        for g in by_sex.values():
+            keep.extend(rng.choice(g.index.to_numpy(), size=n, replace=False).tolist())
+    return subjects.loc[sorted(keep)].reset_index(drop=True)
+
+
+def strata(subjects: pd.DataFrame, min_count: int) -> pd.Series:
+    """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have min_count members."""
+    levels = [["diagnosis", "sex", "age_bin"], ["diagnosis", "sex"], ["diagnosis"]]
+    for cols in levels:
+        label = subjects[cols].astype(str).agg("|".join, axis=1)
+        if label.value_counts().min() >= min_count:
+            return label
+    return subjects["diagnosis"].astype(str)
+
+
+def _holdout(ids: np.ndarray, labels: pd.Series, fraction: float, seed: int):
+    """Stratified holdout of ``fraction`` of ``ids`` (falls back to coarser labels, then none)."""
+    n_hold = max(1, int(round(fraction * len(ids))))
+    lab = labels.to_numpy()
+    if n_hold >= len(set(lab)) and len(ids) - n_hold >= len(set(lab)) and pd.Series(lab).value_counts().min() >= 2:
+        stratify = lab
+    else:
+        stratify = None
+    rest, hold = train_test_split(ids, test_size=n_hold, random_state=seed, stratify=stratify)
+    return np.sort(rest), np.sort(hold)
+
+
+def _assign(subjects: pd.DataFrame, test_ids, val_ids) -> pd.DataFrame:
+    sets = pd.Series("train", index=subjects["participant_id"])
+    sets[list(test_ids)] = "test"
+    sets[list(val_ids)] = "validation"
+    return sets
+
+
+def make_splits(subjects: pd.DataFrame, settings: dict) -> list[pd.Series]:
+    """Participant -> set (train/validation/test) for each split, as Series indexed by participant."""
+    method = settings["method"]
+    seed = int(settings["seed"])
+    if settings.get("balance_sex"):
+        subjects = balance_sex(subjects, seed)
+    if len(subjects) < 6:
+        raise SplitError(f"{len(subjects)} participants are too few for train/validation/test splits")
+    ids = subjects["participant_id"].to_numpy()
+    out = []
+    if method == "repeated_holdout":
+        for k in range(int(settings["n_splits"])):
+            lab = strata(subjects, 3)
+            rest, test = _holdout(ids, lab, float(settings["test_fraction"]), seed + k)
+            rest_lab = strata(subjects.set_index("participant_id").loc[rest].reset_index(), 2)
+            train, val = _holdout(rest, rest_lab, float(settings["validation_fraction"]), seed + k)
+            out.append(_assign(subjects, test, val))
+    elif method == "kfold":
+        n = int(settings["n_splits"])
+        if n < 2:
+            raise SplitError("splits.method kfold needs n_splits >= 2")
+        lab = strata(subjects, n)
+        if lab.value_counts().min() < n:
+            raise SplitError(f"kfold with {n} folds: a diagnosis has fewer than {n} participants")
+        folds = StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
+        for rest_idx, test_idx in folds.split(ids, lab):
+            rest = ids[rest_idx]
+            rest_lab = strata(subjects.iloc[rest_idx].reset_index(drop=True), 2)
+            train, val = _holdout(rest, rest_lab, float(settings["validation_fraction"]), seed)
+            out.append(_assign(subjects, ids[test_idx], val))
+    else:
+        raise SplitError(f"unknown splits.method {method!r}")
+    return out
+
+
+def session_rows(subjects: pd.DataFrame, sets: pd.Series) -> pd.DataFrame:
+    """Session-level split table: every session for train/validation, the baseline only for test."""
+    rows = []
+    for s in subjects.itertuples():
+        if s.participant_id not in sets.index:
+            continue  # left out by sex balancing
+        which = sets[s.participant_id]
+        for ses in ([s.baseline] if which == "test" else s.sessions):
+            rows.append(dict(participant_id=s.participant_id, session_id=ses, set=which, diagnosis=s.diagnosis,
+                             sex=s.sex, age=s.age, age_bin=s.age_bin))
+    return pd.DataFrame(rows)
+
+
+def check_disjoint(table: pd.DataFrame, source="split") -> None:
+    """Refuse a split table in which a participant appears in more than one set."""
+    unknown = sorted(set(table["set"]) - set(SETS))
+    if unknown:
+        raise SplitError(f"{source}: unknown set name(s) {unknown}; use {list(SETS)}")
+    sets_per = table.groupby("participant_id")["set"].nunique()
+    leaked = sets_per[sets_per > 1].index.tolist()
+    if leaked:
+        detail = ", ".join(f"{p} ({'/'.join(sorted(set(table.loc[table.participant_id == p, 'set'])))})"
+                           for p in leaked[:10])
+        raise SplitError(f"{source}: {len(leaked)} participant(s) in more than one set: {detail}")
+    for name in SETS:
+        if not (table["set"] == name).any():
+            raise SplitError(f"{source}: the {name} set is empty")
+
+
+def read_split(path) -> pd.DataFrame:
+    """Read and check a split TSV (also a user-made one)."""
+    table = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str})
+    missing = {"participant_id", "session_id", "set"} - set(table.columns)
+    if missing:
+        raise SplitError(f"{path}: missing column(s) {sorted(missing)}")
+    check_disjoint(table, source=str(path))
+    return table
+
+
+def run_splits(manifest_tsv, task: str, settings: dict, out_tsvs: list) -> None:
+    """Write one session-level split TSV per split of ``task``."""
+    manifest = pd.read_csv(manifest_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
+    subjects = subject_table(manifest, task, float(settings["age_bin_years"]))
+    split_sets = make_splits(subjects, settings)
+    if len(split_sets) != len(out_tsvs):
+        raise SplitError(f"made {len(split_sets)} splits for {len(out_tsvs)} output files")
+    for sets, path in zip(split_sets, out_tsvs):
+        table = session_rows(subjects, sets)
+        check_disjoint(table, source=str(path))
+        write_tsv(Path(path), table)

@@ -1,0 +1,340 @@
+"""Training of one run: a model on one task, variant, modality, split and repeat.
+
+Data path: the packed volumes of the variant (:mod:`braindl.pack`) are read
+once, the rows of the split copied to the device as one tensor, and batches
+are sliced from it; augmentation (sagittal flip with probability
+``augment_flip``, translation along one random axis by up to
+``augment_shift_voxels`` voxels, zero filled) runs on the device too.
+
+Training: Adam or Adadelta, class-weighted cross-entropy (or MSE on a
+standardised target for regression), bf16 autocast on CUDA, early stopping on
+``monitor`` with ``early_stopping_patience`` epochs and ``early_stopping_min_delta``,
+the best epoch's weights kept. After every epoch the whole state (model,
+optimiser, random generators, history) is checkpointed under ``state_dir``;
+a run killed in the middle resumes from there when rerun with the same
+settings. On the CPU the same seed gives the same metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import balanced_accuracy_score
+from torch import nn
+
+from braindl import models, splits
+from braindl.io import atomic_path, write_json, write_tsv
+from braindl.pack import load_pack
+
+
+LOGGER = logging.getLogger("braindl.training")
+
+
+def _progress(line: str) -> None:
+    """A progress line on stdout (the terminal) and in the job's log."""
+    print(line, flush=True)
+    LOGGER.info(line)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is cuda but no CUDA device is available")
+    return dev
+
+
+def run_seed(seed: int, split: int, run: int) -> int:
+    """Seed of one (split, run): different runs differ, the same run is repeatable."""
+    return int(seed) + 1000 * int(split) + int(run)
+
+
+def task_rows(index: pd.DataFrame, split: pd.DataFrame, task: str) -> dict[str, pd.DataFrame]:
+    """Rows of the pack index per set, with a ``target`` column; QC-failed scans left out."""
+    classes = splits.task_classes(task)
+    merged = index.merge(split[["participant_id", "session_id", "set"]], on=["participant_id", "session_id"])
+    merged = merged[merged["qc_pass"].astype(str).str.lower().isin(["true", "1"])]
+    if splits.is_regression(task):
+        merged = merged.assign(target=pd.to_numeric(merged[splits.REGRESSION[task]], errors="coerce"))
+        merged = merged[merged["target"].notna()]
+    else:
+        merged = merged[merged["diagnosis"].isin(classes)]
+        merged = merged.assign(target=merged["diagnosis"].map({c: i for i, c in enumerate(classes)}))
+    out = {s: merged[merged["set"] == s].reset_index(drop=True) for s in splits.SETS}
+    for s, rows in out.items():
+        if rows.empty:
+            raise splits.SplitError(f"task {task}: no usable scan in the {s} set")
+    return out
+
+
+def to_device(arr: np.ndarray, rows: pd.DataFrame, device: torch.device) -> torch.Tensor:
+    """(N, 1, X, Y, Z) half-precision tensor of the pack rows, on ``device``."""
+    data = np.ascontiguousarray(arr[rows["index"].to_numpy()], dtype=np.float16)
+    return torch.from_numpy(data).unsqueeze(1).to(device)
+
+
+def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Flip across the sagittal plane (array axis 0) and shift along one random axis, per sample."""
+    x = x.clone()
+    n = x.shape[0]
+    dev = gen.device
+    if flip_p > 0:
+        flip = (torch.rand(n, generator=gen, device=dev) < flip_p).to(x.device)
+        if flip.any():
+            x[flip] = x[flip].flip(2)
+    if max_shift > 0:
+        axes = torch.randint(0, 3, (n,), generator=gen, device=dev).tolist()
+        shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen, device=dev).tolist()
+        for i, (a, s) in enumerate(zip(axes, shifts)):
+            if s == 0:
+                continue
+            d = 1 + a  # sample dims: (C, X, Y, Z)
+            xi = torch.roll(x[i], s, dims=d)
+            sl = [slice(None)] * 4
+            sl[d] = slice(0, s) if s > 0 else slice(s, None)
+            xi[tuple(sl)] = 0
+            x[i] = xi
+    return x
+
+
+def class_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
+    """n / (k n_c): balanced weights as scikit-learn's ``compute_class_weight('balanced')``."""
+    counts = np.bincount(targets.astype(int), minlength=n_classes).astype(float)
+    if (counts == 0).any():
+        raise splits.SplitError(f"a class has no training scan (counts {counts.astype(int).tolist()})")
+    return torch.tensor(len(targets) / (n_classes * counts), dtype=torch.float32)
+
+
+def settings_digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _optimizer(name, params, lr, wd):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _save_atomic(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, str(tmp))
+
+
+class Runner:
+    """Everything one run needs: data on the device, model, loss, generators."""
+
+    def __init__(self, arr, rows, task, settings, device, seed, pretrained=None):
+        self.task, self.s, self.device = task, settings, device
+        self.regression = splits.is_regression(task)
+        self.classes = splits.task_classes(task)
+        self.rows = rows
+        self.x = {k: to_device(arr, v, device) for k, v in rows.items()}
+        y_train = rows["train"]["target"].to_numpy()
+        if self.regression:
+            self.mu, self.sd = float(y_train.mean()), float(y_train.std() or 1.0)
+            self.y = {k: torch.tensor((v["target"].to_numpy() - self.mu) / self.sd, dtype=torch.float32,
+                                      device=device) for k, v in rows.items()}
+            self.loss_fn = nn.MSELoss()
+        else:
+            self.mu, self.sd = 0.0, 1.0
+            self.y = {k: torch.tensor(v["target"].to_numpy(), dtype=torch.long, device=device)
+                      for k, v in rows.items()}
+            w = class_weights(y_train, len(self.classes)) if settings["class_weights"] else None
+            self.loss_fn = nn.CrossEntropyLoss(weight=None if w is None else w.to(device))
+        torch.manual_seed(seed)
+        n_out = 1 if self.regression else len(self.classes)
+        self.model = models.build_model(settings["model"], arr.shape[1:], n_out, settings["dropout"]).to(device)
+        self.fresh = []
+        if pretrained:
+            self.fresh = models.load_pretrained(self.model, pretrained)
+        # freezing only makes sense for pretrained weights
+        self.trainable = models.freeze(self.model, settings["freeze"] if pretrained else "none")
+        self.opt = _optimizer(settings["optimizer"], [p for p in self.model.parameters() if p.requires_grad],
+                              float(settings["learning_rate"]), float(settings["weight_decay"]))
+        gen_dev = "cuda" if device.type == "cuda" else "cpu"
+        self.shuffle_gen = torch.Generator().manual_seed(seed)
+        self.aug_gen = torch.Generator(device=gen_dev).manual_seed(seed + 1)
+        self.amp = device.type == "cuda"
+
+    def _forward(self, xb):
+        xb = xb.float()
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(xb)
+        out = out.float()
+        return out[:, 0] if self.regression else out
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        n = self.x["train"].shape[0]
+        order = torch.randperm(n, generator=self.shuffle_gen)
+        bs = int(self.s["batch_size"])
+        total = 0.0
+        for start in range(0, n, bs):
+            idx = order[start:start + bs].to(self.device)
+            if len(idx) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+                continue  # BatchNorm cannot train on a batch of one
+            xb = augment(self.x["train"][idx], float(self.s["augment_flip"]), int(self.s["augment_shift_voxels"]),
+                         self.aug_gen)
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self._forward(xb), self.y["train"][idx])
+            loss.backward()
+            self.opt.step()
+            total += float(loss.detach()) * len(idx)
+        return total / n
+
+    @torch.no_grad()
+    def predict(self, which: str) -> tuple[float, np.ndarray]:
+        """Loss and outputs (class probabilities, or predictions in target units) of one set."""
+        self.model.eval()
+        outs = []
+        bs = int(self.s["batch_size"])
+        for start in range(0, self.x[which].shape[0], bs):
+            outs.append(self._forward(self.x[which][start:start + bs]))
+        out = torch.cat(outs)
+        loss = float(self.loss_fn(out, self.y[which]))
+        if self.regression:
+            return loss, out.cpu().numpy() * self.sd + self.mu
+        return loss, torch.softmax(out, 1).cpu().numpy()
+
+    def score(self, which: str) -> dict:
+        loss, out = self.predict(which)
+        truth = self.rows[which]["target"].to_numpy()
+        if self.regression:
+            return {f"{which}_loss": loss, f"{which}_mae": float(np.mean(np.abs(out - truth)))}
+        return {f"{which}_loss": loss,
+                f"{which}_balanced_accuracy": float(balanced_accuracy_score(truth, out.argmax(1)))}
+
+
+def monitor_of(task: str, settings: dict) -> tuple[str, int]:
+    """Monitored history column and its sign (+1 higher is better)."""
+    mon = settings["monitor"]
+    if splits.is_regression(task) and mon == "val_balanced_accuracy":
+        mon = "val_loss"  # no accuracy for a regression
+    col = {"val_balanced_accuracy": "validation_balanced_accuracy", "val_loss": "validation_loss"}[mon]
+    return col, (1 if mon == "val_balanced_accuracy" else -1)
+
+
+def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: int, run: int, out: dict,
+              state_dir, pretrained=None, threads: int | None = None, on_epoch_end=None,
+              log=None) -> dict:
+    """Train one run and write ``out``: model, history, predictions (validation + test) and summary JSON.
+
+    ``pretrained``: checkpoint to start from (the fine-tuning source, or
+    ``settings['pretrained']`` when None); ``settings['freeze']`` then applies.
+
+    ``on_epoch_end(epoch)`` is called after each checkpoint (tests use it to
+    interrupt a run). Returns the summary.
+    """
+    log = log or _progress
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = pick_device(settings.get("device", "auto"))
+    pretrained = pretrained or settings.get("pretrained")
+    arr, index = load_pack(pack_npy, index_tsv)
+    split_table = splits.read_split(split_tsv)
+    rows = task_rows(index, split_table, task)
+    seed = run_seed(settings["seed"], split, run)
+    digest = settings_digest({**settings, "task": task, "split": split, "run": run, "pretrained": str(pretrained),
+                              "pack_rows": len(index), "split_file": Path(split_tsv).name})
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    runner = Runner(arr, rows, task, settings, dev, seed, pretrained)
+    col, sign = monitor_of(task, settings)
+    state_dir = Path(state_dir)
+    last = state_dir / "last.pt"
+    history, best, best_epoch, bad, start_epoch = [], -math.inf, 0, 0, 1
+    best_state = None
+    if last.is_file():
+        ck = torch.load(str(last), map_location=dev, weights_only=False)
+        if ck.get("digest") == digest:
+            runner.model.load_state_dict(ck["model"])
+            runner.opt.load_state_dict(ck["optimizer"])
+            torch.set_rng_state(ck["torch_rng"])
+            runner.shuffle_gen.set_state(ck["shuffle_gen"])
+            runner.aug_gen.set_state(ck["aug_gen"].to(runner.aug_gen.device) if dev.type == "cuda" else ck["aug_gen"])
+            history, best, best_epoch, bad = ck["history"], ck["best"], ck["best_epoch"], ck["bad"]
+            best_state = ck["best_state"]
+            start_epoch = ck["epoch"] + 1
+            log(f"resuming {task} split {split} run {run} from epoch {ck['epoch']} ({last})")
+        else:
+            log(f"{last}: settings changed since this checkpoint; starting over")
+    patience = int(settings["early_stopping_patience"])
+    min_delta = float(settings.get("early_stopping_min_delta", 0.0))
+    stopped = bad >= patience
+    for epoch in range(start_epoch, int(settings["max_epochs"]) + 1):
+        if stopped:
+            break
+        t0 = time.perf_counter()
+        train_loss = runner.train_epoch()
+        val = runner.score("validation")
+        row = {"epoch": epoch, "train_loss": train_loss,
+               **{k.replace("validation_", "validation_"): v for k, v in val.items()},
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        value = sign * row[col]
+        if value > best + min_delta:
+            best, best_epoch, bad = value, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in runner.model.state_dict().items()}
+        else:
+            bad += 1
+        stopped = bad >= patience
+        log(f"epoch {epoch:3d}/{settings['max_epochs']}  train loss {train_loss:.4f}  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in val.items())
+            + f"  {row['seconds']:.1f}s" + ("  *best" if best_epoch == epoch else "")
+            + ("  early stop" if stopped else ""))
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _save_atomic(dict(digest=digest, epoch=epoch, model=runner.model.state_dict(),
+                          optimizer=runner.opt.state_dict(), torch_rng=torch.get_rng_state(),
+                          shuffle_gen=runner.shuffle_gen.get_state(), aug_gen=runner.aug_gen.get_state(),
+                          history=history, best=best, best_epoch=best_epoch, bad=bad, best_state=best_state), last)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    runner.model.load_state_dict(best_state)
+    preds = []
+    for which in ("validation", "test"):
+        _, outp = runner.predict(which)
+        r = runner.rows[which]
+        table = r[["participant_id", "session_id", "diagnosis"]].assign(set=which)
+        if runner.regression:
+            table = table.assign(truth=r["target"].to_numpy(), prediction=outp)
+        else:
+            table = table.assign(truth=[runner.classes[i] for i in r["target"]],
+                                 predicted=[runner.classes[i] for i in outp.argmax(1)],
+                                 **{f"prob_{c}": outp[:, i] for i, c in enumerate(runner.classes)})
+        preds.append(table)
+    summary = dict(task=task, split=split, run=run, seed=seed, model=settings["model"], device=str(dev),
+                   pretrained=str(pretrained) if pretrained else None,
+                   epochs=len(history), best_epoch=best_epoch, monitor=col, best_value=sign * best,
+                   trainable_parameters=runner.trainable, fresh_parameters=runner.fresh,
+                   n_train=len(rows["train"]), n_validation=len(rows["validation"]), n_test=len(rows["test"]),
+                   classes=runner.classes, target_mean=runner.mu, target_sd=runner.sd,
+                   seconds=round(sum(h["seconds"] for h in history), 2))
+    _save_atomic({"model": best_state, "model_name": settings["model"], "input_shape": list(arr.shape[1:]),
+                  "n_outputs": 1 if runner.regression else len(runner.classes), "classes": runner.classes,
+                  "dropout": settings["dropout"], "target_mean": runner.mu, "target_sd": runner.sd}, out["model"])
+    write_tsv(out["history"], pd.DataFrame(history))
+    write_tsv(out["predictions"], pd.concat(preds, ignore_index=True))
+    write_json(out["summary"], summary)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return summary
+
+
+def load_model(path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its checkpoint (``weights_only``)."""
+    ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    model = models.build_model(ck["model_name"], ck["input_shape"], ck["n_outputs"], ck["dropout"])
+    model.load_state_dict(ck["model"])
+    return model.eval(), ck

@@ -1,0 +1,107 @@
+# Splits, packing, training per (task, modality, variant, split, run), evaluation
+# and the registration-comparison figures (braindl.splits, .pack, .training,
+# .evaluation, .figures).
+
+
+rule splits:
+    input:
+        manifest=ancient(MANIFEST),
+    output:
+        [split_path(k) for k in SPLIT_IDS],
+    params:
+        settings=split_settings(),
+        participants=PARTICIPANTS_DIGEST,
+        code=code_hash("splits"),
+    log:
+        f"{SPLITS}/logs/task-{{task}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/splits.py"
+
+
+rule pack:
+    input:
+        volumes=lambda wc: [crop_paths(wc.reg, sub, ses)[wc.mod] for sub, ses in session_pairs()],
+        qc=lambda wc: qc_table(wc.reg),
+        manifest=ancient(MANIFEST),
+    output:
+        **pack_paths(),
+    params:
+        sessions=session_pairs(),
+        dtype=config["training"]["pack_dtype"],
+        participants=PARTICIPANTS_DIGEST,
+        code=code_hash("pack"),
+    log:
+        f"{PACK}/logs/desc-{{reg}}_{{mod}}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow_scripts/pack.py"
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        **train_paths(),
+    params:
+        settings=training_settings(),
+        state_dir=lambda wc, output: str(Path(output.model).with_suffix("")) + "_state",
+        code=code_hash("training"),
+    log:
+        f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_split-{{split}}_run-{{run}}.log",
+    threads: config["resources"]["training_threads"]
+    conda:
+        ENV
+    resources:
+        mem_mb=6000,
+        gpu=config["resources"]["training_gpus"],
+    script:
+        "../workflow_scripts/train.py"
+
+
+rule evaluate:
+    input:
+        runs=lambda wc: [train_paths(wc.task, wc.mod, v, s, r)[k] for v in VARIANTS for s in SPLIT_IDS
+                         for r in RUN_IDS for k in ("predictions", "summary")],
+    output:
+        **evaluation_paths(),
+    params:
+        runs=lambda wc: [dict(variant=v, split=s, run=r, modality=wc.mod, **train_paths(wc.task, wc.mod, v, s, r))
+                         for v in VARIANTS for s in SPLIT_IDS for r in RUN_IDS],
+        n_boot=config["evaluation"]["bootstrap"],
+        ci=config["evaluation"]["ci"],
+        code=code_hash("evaluation"),
+    log:
+        f"{EVAL}/logs/task-{{task}}_{{mod}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+for _fig in ("variants", "roc", "splits"):
+
+    rule:
+        name:
+            f"figure_{_fig}"
+        input:
+            **evaluation_paths(),
+            predictions=lambda wc: [train_paths(wc.task, wc.mod, v, s, r)["predictions"] for v in VARIANTS
+                                    for s in SPLIT_IDS for r in RUN_IDS],
+        output:
+            figure_path(_fig),
+        params:
+            kind=_fig,
+            variants=VARIANTS,
+            style=canonical(config["figures"]),
+            code=code_hash("figures"),
+        log:
+            f"{FIGURES}/logs/task-{{task}}_{{mod}}_{_fig}.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/figure.py"

@@ -1,0 +1,213 @@
+"""Models, packing, the device data path and training runs (on a small synthetic pack)."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+
+from braindl import models, pack, splits, training
+from braindl.io import write_tsv
+
+SHAPE = (36, 40, 36)
+
+
+def _settings(default_config, **over):
+    s = {k: v for k, v in default_config["training"].items() if k not in ("tasks", "modalities", "finetune_from")}
+    s.update(batch_size=4, max_epochs=4, early_stopping_patience=10, learning_rate=1e-3)
+    s.update(over)
+    return s
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A pack of 28 participants (CN and AD, 1-2 sessions) where AD has a bright block, plus splits."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    rows, vols = [], []
+    for i in range(28):
+        dx = ["CN", "AD"][i % 2]
+        for s in range(1 + i % 2):
+            v = rng.normal(0.3, 0.1, SHAPE).astype(np.float32)
+            if dx == "AD":
+                v[10:20, 12:22, 10:20] += 0.8
+            vols.append(v)
+            rows.append(dict(index=len(rows), participant_id=f"sub-{i:03d}", session_id=f"{s + 1:02d}",
+                             diagnosis=dx, age=70 + i % 10, sex="MF"[i // 2 % 2], mmse=29 - 8 * (dx == "AD") - s,
+                             qc_pass=True, qc_reasons="", modality="T1w"))
+    index = pd.DataFrame(rows)
+    np.save(root / "pack.npy", np.stack(vols).astype(np.float16))
+    write_tsv(root / "index.tsv", index.drop(columns="modality"))
+    settings = dict(method="repeated_holdout", n_splits=2, test_fraction=0.2, validation_fraction=0.25,
+                    age_bin_years=5, balance_sex=False, seed=0)
+    for task in ("CN_vs_AD", "MMSE"):
+        subjects = splits.subject_table(index, task, 5)
+        write_tsv(root / f"{task}_split.tsv", splits.session_rows(subjects, splits.make_splits(subjects, settings)[0]))
+    return root
+
+
+def _out(path, name):
+    return {k: path / f"{name}_{k}.{e}" for k, e in
+            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+
+
+def _train(toy, tmp_path, settings, name="run", task="CN_vs_AD", **kw):
+    out = _out(tmp_path, name)
+    summary = training.train_run(toy / "pack.npy", toy / "index.tsv", toy / f"{task}_split.tsv", task, settings,
+                                 1, 1, out, tmp_path / f"{name}_state", log=lambda line: None, **kw)
+    return summary, out
+
+
+# ---- models --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_models_give_logits_for_the_papers_shapes(name):
+    model = models.build_model(name, SHAPE, 3).eval()
+    assert model(torch.zeros(2, 1, *SHAPE)).shape == (2, 3)
+    # the thesis network's flattened size for the 96x114x96 box: 64 x 2 x 3 x 2
+    if name == "cnn3d_thesis":
+        assert models.build_model(name, (96, 114, 96), 2).head[1].in_features == 64 * 2 * 3 * 2
+
+
+def test_freezing_regimes_count_trainable_parameters():
+    model = models.build_model("cnn3d_thesis", SHAPE, 2)
+    total = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for p in model.head.parameters())
+    assert models.freeze(model, "none") == total
+    assert models.freeze(model, "head_only") == head
+    layers = models.parameter_layers(model)
+    frozen = layers[: int(0.6 * len(layers))]
+    assert models.freeze(model, "first_60_percent") == total - sum(p.numel() for m in frozen for p in m.parameters())
+    assert all(not p.requires_grad for p in frozen[0].parameters())
+
+
+def test_pretrained_checkpoint_loads_and_head_is_replaced(tmp_path):
+    src = models.build_model("cnn3d_thesis", SHAPE, 2)
+    torch.save({"model": src.state_dict()}, tmp_path / "pre.pt")
+    dst = models.build_model("cnn3d_thesis", SHAPE, 4)
+    fresh = models.load_pretrained(dst, tmp_path / "pre.pt")
+    assert fresh == ["head.4.weight", "head.4.bias"]
+    assert torch.equal(dst.features[0].conv.weight, src.features[0].conv.weight)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        models.load_pretrained(dst, tmp_path / "missing.pt")
+    torch.save({"model": models.build_model("vgg3d_pet", SHAPE, 2).state_dict()}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt.*feature layers"):
+        models.load_pretrained(dst, tmp_path / "other.pt")
+
+
+# ---- packing and the device data path -------------------------------------------------
+
+def test_pack_stacks_volumes_and_refuses_another_grid(tmp_path):
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"v{i}.nii.gz"
+        nib.save(nib.Nifti1Image(np.full((4, 5, 6), i, np.float32), aff), str(p))
+        paths.append(p)
+    shape, _ = pack.pack_volumes(paths, tmp_path / "p.npy", "float32")
+    arr = np.load(tmp_path / "p.npy")
+    assert shape == (3, 4, 5, 6) and [float(a.mean()) for a in arr] == [0, 1, 2]
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 7), np.float32), aff), str(tmp_path / "odd.nii.gz"))
+    with pytest.raises(ValueError, match="odd.nii.gz"):
+        pack.pack_volumes(paths + [tmp_path / "odd.nii.gz"], tmp_path / "q.npy")
+    assert not (tmp_path / "q.npy").exists()
+
+
+def test_augment_flips_and_shifts_with_zero_fill():
+    x = torch.arange(2 * 4 * 5 * 6, dtype=torch.float32).reshape(2, 1, 4, 5, 6) + 1
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(training.augment(x, 1.0, 0, gen), x.flip(2))
+    y = training.augment(x, 0.0, 2, gen)
+    assert y.shape == x.shape
+    for i in range(2):
+        diff = (y[i] != x[i])
+        if diff.any():  # shifted: some border slab is zero, the rest is x rolled
+            assert (y[i] == 0).any()
+    assert torch.equal(training.augment(x, 0.0, 0, gen), x)
+
+
+def test_class_weights_match_scikit_learn():
+    y = np.array([0, 0, 0, 1, 2, 2])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    assert np.allclose(training.class_weights(y, 3).numpy(), expected)
+
+
+# ---- training runs ----------------------------------------------------------------------
+
+def test_training_learns_and_writes_its_outputs(toy, tmp_path, default_config):
+    summary, out = _train(toy, tmp_path, _settings(default_config, max_epochs=6))
+    hist = pd.read_csv(out["history"], sep="\t")
+    assert len(hist) == summary["epochs"] == 6
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    pred = pd.read_csv(out["predictions"], sep="\t")
+    test = pred[pred.set == "test"]
+    assert (test["truth"] == test["predicted"]).mean() >= 0.8
+    assert np.allclose(test[["prob_CN", "prob_AD"]].sum(1), 1, atol=1e-5)
+    assert json.loads(out["summary"].read_text())["best_epoch"] == summary["best_epoch"]
+    model, ck = training.load_model(out["model"])
+    assert ck["classes"] == ["CN", "AD"]
+    assert not (tmp_path / "run_state").exists()  # the resume state is removed once the outputs exist
+
+
+def test_same_seed_same_metrics_on_cpu(toy, tmp_path, default_config):
+    s = _settings(default_config, max_epochs=2)
+    _, a = _train(toy, tmp_path, s, "a")
+    _, b = _train(toy, tmp_path, s, "b")
+    ha, hb = (pd.read_csv(x["history"], sep="\t").drop(columns="seconds") for x in (a, b))
+    pd.testing.assert_frame_equal(ha, hb)
+    _, c = _train(toy, tmp_path, {**s, "seed": 5}, "c")
+    assert not pd.read_csv(c["history"], sep="\t").drop(columns="seconds").equals(ha)
+
+
+def test_killed_run_resumes_from_its_checkpoint(toy, tmp_path, default_config):
+    s = _settings(default_config, max_epochs=4)
+    _, full = _train(toy, tmp_path, s, "full")
+
+    def kill(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(toy, tmp_path, s, "killed", on_epoch_end=kill)
+    assert (tmp_path / "killed_state" / "last.pt").is_file()
+    assert not _out(tmp_path, "killed")["model"].exists()
+    lines = []
+    out = _out(tmp_path, "killed")
+    training.train_run(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", s, 1, 1, out,
+                       tmp_path / "killed_state", log=lines.append)
+    assert "resuming" in lines[0] and "epoch 2" in lines[0]
+    assert len(lines) == 1 + 2  # epochs 3 and 4 only
+    a, b = (pd.read_csv(x["history"], sep="\t").drop(columns="seconds") for x in (full, out))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_early_stopping_keeps_the_best_epoch(toy, tmp_path, default_config):
+    s = _settings(default_config, max_epochs=30, early_stopping_patience=2, monitor="val_loss", learning_rate=3e-3)
+    summary, out = _train(toy, tmp_path, s)
+    hist = pd.read_csv(out["history"], sep="\t")
+    assert summary["epochs"] < 30
+    assert summary["best_epoch"] == int(hist.loc[hist["validation_loss"].idxmin(), "epoch"])
+    assert summary["epochs"] == summary["best_epoch"] + 2
+
+
+def test_regression_and_fine_tuning_with_a_frozen_part(toy, tmp_path, default_config):
+    s = _settings(default_config, max_epochs=2)
+    _, first = _train(toy, tmp_path, s, "cls")
+    summary, out = _train(toy, tmp_path, {**s, "freeze": "head_only"}, "mmse", task="MMSE", pretrained=first["model"])
+    model = models.build_model(s["model"], SHAPE, 1)
+    assert summary["trainable_parameters"] == sum(p.numel() for p in model.head.parameters())
+    assert summary["fresh_parameters"] == ["head.4.weight", "head.4.bias"]
+    pred = pd.read_csv(out["predictions"], sep="\t")
+    assert {"truth", "prediction"} <= set(pred.columns) and pred["prediction"].between(0, 40).all()
+
+
+def test_leaking_split_is_refused_before_training(toy, tmp_path, default_config):
+    table = pd.read_csv(toy / "CN_vs_AD_split.tsv", sep="\t", dtype=str)
+    pid = table[table.set == "train"].participant_id.iloc[0]
+    bad = pd.concat([table, table[table.participant_id == pid].assign(set="test")])
+    write_tsv(toy / "leak_split.tsv", bad)
+    with pytest.raises(splits.SplitError, match=pid):
+        _train(toy, tmp_path, _settings(default_config), task="leak")

@@ -1,0 +1,17 @@
+from braindl.logs import to_log
+from braindl.training import train_run
+
+with to_log(snakemake.log):
+    train_run(
+        snakemake.input.volumes,
+        snakemake.input.index,
+        snakemake.input.split,
+        snakemake.wildcards.task,
+        snakemake.params.settings,
+        int(snakemake.wildcards.split),
+        int(snakemake.wildcards.run),
+        {k: snakemake.output[k] for k in ("model", "history", "predictions", "summary")},
+        snakemake.params.state_dir,
+        pretrained=snakemake.input.get("finetune"),
+        threads=snakemake.threads,
+    )
