@@ -57,7 +57,8 @@ def task_classes(task: str) -> list[str]:
 
 def subject_table(manifest: pd.DataFrame, task: str, age_bin_years: float) -> pd.DataFrame:
     """One row per participant eligible for ``task``: diagnosis, sex, baseline age, age bin, sessions."""
-    classes = TASKS[task] if task in TASKS else task_classes(task)
+    task_classes(task)  # refuses an unknown task
+    classes = TASKS[task]
     m = manifest.copy()
     m["session_id"] = m["session_id"].astype(str)
     m = m[m["diagnosis"].isin(classes)]

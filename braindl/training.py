@@ -280,9 +280,7 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
         t0 = time.perf_counter()
         train_loss = runner.train_epoch()
         val = runner.score("validation")
-        row = {"epoch": epoch, "train_loss": train_loss,
-               **{k.replace("validation_", "validation_"): v for k, v in val.items()},
-               "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch, "train_loss": train_loss, **val, "seconds": time.perf_counter() - t0}
         history.append(row)
         value = sign * row[col]
         if value > best + min_delta:
