@@ -258,13 +258,14 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
     history, best, best_epoch, bad, start_epoch = [], -math.inf, 0, 0, 1
     best_state = None
     if last.is_file():
-        ck = torch.load(str(last), map_location=dev, weights_only=False)
+        ck = torch.load(str(last), map_location=dev, weights_only=True)
         if ck.get("digest") == digest:
             runner.model.load_state_dict(ck["model"])
             runner.opt.load_state_dict(ck["optimizer"])
-            torch.set_rng_state(ck["torch_rng"])
-            runner.shuffle_gen.set_state(ck["shuffle_gen"])
-            runner.aug_gen.set_state(ck["aug_gen"].to(runner.aug_gen.device) if dev.type == "cuda" else ck["aug_gen"])
+            # generator states are CPU byte tensors, whatever the device
+            torch.set_rng_state(ck["torch_rng"].cpu())
+            runner.shuffle_gen.set_state(ck["shuffle_gen"].cpu())
+            runner.aug_gen.set_state(ck["aug_gen"].cpu())
             history, best, best_epoch, bad = ck["history"], ck["best"], ck["best_epoch"], ck["bad"]
             best_state = ck["best_state"]
             start_epoch = ck["epoch"] + 1
