@@ -30,6 +30,7 @@ include: "rules/registration.smk"
 include: "rules/skullstrip.smk"
 include: "rules/crop.smk"
 include: "rules/training.smk"
+include: "rules/transfer.smk"
 
 
 rule all:
@@ -38,3 +39,4 @@ rule all:
         MANIFEST,
         preprocessed_targets(),
         training_targets(),
+        transfer_targets(),

@@ -96,24 +96,24 @@ def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: l
     _save(fig, out, dpi)
 
 
-def figure_roc(predictions: list, variants: list[str], classes: list[str], out, dpi=150):
+def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_title="registration"):
+    """Mean test ROC curve per group with shaded SE; ``groups`` {label: [predictions TSV, ...]}."""
     fig, ax = plt.subplots(figsize=(4, 4))
-    by_variant: dict[str, list] = {}
-    for p in predictions:
-        by_variant.setdefault(_variant_of(p), []).append(pd.read_csv(p, sep="\t", dtype={"participant_id": str}))
-    for v in variants:
-        tables = by_variant.get(v, [])
+    for label, paths in groups.items():
+        tables = [pd.read_csv(p, sep="\t", dtype={"participant_id": str}) for p in paths]
+        if not tables:
+            continue
         if not classes:  # regression: predicted against true values
             t = pd.concat(tables)
             t = t[t["set"] == "test"]
-            ax.scatter(t["truth"], t["prediction"], s=10, label=v, alpha=0.7)
+            ax.scatter(t["truth"], t["prediction"], s=10, label=label, alpha=0.7)
             continue
         curves = np.array([mean_roc(t, classes) for t in tables])
         curves = curves[np.isfinite(curves).all(1)]
         if not len(curves):
             continue
         m, se = curves.mean(0), _se(curves)
-        ax.plot(FPR_GRID, m, label=f"{v} (n={len(curves)})")
+        ax.plot(FPR_GRID, m, label=f"{label} (n={len(curves)})")
         ax.fill_between(FPR_GRID, np.clip(m - se, 0, 1), np.clip(m + se, 0, 1), alpha=0.2)
     if classes:
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
@@ -122,8 +122,13 @@ def figure_roc(predictions: list, variants: list[str], classes: list[str], out, 
     else:
         ax.set_xlabel("true value")
         ax.set_ylabel("predicted")
-    ax.legend(title="registration", fontsize=8)
+    ax.legend(title=legend_title, fontsize=8)
     _save(fig, out, dpi)
+
+
+def figure_roc(predictions: list, variants: list[str], classes: list[str], out, dpi=150):
+    groups = {v: [p for p in predictions if _variant_of(p) == v] for v in variants}
+    figure_roc_groups(groups, classes, out, dpi, legend_title="registration")
 
 
 def figure_splits(metrics: pd.DataFrame, variants: list[str], out, dpi=150):

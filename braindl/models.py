@@ -22,7 +22,9 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-MODELS = ("cnn3d_thesis", "cnn3d_ms", "vgg3d_pet")
+from braindl.architectures import BACKBONES, MODELS_3D
+
+MODELS = MODELS_3D
 
 
 def _pool(dims, k):
@@ -91,13 +93,29 @@ def vgg3d_pet(input_shape, n_outputs, dropout=0.5, spatial_dims=3, filters=(16, 
     return Net(nn.Sequential(*layers), head, "vgg3d_pet")
 
 
-def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = None, spatial_dims: int = 3) -> Net:
-    """A model by name for volumes of ``input_shape`` (without channel)."""
+def is_2d(name: str) -> bool:
+    """Whether ``name`` is a 2D backbone (trained on mosaics) rather than a 3D network."""
+    return name in BACKBONES
+
+
+def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = None, spatial_dims: int = 3,
+                **arch) -> Net:
+    """A model by name for inputs of ``input_shape`` (without channel).
+
+    3D networks of this module, or the 2D backbones of :mod:`braindl.backbones`
+    (``arch``: ``head``, ``head_width``, ``rgb``).
+    """
     builders = {"cnn3d_thesis": cnn3d_thesis, "cnn3d_ms": cnn3d_ms, "vgg3d_pet": vgg3d_pet}
-    if name not in builders:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(builders)}")
     kwargs = {} if dropout is None else {"dropout": dropout}
-    return builders[name](tuple(input_shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
+    if is_2d(name):
+        from braindl.backbones import build_2d
+
+        return build_2d(name, int(n_outputs), **kwargs, **arch)
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(builders) + sorted(BACKBONES)}")
+    net = builders[name](tuple(input_shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
+    net.output = "softmax"
+    return net
 
 
 def parameter_layers(model: nn.Module) -> list[nn.Module]:

@@ -31,7 +31,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
-from braindl import models, splits
+from braindl import backbones, models, splits
 from braindl.io import atomic_path, write_json, write_tsv
 from braindl.pack import load_pack
 
@@ -78,10 +78,10 @@ def task_rows(index: pd.DataFrame, split: pd.DataFrame, task: str) -> dict[str, 
     return out
 
 
-def to_device(arr: np.ndarray, rows: pd.DataFrame, device: torch.device) -> torch.Tensor:
-    """(N, 1, X, Y, Z) half-precision tensor of the pack rows, on ``device``."""
-    data = np.ascontiguousarray(arr[rows["index"].to_numpy()], dtype=np.float16)
-    return torch.from_numpy(data).unsqueeze(1).to(device)
+def to_device(arr: np.ndarray, rows: pd.DataFrame, device: torch.device, mosaic: bool = False) -> torch.Tensor:
+    """Half-precision tensor of the pack rows on ``device``: volumes (N, 1, X, Y, Z), mosaics (N, S, H, W)."""
+    data = torch.from_numpy(np.ascontiguousarray(arr[rows["index"].to_numpy()], dtype=np.float16))
+    return (data if mosaic else data.unsqueeze(1)).to(device)
 
 
 def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -106,6 +106,45 @@ def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator
             xi[tuple(sl)] = 0
             x[i] = xi
     return x
+
+
+def augment_2d(x: torch.Tensor, shift: float, zoom: float, gen: torch.Generator) -> torch.Tensor:
+    """001's augmentation of (B, 1, H, W) mosaics: width/height shift up to ``shift`` (a fraction of the
+    size) and zoom in by a factor in [1, 1 + ``zoom``], zero filled."""
+    if shift <= 0 and zoom <= 0:
+        return x
+    n, dev = x.shape[0], gen.device
+    u = torch.rand(n, 3, generator=gen, device=dev).to(x.device)
+    scale = 1.0 / (1.0 + zoom * u[:, 0])
+    t = (u[:, 1:] * 2 - 1) * shift * 2  # normalised coordinates span 2
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 1, 1] = scale, scale
+    theta[:, :, 2] = t
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x.float(), grid, align_corners=False, padding_mode="zeros").to(x.dtype)
+
+
+class WeightedBCE(nn.Module):
+    """003's loss for sigmoid heads: binary cross-entropy on one-hot targets, samples weighted by class."""
+
+    def __init__(self, n_classes: int, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.n = n_classes
+        self.register_buffer("weight", weight if weight is not None else torch.ones(n_classes))
+
+    def forward(self, logits, y):
+        onehot = nn.functional.one_hot(y, self.n).float()
+        per = nn.functional.binary_cross_entropy_with_logits(logits, onehot, reduction="none").mean(1)
+        w = self.weight[y]
+        return (w * per).sum() / w.sum()
+
+
+def probabilities(logits: torch.Tensor, output: str) -> torch.Tensor:
+    """Class probabilities of logits: softmax, or sigmoid outputs normalised to sum to one."""
+    if output == "sigmoid":
+        p = torch.sigmoid(logits)
+        return p / p.sum(1, keepdim=True).clamp_min(1e-12)
+    return torch.softmax(logits, 1)
 
 
 def class_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -141,7 +180,8 @@ class Runner:
         self.regression = splits.is_regression(task)
         self.classes = splits.task_classes(task)
         self.rows = rows
-        self.x = {k: to_device(arr, v, device) for k, v in rows.items()}
+        self.mosaic = settings.get("input", "volume") == "mosaic"
+        self.x = {k: to_device(arr, v, device, self.mosaic) for k, v in rows.items()}
         y_train = rows["train"]["target"].to_numpy()
         if self.regression:
             self.mu, self.sd = float(y_train.mean()), float(y_train.std() or 1.0)
@@ -153,15 +193,25 @@ class Runner:
             self.y = {k: torch.tensor(v["target"].to_numpy(), dtype=torch.long, device=device)
                       for k, v in rows.items()}
             w = class_weights(y_train, len(self.classes)) if settings["class_weights"] else None
-            self.loss_fn = nn.CrossEntropyLoss(weight=None if w is None else w.to(device))
+            if settings.get("head") == "sigmoid":
+                self.loss_fn = WeightedBCE(len(self.classes), w).to(device)
+            else:
+                self.loss_fn = nn.CrossEntropyLoss(weight=None if w is None else w.to(device))
         torch.manual_seed(seed)
         n_out = 1 if self.regression else len(self.classes)
-        self.model = models.build_model(settings["model"], arr.shape[1:], n_out, settings["dropout"]).to(device)
-        self.fresh = []
+        self.arch = model_arch(settings)
+        in_shape = arr.shape[2:] if self.mosaic else arr.shape[1:]
+        self.model = models.build_model(settings["model"], in_shape, n_out, settings["dropout"], **self.arch)
+        self.model = self.model.to(device)
+        self.fresh, self.weights = [], None
         if pretrained:
             self.fresh = models.load_pretrained(self.model, pretrained)
+        elif models.is_2d(settings["model"]) and str(settings.get("weights", "none")) != "none":
+            self.weights = str(backbones.load_imagenet(self.model, settings["model"], settings["weights"]))
+            self.fresh = [k for k in self.model.state_dict() if k.startswith("head.")]
         # freezing only makes sense for pretrained weights
-        self.trainable = models.freeze(self.model, settings["freeze"] if pretrained else "none")
+        started = bool(pretrained or self.weights)
+        self.trainable = models.freeze(self.model, settings["freeze"] if started else "none")
         self.opt = _optimizer(settings["optimizer"], [p for p in self.model.parameters() if p.requires_grad],
                               float(settings["learning_rate"]), float(settings["weight_decay"]))
         gen_dev = "cuda" if device.type == "cuda" else "cpu"
@@ -176,8 +226,25 @@ class Runner:
         out = out.float()
         return out[:, 0] if self.regression else out
 
-    def train_epoch(self) -> float:
+    def _train_mode(self):
+        """Train mode, except BatchNorm layers that are frozen: they keep their (pretrained) statistics."""
         self.model.train()
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+
+    def _batch(self, idx):
+        xb = self.x["train"][idx]
+        if self.mosaic:  # one of the scan's mosaics (001: the interleaved sets are augmentation)
+            pick = torch.randint(0, xb.shape[1], (xb.shape[0],), generator=self.aug_gen,
+                                 device=self.aug_gen.device).to(xb.device)
+            xb = xb[torch.arange(xb.shape[0], device=xb.device), pick].unsqueeze(1)
+            return augment_2d(xb, float(self.s.get("augment_shift_fraction", 0.0)),
+                              float(self.s.get("augment_zoom", 0.0)), self.aug_gen)
+        return augment(xb, float(self.s["augment_flip"]), int(self.s["augment_shift_voxels"]), self.aug_gen)
+
+    def train_epoch(self) -> float:
+        self._train_mode()
         n = self.x["train"].shape[0]
         order = torch.randperm(n, generator=self.shuffle_gen)
         bs = int(self.s["batch_size"])
@@ -186,8 +253,7 @@ class Runner:
             idx = order[start:start + bs].to(self.device)
             if len(idx) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
                 continue  # BatchNorm cannot train on a batch of one
-            xb = augment(self.x["train"][idx], float(self.s["augment_flip"]), int(self.s["augment_shift_voxels"]),
-                         self.aug_gen)
+            xb = self._batch(idx)
             self.opt.zero_grad(set_to_none=True)
             loss = self.loss_fn(self._forward(xb), self.y["train"][idx])
             loss.backward()
@@ -197,17 +263,25 @@ class Runner:
 
     @torch.no_grad()
     def predict(self, which: str) -> tuple[float, np.ndarray]:
-        """Loss and outputs (class probabilities, or predictions in target units) of one set."""
+        """Loss and outputs (class probabilities, or predictions in target units) of one set.
+
+        Mosaic inputs with several mosaics per scan are an ensemble (001): each
+        mosaic is predicted and the probabilities (or predictions) averaged;
+        the loss is the mean over the mosaics.
+        """
         self.model.eval()
-        outs = []
         bs = int(self.s["batch_size"])
-        for start in range(0, self.x[which].shape[0], bs):
-            outs.append(self._forward(self.x[which][start:start + bs]))
-        out = torch.cat(outs)
-        loss = float(self.loss_fn(out, self.y[which]))
+        x = self.x[which]
+        views = [x[:, s:s + 1] for s in range(x.shape[1])] if self.mosaic else [x]
+        losses, outs = [], []
+        for v in views:
+            out = torch.cat([self._forward(v[start:start + bs]) for start in range(0, v.shape[0], bs)])
+            losses.append(float(self.loss_fn(out, self.y[which])))
+            outs.append(out if self.regression else probabilities(out, self.model.output))
+        loss, out = float(np.mean(losses)), torch.stack(outs).mean(0)
         if self.regression:
             return loss, out.cpu().numpy() * self.sd + self.mu
-        return loss, torch.softmax(out, 1).cpu().numpy()
+        return loss, out.cpu().numpy()
 
     def score(self, which: str) -> dict:
         loss, out = self.predict(which)
@@ -216,6 +290,14 @@ class Runner:
             return {f"{which}_loss": loss, f"{which}_mae": float(np.mean(np.abs(out - truth)))}
         return {f"{which}_loss": loss,
                 f"{which}_balanced_accuracy": float(balanced_accuracy_score(truth, out.argmax(1)))}
+
+
+def model_arch(settings: dict) -> dict:
+    """Architecture settings beyond name and dropout (2D backbones: head, head width, RGB input)."""
+    if not models.is_2d(settings["model"]):
+        return {}
+    return {"head": settings.get("head", "fc256"), "head_width": int(settings.get("head_width", 256)),
+            "rgb": bool(settings.get("rgb", True))}
 
 
 def monitor_of(task: str, settings: dict) -> tuple[str, int]:
@@ -252,6 +334,9 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True)
     runner = Runner(arr, rows, task, settings, dev, seed, pretrained)
+    total = sum(p.numel() for p in runner.model.parameters())
+    log(f"{settings['model']} on {dev}: {runner.trainable:,} of {total:,} parameters trainable"
+        + (f" (freeze {settings['freeze']})" if (pretrained or runner.weights) else ""))
     col, sign = monitor_of(task, settings)
     state_dir = Path(state_dir)
     last = state_dir / "last.pt"
@@ -315,13 +400,16 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
                                  **{f"prob_{c}": outp[:, i] for i, c in enumerate(runner.classes)})
         preds.append(table)
     summary = dict(task=task, split=split, run=run, seed=seed, model=settings["model"], device=str(dev),
-                   pretrained=str(pretrained) if pretrained else None,
+                   input=settings.get("input", "volume"), pretrained=str(pretrained) if pretrained else None,
+                   weights=runner.weights, freeze=settings["freeze"] if (pretrained or runner.weights) else "none",
                    epochs=len(history), best_epoch=best_epoch, monitor=col, best_value=sign * best,
                    trainable_parameters=runner.trainable, fresh_parameters=runner.fresh,
                    n_train=len(rows["train"]), n_validation=len(rows["validation"]), n_test=len(rows["test"]),
                    classes=runner.classes, target_mean=runner.mu, target_sd=runner.sd,
                    seconds=round(sum(h["seconds"] for h in history), 2))
-    _save_atomic({"model": best_state, "model_name": settings["model"], "input_shape": list(arr.shape[1:]),
+    _save_atomic({"model": best_state, "model_name": settings["model"], "arch": runner.arch,
+                  "input": settings.get("input", "volume"),
+                  "input_shape": list(arr.shape[2:] if runner.mosaic else arr.shape[1:]),
                   "n_outputs": 1 if runner.regression else len(runner.classes), "classes": runner.classes,
                   "dropout": settings["dropout"], "target_mean": runner.mu, "target_sd": runner.sd}, out["model"])
     write_tsv(out["history"], pd.DataFrame(history))
@@ -334,6 +422,7 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
 def load_model(path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from its checkpoint (``weights_only``)."""
     ck = torch.load(str(path), map_location="cpu", weights_only=True)
-    model = models.build_model(ck["model_name"], ck["input_shape"], ck["n_outputs"], ck["dropout"])
+    model = models.build_model(ck["model_name"], ck["input_shape"], ck["n_outputs"], ck["dropout"],
+                               **ck.get("arch", {}))
     model.load_state_dict(ck["model"])
     return model.eval(), ck

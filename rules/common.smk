@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import crop, inputs, registration, synthetic
+from braindl import architectures, crop, inputs, mosaic, registration, synthetic
 from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
@@ -199,8 +199,13 @@ def _participants_digest():
 PARTICIPANTS_DIGEST = _participants_digest()
 
 
+XFER = config["transfer"]
+ARMS = XFER["models"] if XFER["tasks"] else {}
+ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"]))
+
+
 wildcard_constraints:
-    task="|".join(TASKS),
+    task="|".join(ALL_TASKS),
     mod="T1w|pet",
     split="[0-9]+",
     run="[0-9]+",
@@ -238,7 +243,7 @@ def training_settings():
 
 def train_inputs(wildcards):
     files = {
-        "volumes": pack_paths(wildcards.reg, wildcards.mod)["volumes"],
+        "data": pack_paths(wildcards.reg, wildcards.mod)["volumes"],
         "index": pack_paths(wildcards.reg, wildcards.mod)["index"],
         "split": split_path(wildcards.split, wildcards.task),
     }
@@ -269,4 +274,118 @@ def training_targets():
         for mod in TRAIN_MODALITIES:
             files += list(evaluation_paths(task, mod).values())
             files += [figure_path(k, task, mod) for k in ("variants", "roc", "splits")]
+    return files
+
+
+# ---- mosaics and the 3D-vs-2D transfer experiment (000) -----------------------------------
+MOSAIC = f"{RESULTS}/mosaic"
+TRANSFER = f"{RESULTS}/transfer"
+LAYOUTS = config["mosaic"]["layouts"]
+
+
+def _check_transfer():
+    """Config errors of the transfer experiment, before any job runs."""
+    if not ARMS:
+        return
+    where = "config: transfer"
+    if XFER["modality"] not in MODALITIES:
+        raise WorkflowError(f"{where}.modality {XFER['modality']!r} is not in dataset.modalities {MODALITIES}")
+    if XFER["variant"] not in VARIANTS:
+        raise WorkflowError(f"{where}.variant {XFER['variant']!r} is not in registration.variants {VARIANTS}")
+    for key in ("roc_task", "embedding_task"):
+        if XFER[key] is not None and XFER[key] not in XFER["tasks"]:
+            raise WorkflowError(f"{where}.{key} {XFER[key]!r} is not one of transfer.tasks {XFER['tasks']}")
+    box = config["crop"]["box"][config["crop"]["preset"][XFER["modality"]]]["shape"]
+    for name, arm in ARMS.items():
+        is2d = arm["model"] in architectures.BACKBONES
+        if is2d != (arm["input"] == "mosaic"):
+            raise WorkflowError(f"{where}.models.{name}: model {arm['model']} takes "
+                                f"{'mosaic' if is2d else 'volume'} input, not {arm['input']}")
+        if not is2d:
+            continue
+        layout = arm.get("layout")
+        if layout not in LAYOUTS:
+            raise WorkflowError(f"{where}.models.{name}: layout {layout!r} is not one of mosaic.layouts {sorted(LAYOUTS)}")
+        try:
+            mosaic.mosaic_shape(box, LAYOUTS[layout], config["mosaic"]["scale"])
+        except mosaic.LayoutError as err:
+            raise WorkflowError(f"{where}.models.{name}: layout {layout} on the {box} crop: {err}") from None
+        weights = arm.get("weights", XFER["defaults_2d"]["weights"])
+        if weights != "none" and not architectures.weights_path(arm["model"], weights).is_file():
+            raise WorkflowError(f"{where}.models.{name}: weights {weights}: "
+                                f"{architectures.weights_path(arm['model'], weights)} not found")
+
+
+_check_transfer()
+
+
+def mosaic_paths(reg="{reg}", mod="{mod}", layout="{layout}"):
+    pre = f"{MOSAIC}/desc-{reg}_{mod}_layout-{layout}"
+    return {"mosaics": f"{pre}_mosaics.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_mosaics.json"}
+
+
+def arm_settings(arm):
+    """Training settings of one transfer model: `training`, then defaults_2d, then the model's keys."""
+    spec = ARMS[arm]
+    skip = {"tasks", "modalities", "finetune_from", "pretrained", "freeze"}
+    settings = {k: v for k, v in config["training"].items() if k not in skip}
+    settings.update(pretrained=None, freeze="none")
+    if spec["input"] == "mosaic":
+        settings.update(XFER["defaults_2d"], rgb=config["mosaic"]["rgb"])
+    settings.update({k: v for k, v in spec.items() if k != "layout"})
+    return canonical(settings)
+
+
+def arm_paths(task="{task}", arm="{arm}", split="{split}", run="{run}"):
+    mod, reg = XFER["modality"], XFER["variant"]
+    pre = f"{TRANSFER}/task-{task}/model-{arm}/task-{task}_{mod}_desc-{reg}_model-{arm}_split-{split}_run-{run}"
+    return {
+        "model": f"{pre}_model.pt",
+        "history": f"{pre}_history.tsv",
+        "predictions": f"{pre}_predictions.tsv",
+        "summary": f"{pre}_summary.json",
+    }
+
+
+wildcard_constraints:
+    arm="|".join(ARMS) or "no-model",
+    layout="|".join(LAYOUTS) or "no-layout",
+
+
+def arm_inputs(wildcards):
+    return arm_files(wildcards.task, wildcards.arm, wildcards.split)
+
+
+def arm_files(task, arm, split):
+    """Inputs of one transfer run: packed volumes or mosaics with their index, and the split."""
+    spec = ARMS[arm]
+    mod, reg = XFER["modality"], XFER["variant"]
+    if spec["input"] == "mosaic":
+        data = mosaic_paths(reg, mod, spec["layout"])
+        files = {"data": data["mosaics"], "index": data["index"]}
+    else:
+        data = pack_paths(reg, mod)
+        files = {"data": data["volumes"], "index": data["index"]}
+    return {**files, "split": split_path(split, task)}
+
+
+def transfer_table():
+    return f"{TRANSFER}/{XFER['modality']}_desc-{XFER['variant']}_comparison.tsv"
+
+
+def transfer_figure(kind, task="{task}", arm=None):
+    model = "" if arm is None else f"_model-{arm}"
+    return f"{FIGURES}/transfer_task-{task}_{XFER['modality']}_desc-{XFER['variant']}{model}_{kind}.{config['figures']['format']}"
+
+
+def transfer_targets():
+    """The comparison table, the ROC figure and one embedding figure (and table) per model."""
+    if not ARMS:
+        return []
+    files = [transfer_table()]
+    if XFER["roc_task"]:
+        files.append(transfer_figure("roc", XFER["roc_task"]))
+    if XFER["embedding_task"]:
+        for arm in ARMS:
+            files.append(transfer_figure("embedding", XFER["embedding_task"], arm))
     return files

@@ -211,3 +211,94 @@ def test_leaking_split_is_refused_before_training(toy, tmp_path, default_config)
     write_tsv(toy / "leak_split.tsv", bad)
     with pytest.raises(splits.SplitError, match=pid):
         _train(toy, tmp_path, _settings(default_config), task="leak")
+
+
+# ---- 2D models on mosaics ------------------------------------------------------------------
+LAYOUT3 = {"rows": 3, "columns": 4, "axis": 2, "slices": "all", "interleave": 3}
+
+
+@pytest.fixture(scope="module")
+def toy_mosaics(toy):
+    from braindl import mosaic
+
+    mosaic.run_mosaics(toy / "pack.npy", toy / "index.tsv", LAYOUT3, 1.0, toy / "mosaics.npy",
+                       toy / "mosaics_index.tsv", toy / "mosaics.json")
+    return toy
+
+
+def _settings_2d(default_config, **over):
+    return _settings(default_config, **{"model": "resnet18", "input": "mosaic", "rgb": True, "dropout": 0.5,
+                                        **default_config["transfer"]["defaults_2d"], "head_width": 32, **over})
+
+
+def _train_2d(toy, tmp_path, settings, name="m"):
+    out = _out(tmp_path, name)
+    lines = []
+    summary = training.train_run(toy / "mosaics.npy", toy / "mosaics_index.tsv", toy / "CN_vs_AD_split.tsv",
+                                 "CN_vs_AD", settings, 1, 1, out, tmp_path / f"{name}_state", log=lines.append)
+    return summary, out, lines
+
+
+def test_2d_model_learns_mosaics_and_predicts_the_ensemble(toy_mosaics, tmp_path, default_config):
+    summary, out, lines = _train_2d(toy_mosaics, tmp_path, _settings_2d(default_config, max_epochs=6))
+    assert summary["input"] == "mosaic" and summary["model"] == "resnet18"
+    assert any("parameters trainable" in line and f"{summary['trainable_parameters']:,}" in line for line in lines)
+    pred = pd.read_csv(out["predictions"], sep="\t", dtype={"participant_id": str, "session_id": str})
+    test = pred[pred.set == "test"]
+    assert (test["truth"] == test["predicted"]).mean() >= 0.8
+    # the test probabilities are the mean over the scan's three interleaved mosaics
+    model, ck = training.load_model(out["model"])
+    assert ck["arch"]["head"] == "fc256" and ck["input"] == "mosaic"
+    arr = np.load(toy_mosaics / "mosaics.npy")
+    index = pd.read_csv(toy_mosaics / "mosaics_index.tsv", sep="\t", dtype={"participant_id": str, "session_id": str})
+    rows = test.merge(index, on=["participant_id", "session_id"])
+    x = torch.from_numpy(arr[rows["index"].to_numpy()].astype(np.float32))
+    with torch.no_grad():
+        per = torch.stack([torch.softmax(model(x[:, s:s + 1]), 1) for s in range(3)])
+    assert np.allclose(per.mean(0).numpy(), rows[["prob_CN", "prob_AD"]].to_numpy(), atol=2e-3)
+    assert not np.allclose(per[0].numpy(), per[1].numpy(), atol=1e-4)  # the mosaics do differ
+
+
+def test_frozen_backbone_with_sigmoid_head_and_pretrained_file(toy_mosaics, tmp_path, default_config):
+    from braindl import backbones
+
+    ref = backbones.build_2d("resnet18", 2, head_width=32)
+    torch.nn.init.normal_(ref.features[1].conv1.weight)
+    ref.features[1].bn1.running_mean.fill_(0.3)
+    torch.save(ref.features[1].state_dict(), tmp_path / "resnet18-upstream.pth")
+    settings = _settings_2d(default_config, head="sigmoid", weights=str(tmp_path / "resnet18-upstream.pth"),
+                            freeze="head_only", max_epochs=2)
+    summary, out, lines = _train_2d(toy_mosaics, tmp_path, settings)
+    head = sum(p.numel() for p in backbones.build_2d("resnet18", 2, head="sigmoid").head.parameters())
+    assert summary["trainable_parameters"] == head and summary["freeze"] == "head_only"
+    assert summary["weights"].endswith("resnet18-upstream.pth")
+    model, _ = training.load_model(out["model"])
+    # frozen backbone: weights and BatchNorm statistics are the pretrained ones
+    assert torch.equal(model.features[1].conv1.weight, ref.features[1].conv1.weight)
+    assert torch.all(model.features[1].bn1.running_mean == 0.3)
+    pred = pd.read_csv(out["predictions"], sep="\t")
+    assert np.allclose(pred[["prob_CN", "prob_AD"]].sum(1), 1.0)
+
+
+def test_weighted_bce_matches_its_definition():
+    logits = torch.tensor([[0.2, -1.0], [1.5, 0.3], [-0.4, 0.9]])
+    y = torch.tensor([0, 1, 1])
+    w = torch.tensor([2.0, 0.5])
+    onehot = torch.nn.functional.one_hot(y, 2).float()
+    per = -(onehot * torch.log(torch.sigmoid(logits)) + (1 - onehot) * torch.log(1 - torch.sigmoid(logits))).mean(1)
+    expected = (w[y] * per).sum() / w[y].sum()
+    assert torch.allclose(training.WeightedBCE(2, w)(logits, y), expected)
+
+
+def test_2d_augmentation_shifts_and_zooms_within_bounds():
+    x = torch.zeros(4, 1, 40, 40)
+    x[:, :, 18:22, 18:22] = 1
+    gen = torch.Generator().manual_seed(0)
+    y = training.augment_2d(x, 0.03, 0.03, gen)
+    assert y.shape == x.shape
+    for i in range(4):
+        cy, cx = [float((torch.arange(40.0)[:, None] * y[i, 0]).sum() / y[i, 0].sum()) if d == 0 else
+                  float((torch.arange(40.0)[None, :] * y[i, 0]).sum() / y[i, 0].sum()) for d in (0, 1)]
+        assert abs(cy - 19.5) <= 0.03 * 40 + 0.5 and abs(cx - 19.5) <= 0.03 * 40 + 0.5
+    assert not torch.equal(y, x)
+    assert torch.equal(training.augment_2d(x, 0.0, 0.0, gen), x)

@@ -22,7 +22,20 @@ TINY = {
     "splits": {"n_splits": 2, "test_fraction": 0.25, "validation_fraction": 0.34},
     "training": {"max_epochs": 2, "batch_size": 4},
     "evaluation": {"bootstrap": 50},
+    # 000's comparison on the tiny cohort: the 3D CNN and a 2D ResNet-18 on mosaics, CN vs AD
+    "transfer": {"tasks": ["CN_vs_AD"], "roc_task": "CN_vs_AD", "embedding_task": "CN_vs_AD",
+                 "models": {"cnn3d": {"batch_size": 4}, "resnet18": {"max_epochs": 2, "batch_size": 4}}},
 }
+# jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
+XF = {"pack": 1, "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 2}
+
+
+def add(*counts):
+    out = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def smk(repo, workdir, *args, check=True, env=None):
@@ -61,14 +74,20 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
         assert counts[f"register_{v}"] == n_sessions
     assert counts["skullstrip"] == counts["crop"] == len(variants) * n_sessions
     assert counts["qc_table"] == len(variants)
-    tr = default_config["training"]
-    assert counts["splits"] == len(tr["tasks"])
-    assert counts["pack"] == len(variants) * len(tr["modalities"])
+    tr, xf = default_config["training"], default_config["transfer"]
+    assert counts["splits"] == len(set(tr["tasks"]) | set(xf["tasks"]))
+    extra_pack = xf["modality"] not in tr["modalities"]
+    assert counts["pack"] == len(variants) * len(tr["modalities"]) + extra_pack
     n_runs = default_config["splits"]["n_splits"] * default_config["splits"]["n_repeats"]
     assert counts["train"] == len(tr["tasks"]) * len(tr["modalities"]) * len(variants) * n_runs
     assert counts["evaluate"] == len(tr["tasks"]) * len(tr["modalities"])
     for fig in ("variants", "roc", "splits"):
         assert counts[f"figure_{fig}"] == counts["evaluate"]
+    arms = xf["models"]
+    assert counts["mosaic"] == len({a["layout"] for a in arms.values() if a["input"] == "mosaic"})
+    assert counts["train_model"] == len(xf["tasks"]) * len(arms) * n_runs
+    assert counts["transfer_table"] == counts["transfer_roc"] == 1
+    assert counts["transfer_embedding"] == len(arms)
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -175,8 +194,9 @@ FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
 
 
 def _below_crop(variants):
-    """Jobs downstream of the cropped T1w of ``variants`` variants (tiny config: 2 splits x 1 run)."""
-    return {"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}
+    """Jobs downstream of the crops of ``variants`` variants (tiny config: 2 splits x 1 run); every crop
+    job also writes the PET the transfer experiment reads, so its jobs follow."""
+    return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF)
 
 
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
@@ -191,6 +211,9 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
     assert "Nothing to be done" in out.stdout + out.stderr
     assert _rerun(repo, tiny_run, "unused", {"crop": {"box": unused}}) == {}
     assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, **_below_crop(nv)}
+    # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
+    assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == {
+        "mosaic": 1, "train_model": 2, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 1, "all": 1}
     assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
         "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, **_below_crop(nv)}
     # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
@@ -201,12 +224,21 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
 def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
     nv = len(default_config["registration"]["variants"])
     train = {"train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
-    assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == train
-    assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == {"splits": 1, **train}
-    # more runs per split: only the new runs train, the splits stay
-    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == train
-    assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {"evaluate": 1, **FIGS, "all": 1}
-    assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {**FIGS, "all": 1}
+    models = {"train_model": 4, "transfer_table": 1, "transfer_roc": 1}
+    # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
+    assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
+        train, {"train_model": 2, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 1})
+    assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
+        {"splits": 1}, train, models, {"transfer_embedding": 2})
+    # more runs per split: only the new runs train, the splits stay (embeddings use the first run)
+    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models)
+    assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {
+        "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
+    assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {
+        **FIGS, "transfer_roc": 1, "transfer_embedding": 2, "all": 1}
+    # one model's setting reruns that model's runs only
+    assert _rerun(repo, tiny_run, "head", {"transfer": {"models": {"resnet18": {"head": "linear"}}}}) == {
+        "train_model": 2, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 1, "all": 1}
     # the task and modality lists are not settings of the runs that exist
     both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "MMSE"]}})
     assert both == {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
@@ -235,7 +267,7 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(copy)}
     out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
     counts = job_counts(out.stdout + out.stderr)
-    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all"}, counts
+    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF}, counts
 
 
 def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
@@ -252,10 +284,27 @@ def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
     assert not (tmp_path / "results/inputs/manifest.tsv").exists()
 
 
+def _hub_with_weights(tmp_path, config):
+    """A torch hub cache holding a file for every ImageNet backbone ``config`` asks for (the dry run only
+    checks that they exist; loading them is tested in test_backbones)."""
+    from braindl.architectures import BACKBONES
+
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    defaults = yaml.safe_load((REPO / "config.yaml").read_text())["transfer"]["models"]
+    for name, arm in config["transfer"]["models"].items():
+        arm = {**defaults.get(name, {}), **arm}  # Snakemake merges the config files key by key
+        if arm.get("weights") == "imagenet":
+            (ckpt / BACKBONES[arm["model"]][1]).write_bytes(b"")
+    return {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+
+
 def test_full_protocol_dry_run(repo, tmp_path):
     """The README's full-protocol command builds its DAG (targets before --configfile)."""
     full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
-    out = smk(repo, tmp_path, "-n", "all", "--cores", "32", "--configfile", str(repo / "configs/full_protocol.yaml"))
+    env = _hub_with_weights(tmp_path, full)
+    out = smk(repo, tmp_path, "-n", "all", "--cores", "32", "--configfile", str(repo / "configs/full_protocol.yaml"),
+              env=env)
     counts = job_counts(out.stdout + out.stderr)
     n_subjects = sum(full["synthetic"]["groups"].values())
     assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == n_subjects
@@ -273,3 +322,35 @@ def test_finetuning_runs_depend_on_their_source_task(repo, tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"training": {"finetune_from": "CN_AD_DLB"}}))
     bad = smk(repo, tmp_path, "all", "-n", "--configfile", "bad.yaml", check=False)
     assert bad.returncode != 0 and "training.finetune_from" in bad.stdout + bad.stderr
+
+
+def test_tiny_transfer_outputs(tiny_run):
+    mosaics = __import__("numpy").load(tiny_run / "results/mosaic/desc-syn_pet_layout-pet_000_mosaics.npy", mmap_mode="r")
+    assert mosaics.shape[1:] == (1, 285, 395)
+    table = pd.read_csv(tiny_run / "results/transfer/pet_desc-syn_comparison.tsv", sep="\t")
+    assert set(table["model"]) == {"cnn3d", "resnet18"} and (table["n_runs"] == 2).all()
+    assert {"validation_accuracy", "test_accuracy_lo", "test_accuracy_hi", "test_nmi", "train_seconds",
+            "trainable_parameters"} <= set(table.columns)
+    assert table.set_index("model").loc["resnet18", "input"] == "mosaic"
+    for fig in ("transfer_task-CN_vs_AD_pet_desc-syn_roc.png", "transfer_task-CN_vs_AD_pet_desc-syn_model-cnn3d_embedding.png",
+                "transfer_task-CN_vs_AD_pet_desc-syn_model-resnet18_embedding.png"):
+        assert (tiny_run / "results/figures" / fig).stat().st_size > 3000, fig
+    log = next(tiny_run.glob("results/transfer/logs/task-CN_vs_AD_model-resnet18_split-01_run-01.log")).read_text()
+    assert "parameters trainable" in log and "epoch   2/2" in log
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": {"r": {"model": "resnet18", "input": "mosaic", "layout": "pet_000", "weights": "imagenet"}}},
+     "resnet18-f37072fd.pth not found"),
+    ({"models": {"r": {"model": "resnet18", "input": "volume"}}}, "takes mosaic input"),
+    ({"models": {"r": {"model": "resnet18", "input": "mosaic", "layout": "nope"}}}, "layout 'nope'"),
+    ({"models": {"r": {"model": "resnet18", "input": "mosaic", "layout": "big"}}}, "do not fit"),
+    ({"variant": "linear", "roc_task": "MMSE"}, "transfer.roc_task"),
+])
+def test_bad_transfer_settings_are_refused_at_parse_time(repo, tmp_path, change, message):
+    over = {"transfer": change, "mosaic": {"layouts": {"big": {"rows": 2, "columns": 2, "axis": 2, "slices": "all",
+                                                               "interleave": 1}}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(over))
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "empty")}
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "bad.yaml", check=False, env=env)
+    assert out.returncode != 0 and message in out.stdout + out.stderr, out.stdout + out.stderr

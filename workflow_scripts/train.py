@@ -3,7 +3,7 @@ from braindl.training import train_run
 
 with to_log(snakemake.log):
     train_run(
-        snakemake.input.volumes,
+        snakemake.input.data,
         snakemake.input.index,
         snakemake.input.split,
         snakemake.wildcards.task,

@@ -1,0 +1,50 @@
+"""Names of the networks the workflow builds (no torch import: the Snakefile checks configs with it).
+
+``MODELS_3D`` are built by :mod:`braindl.models`; ``BACKBONES`` (2D, trained
+on mosaics) by :mod:`braindl.backbones`, with the upstream ImageNet weight
+file each one reads from the torch hub cache.
+"""
+
+MODELS_3D = ("cnn3d_thesis", "cnn3d_ms", "vgg3d_pet")
+
+# name: (family, upstream file name in the torch hub cache)
+BACKBONES = {
+    "densenet121": ("densenet", "densenet121-a639ec97.pth"),
+    "densenet169": ("densenet", "densenet169-b2777c0a.pth"),
+    "densenet201": ("densenet", "densenet201-c1103571.pth"),
+    "resnet18": ("resnet", "resnet18-f37072fd.pth"),
+    "resnet34": ("resnet", "resnet34-b627a593.pth"),
+    "resnet50": ("resnet", "resnet50-0676ba61.pth"),
+    "resnet101": ("resnet", "resnet101-63fe2227.pth"),
+    "resnet152": ("resnet", "resnet152-394f9c45.pth"),
+    **{f"efficientnet-b{i}": ("efficientnet", f) for i, f in enumerate(
+        ["efficientnet-b0-355c32eb.pth", "efficientnet-b1-f1951068.pth", "efficientnet-b2-8bb594d6.pth",
+         "efficientnet-b3-5fb5a3c3.pth", "efficientnet-b4-6ed6700e.pth", "efficientnet-b5-b6417697.pth",
+         "efficientnet-b6-c76e70fd.pth", "efficientnet-b7-dcc49843.pth"])},
+    "se_resnet50": ("senet", "se_resnet50-ce0d4300.pth"),
+    "se_resnet101": ("senet", "se_resnet101-7e38fcc6.pth"),
+    "se_resnet152": ("senet", "se_resnet152-d17c99b7.pth"),
+    "se_resnext50_32x4d": ("senet", "se_resnext50_32x4d-a260b3a4.pth"),
+    "se_resnext101_32x4d": ("senet", "se_resnext101_32x4d-3b2fe3d8.pth"),
+    "senet154": ("senet", "senet154-c7b49a05.pth"),
+}
+HEADS = ("linear", "fc256", "sigmoid")
+
+
+def hub_dir():
+    """The torch hub directory as ``torch.hub.get_dir()`` resolves it ($TORCH_HOME/hub, else
+    $XDG_CACHE_HOME/torch/hub, else ~/.cache/torch/hub), without importing torch."""
+    import os
+    from pathlib import Path
+
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(home)) / "hub"
+
+
+def weights_path(name: str, weights):
+    """``imagenet`` -> the torch hub cache file of backbone ``name``; otherwise ``weights`` as a path."""
+    from pathlib import Path
+
+    if str(weights) == "imagenet":
+        return hub_dir() / "checkpoints" / BACKBONES[name][1]
+    return Path(weights)

@@ -1,0 +1,101 @@
+# Mosaics (braindl.mosaic) and 000's comparison of a custom 3D CNN with 2D models on
+# mosaics (braindl.backbones, braindl.training, braindl.transfer), per task.
+
+
+rule mosaic:
+    input:
+        volumes=lambda wc: pack_paths(wc.reg, wc.mod)["volumes"],
+        index=lambda wc: pack_paths(wc.reg, wc.mod)["index"],
+    output:
+        **mosaic_paths(),
+    params:
+        layout=lambda wc: canonical(LAYOUTS[wc.layout]),
+        scale=config["mosaic"]["scale"],
+        code=code_hash("mosaic"),
+    log:
+        f"{MOSAIC}/logs/desc-{{reg}}_{{mod}}_layout-{{layout}}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow_scripts/mosaic.py"
+
+
+rule train_model:
+    input:
+        unpack(arm_inputs),
+    output:
+        **arm_paths(),
+    params:
+        settings=lambda wc: arm_settings(wc.arm),
+        state_dir=lambda wc, output: str(Path(output.model).with_suffix("")) + "_state",
+        code=code_hash("training"),
+    log:
+        f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}_split-{{split}}_run-{{run}}.log",
+    threads: config["resources"]["training_threads"]
+    conda:
+        ENV
+    resources:
+        mem_mb=6000,
+        gpu=config["resources"]["training_gpus"],
+    script:
+        "../workflow_scripts/train.py"
+
+
+rule transfer_table:
+    input:
+        runs=[arm_paths(t, a, s, r)[k] for t in XFER["tasks"] for a in ARMS for s in SPLIT_IDS for r in RUN_IDS
+              for k in ("predictions", "summary")],
+    output:
+        transfer_table(),
+    params:
+        runs=[dict(task=t, arm=a, split=s, run=r, **arm_paths(t, a, s, r)) for t in XFER["tasks"] for a in ARMS
+              for s in SPLIT_IDS for r in RUN_IDS],
+        n_boot=config["evaluation"]["bootstrap"],
+        ci=config["evaluation"]["ci"],
+        code=code_hash("transfer"),
+    log:
+        f"{TRANSFER}/logs/comparison.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/transfer_table.py"
+
+
+rule transfer_roc:
+    input:
+        predictions=lambda wc: [arm_paths(wc.task, a, s, r)["predictions"] for a in ARMS for s in SPLIT_IDS
+                                for r in RUN_IDS],
+    output:
+        transfer_figure("roc"),
+    params:
+        groups=lambda wc: {a: [arm_paths(wc.task, a, s, r)["predictions"] for s in SPLIT_IDS for r in RUN_IDS]
+                           for a in ARMS},
+        style=canonical(config["figures"]),
+        code=code_hash("transfer"),
+    log:
+        f"{FIGURES}/logs/transfer_task-{{task}}_roc.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/transfer_roc.py"
+
+
+rule transfer_embedding:
+    input:
+        unpack(lambda wc: {**arm_files(wc.task, wc.arm, SPLIT_IDS[0]),
+                           "model": arm_paths(wc.task, wc.arm, SPLIT_IDS[0], RUN_IDS[0])["model"]}),
+    output:
+        figure=transfer_figure("embedding", arm="{arm}"),
+        table=f"{TRANSFER}/task-{{task}}/model-{{arm}}/task-{{task}}_{XFER['modality']}_desc-{XFER['variant']}_model-{{arm}}_embedding.tsv",
+    params:
+        out_of_distribution=config["dataset"]["out_of_distribution"],
+        style=canonical(config["figures"]),
+        code=code_hash("transfer"),
+    log:
+        f"{FIGURES}/logs/transfer_task-{{task}}_model-{{arm}}_embedding.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/transfer_embedding.py"
