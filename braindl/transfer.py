@@ -8,6 +8,9 @@ same splits; this module turns their runs into
   balanced accuracy, NMI and macro ROC AUC of the test set, training time,
   epochs and trainable parameters;
 * macro-average ROC curves per model (mean over runs, shaded standard error);
+* a bar figure per task of 003's metrics (accuracy, precision, recall =
+  sensitivity, F1, G-mean; macro over classes beyond two) per model, mean and
+  standard error over runs;
 * an embedding figure: t-SNE (scikit-learn, as in 001) of the penultimate
   features (the input of the last linear layer) of one trained run, over the
   task's scans and the out-of-distribution groups (FTLD), which are embedded
@@ -59,8 +62,10 @@ def comparison_table(runs: list[dict], n_boot: int, ci: float) -> pd.DataFrame:
             arrays = prediction_arrays(part, classes)
             if classes:
                 point = _accuracy_metrics(*arrays)
-                if which == "test":
-                    point["roc_auc"] = classification_metrics(*arrays)["roc_auc"]
+                if which == "test":  # 003's precision, recall, F1, G-mean; ROC AUC
+                    full = classification_metrics(*arrays)
+                    point.update({k: full[k] for k in ("precision", "sensitivity", "specificity", "f1", "g_mean",
+                                                       "roc_auc")})
                 fn = _accuracy_metrics
             else:
                 point, fn = regression_metrics(*arrays), regression_metrics
@@ -85,6 +90,39 @@ def roc_figure(predictions: dict, out, style: dict) -> None:
     first = pd.read_csv(next(iter(predictions.values()))[0], sep="\t")
     classes = [c[5:] for c in first.columns if c.startswith("prob_")]
     figure_roc_groups(predictions, classes, out, int(style.get("dpi", 150)), legend_title="model")
+
+
+def metrics_figure(runs: list[dict], out, style: dict) -> None:
+    """003's figure: test accuracy, precision, recall, F1 and G-mean per model (mean +- SE over runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from braindl.evaluation import run_metrics
+    from braindl.figures import _save, _se
+
+    names = ["accuracy", "precision", "sensitivity", "f1", "g_mean"]
+    per_model: dict[str, list] = {}
+    for r in runs:
+        classes = json.loads(Path(r["summary"]).read_text())["classes"]
+        pred = pd.read_csv(r["predictions"], sep="\t", dtype={"participant_id": str, "session_id": str})
+        m = run_metrics(pred, classes, 0, 0.95)
+        test = pred[pred["set"] == "test"]
+        m["accuracy"] = float((test["truth"] == test["predicted"]).mean())
+        per_model.setdefault(r["arm"], []).append([m[k] for k in names])
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(names), 3.4))
+    width = 0.8 / len(per_model)
+    x = np.arange(len(names))
+    for i, (model, vals) in enumerate(per_model.items()):
+        v = np.asarray(vals, float)
+        ax.bar(x + (i - (len(per_model) - 1) / 2) * width, np.nanmean(v, 0), width,
+               yerr=np.nan_to_num(_se(v)), capsize=3, label=f"{model} (n={len(v)})")
+    ax.set_xticks(x, ["accuracy", "precision", "recall", "F1", "G-mean"])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test, mean over splits and runs (± SE)")
+    ax.legend(title="model", fontsize=8)
+    _save(fig, out, int(style.get("dpi", 150)))
 
 
 # ---- embeddings -------------------------------------------------------------------------------

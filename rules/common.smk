@@ -379,10 +379,11 @@ def transfer_figure(kind, task="{task}", arm=None):
 
 
 def transfer_targets():
-    """The comparison table, the ROC figure and one embedding figure (and table) per model."""
+    """The comparison table, a metrics figure per task, the ROC figure and one embedding figure (and
+    table) per model."""
     if not ARMS:
         return []
-    files = [transfer_table()]
+    files = [transfer_table()] + [transfer_figure("metrics", t) for t in XFER["tasks"]]
     if XFER["roc_task"]:
         files.append(transfer_figure("roc", XFER["roc_task"]))
     if XFER["embedding_task"]:

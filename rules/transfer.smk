@@ -82,6 +82,25 @@ rule transfer_roc:
         "../workflow_scripts/transfer_roc.py"
 
 
+rule transfer_metrics:
+    input:
+        runs=lambda wc: [arm_paths(wc.task, a, s, r)[k] for a in ARMS for s in SPLIT_IDS for r in RUN_IDS
+                         for k in ("predictions", "summary")],
+    output:
+        transfer_figure("metrics"),
+    params:
+        runs=lambda wc: [dict(arm=a, split=s, run=r, **arm_paths(wc.task, a, s, r)) for a in ARMS
+                         for s in SPLIT_IDS for r in RUN_IDS],
+        style=canonical(config["figures"]),
+        code=code_hash("transfer"),
+    log:
+        f"{FIGURES}/logs/transfer_task-{{task}}_metrics.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/transfer_metrics.py"
+
+
 rule transfer_embedding:
     input:
         unpack(lambda wc: {**arm_files(wc.task, wc.arm, SPLIT_IDS[0]),

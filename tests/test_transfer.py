@@ -53,13 +53,17 @@ def test_comparison_table_pools_runs_per_task_and_model(tmp_path):
     assert row["n_runs"] == 2 and row["n_test"] == 60 and row["train_seconds"] == pytest.approx(15.0)
     assert table.loc["cnn3d", "test_accuracy"] > table.loc["resnet18", "test_accuracy"]
     assert 0.5 < row["test_roc_auc"] <= 1
+    assert 0 < row["test_precision"] <= 1 and 0 < row["test_g_mean"] <= 1 and 0 < row["test_f1"] <= 1
 
 
-def test_roc_figure_per_model(tmp_path):
+def test_roc_and_metrics_figures_per_model(tmp_path):
     rng = np.random.default_rng(1)
-    groups = {arm: [_run(tmp_path, f"{arm}{s}", rng)["predictions"] for s in (1, 2)] for arm in ("cnn3d", "resnet18")}
+    runs = [dict(arm=arm, **_run(tmp_path, f"{arm}{s}", rng)) for s in (1, 2) for arm in ("cnn3d", "resnet18")]
+    groups = {arm: [r["predictions"] for r in runs if r["arm"] == arm] for arm in ("cnn3d", "resnet18")}
     transfer.roc_figure(groups, tmp_path / "roc.png", {"dpi": 60})
     assert (tmp_path / "roc.png").stat().st_size > 1000
+    transfer.metrics_figure(runs, tmp_path / "bars.png", {"dpi": 60})
+    assert (tmp_path / "bars.png").stat().st_size > 1000
 
 
 def test_embedding_projects_the_out_of_distribution_group(tmp_path):

@@ -27,7 +27,8 @@ TINY = {
                  "models": {"cnn3d": {"batch_size": 4}, "resnet18": {"max_epochs": 2, "batch_size": 4}}},
 }
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
-XF = {"pack": 1, "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 2}
+XF = {"pack": 1, "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+      "transfer_embedding": 2}
 
 
 def add(*counts):
@@ -87,6 +88,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["mosaic"] == len({a["layout"] for a in arms.values() if a["input"] == "mosaic"})
     assert counts["train_model"] == len(xf["tasks"]) * len(arms) * n_runs
     assert counts["transfer_table"] == counts["transfer_roc"] == 1
+    assert counts["transfer_metrics"] == len(xf["tasks"])
     assert counts["transfer_embedding"] == len(arms)
 
 
@@ -213,7 +215,8 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
     assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, **_below_crop(nv)}
     # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
     assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == {
-        "mosaic": 1, "train_model": 2, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 1, "all": 1}
+        "mosaic": 1, "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+        "transfer_embedding": 1, "all": 1}
     assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
         "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, **_below_crop(nv)}
     # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
@@ -224,10 +227,10 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
 def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
     nv = len(default_config["registration"]["variants"])
     train = {"train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
-    models = {"train_model": 4, "transfer_table": 1, "transfer_roc": 1}
+    models = {"train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
     # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
     assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
-        train, {"train_model": 2, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 1})
+        train, models, {"train_model": -2, "transfer_embedding": 1})
     assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
         {"splits": 1}, train, models, {"transfer_embedding": 2})
     # more runs per split: only the new runs train, the splits stay (embeddings use the first run)
@@ -235,10 +238,12 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
     assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {
         "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
     assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {
-        **FIGS, "transfer_roc": 1, "transfer_embedding": 2, "all": 1}
+        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 2, "all": 1}
     # one model's setting reruns that model's runs only
-    assert _rerun(repo, tiny_run, "head", {"transfer": {"models": {"resnet18": {"head": "linear"}}}}) == {
-        "train_model": 2, "transfer_table": 1, "transfer_roc": 1, "transfer_embedding": 1, "all": 1}
+    arms = {**TINY["transfer"]["models"], "resnet18": {**TINY["transfer"]["models"]["resnet18"], "head": "linear"}}
+    assert _rerun(repo, tiny_run, "head", {"transfer": {"models": arms}}) == {
+        "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
+        "all": 1}
     # the task and modality lists are not settings of the runs that exist
     both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "MMSE"]}})
     assert both == {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
@@ -332,7 +337,8 @@ def test_tiny_transfer_outputs(tiny_run):
     assert {"validation_accuracy", "test_accuracy_lo", "test_accuracy_hi", "test_nmi", "train_seconds",
             "trainable_parameters"} <= set(table.columns)
     assert table.set_index("model").loc["resnet18", "input"] == "mosaic"
-    for fig in ("transfer_task-CN_vs_AD_pet_desc-syn_roc.png", "transfer_task-CN_vs_AD_pet_desc-syn_model-cnn3d_embedding.png",
+    assert {"test_precision", "test_sensitivity", "test_f1", "test_g_mean"} <= set(table.columns)
+    for fig in ("transfer_task-CN_vs_AD_pet_desc-syn_roc.png", "transfer_task-CN_vs_AD_pet_desc-syn_metrics.png", "transfer_task-CN_vs_AD_pet_desc-syn_model-cnn3d_embedding.png",
                 "transfer_task-CN_vs_AD_pet_desc-syn_model-resnet18_embedding.png"):
         assert (tiny_run / "results/figures" / fig).stat().st_size > 3000, fig
     log = next(tiny_run.glob("results/transfer/logs/task-CN_vs_AD_model-resnet18_split-01_run-01.log")).read_text()
