@@ -31,6 +31,7 @@ include: "rules/skullstrip.smk"
 include: "rules/crop.smk"
 include: "rules/training.smk"
 include: "rules/transfer.smk"
+include: "rules/pretraining.smk"
 
 
 rule all:
@@ -40,3 +41,4 @@ rule all:
         preprocessed_targets(),
         training_targets(),
         transfer_targets(),
+        sweep_targets(),

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import architectures, crop, inputs, mosaic, registration, synthetic
+from braindl import architectures, crop, inputs, mosaic, pretraining, registration, synthetic
 from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
@@ -201,7 +201,10 @@ PARTICIPANTS_DIGEST = _participants_digest()
 
 XFER = config["transfer"]
 ARMS = XFER["models"] if XFER["tasks"] else {}
-ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"]))
+_PRE = config["pretraining"]
+# every task that needs splits: the 3D runs, the transfer experiment and the pre-training sweep
+ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"] + ([_PRE["source_task"], _PRE["target_task"]]
+                                                         if _PRE["model"] else [])))
 
 
 wildcard_constraints:

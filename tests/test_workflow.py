@@ -25,10 +25,15 @@ TINY = {
     # 000's comparison on the tiny cohort: the 3D CNN and a 2D ResNet-18 on mosaics, CN vs AD
     "transfer": {"tasks": ["CN_vs_AD"], "roc_task": "CN_vs_AD", "embedding_task": "CN_vs_AD",
                  "models": {"cnn3d": {"batch_size": 4}, "resnet18": {"max_epochs": 2, "batch_size": 4}}},
+    # 001's sweep: the 3D CNN pre-trained on CN vs AD with half the training participants (or all), then
+    # fine-tuned for MMSE regression (its classification head replaced), against no pre-training
+    "pretraining": {"model": "cnn3d", "source_task": "CN_vs_AD", "target_task": "MMSE", "fractions": [0.5, 1.0]},
 }
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
 XF = {"pack": 1, "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
       "transfer_embedding": 2}
+# jobs of the pre-training sweep downstream of the PET pack (2 sizes + none, 2 splits)
+SW = {"pretrain": 4, "finetune": 6, "sweep_table": 1, "sweep_figure": 1}
 
 
 def add(*counts):
@@ -76,7 +81,8 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["skullstrip"] == counts["crop"] == len(variants) * n_sessions
     assert counts["qc_table"] == len(variants)
     tr, xf = default_config["training"], default_config["transfer"]
-    assert counts["splits"] == len(set(tr["tasks"]) | set(xf["tasks"]))
+    pre = default_config["pretraining"]
+    assert counts["splits"] == len(set(tr["tasks"]) | set(xf["tasks"]) | {pre["source_task"], pre["target_task"]})
     extra_pack = xf["modality"] not in tr["modalities"]
     assert counts["pack"] == len(variants) * len(tr["modalities"]) + extra_pack
     n_runs = default_config["splits"]["n_splits"] * default_config["splits"]["n_repeats"]
@@ -90,6 +96,10 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["transfer_table"] == counts["transfer_roc"] == 1
     assert counts["transfer_metrics"] == len(xf["tasks"])
     assert counts["transfer_embedding"] == len(arms)
+    n_sizes = len(pre["fractions"])
+    assert counts["sweep_split"] == n_sizes * default_config["splits"]["n_splits"]
+    assert counts["pretrain"] == n_sizes * n_runs and counts["finetune"] == (n_sizes + 1) * n_runs
+    assert counts["sweep_table"] == counts["sweep_figure"] == 1
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -198,7 +208,7 @@ FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
 def _below_crop(variants):
     """Jobs downstream of the crops of ``variants`` variants (tiny config: 2 splits x 1 run); every crop
     job also writes the PET the transfer experiment reads, so its jobs follow."""
-    return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF)
+    return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF, SW)
 
 
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
@@ -232,20 +242,23 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
     assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
         train, models, {"train_model": -2, "transfer_embedding": 1})
     assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
-        {"splits": 1}, train, models, {"transfer_embedding": 2})
+        {"splits": 2, "sweep_split": 4}, train, models, {"transfer_embedding": 2}, SW)
     # more runs per split: only the new runs train, the splits stay (embeddings use the first run)
-    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models)
+    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models, SW)
     assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {
         "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
     assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {
-        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 2, "all": 1}
+        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 2, "sweep_figure": 1, "all": 1}
+    # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
+    assert _rerun(repo, tiny_run, "sizes", {"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}) == {
+        "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}
     # one model's setting reruns that model's runs only
     arms = {**TINY["transfer"]["models"], "resnet18": {**TINY["transfer"]["models"]["resnet18"], "head": "linear"}}
     assert _rerun(repo, tiny_run, "head", {"transfer": {"models": arms}}) == {
         "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
         "all": 1}
     # the task and modality lists are not settings of the runs that exist
-    both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "MMSE"]}})
+    both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "CN_AD_DLB"]}})
     assert both == {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
 
 
@@ -272,7 +285,7 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(copy)}
     out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
     counts = job_counts(out.stdout + out.stderr)
-    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF}, counts
+    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF, *SW}, counts
 
 
 def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):

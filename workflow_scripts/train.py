@@ -6,7 +6,7 @@ with to_log(snakemake.log):
         snakemake.input.data,
         snakemake.input.index,
         snakemake.input.split,
-        snakemake.wildcards.task,
+        snakemake.params.get("task") or snakemake.wildcards.task,
         snakemake.params.settings,
         int(snakemake.wildcards.split),
         int(snakemake.wildcards.run),
