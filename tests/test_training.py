@@ -178,8 +178,9 @@ def test_killed_run_resumes_from_its_checkpoint(toy, tmp_path, default_config):
     out = _out(tmp_path, "killed")
     training.train_run(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", s, 1, 1, out,
                        tmp_path / "killed_state", log=lines.append)
-    assert "resuming" in lines[0] and "epoch 2" in lines[0]
-    assert len(lines) == 1 + 2  # epochs 3 and 4 only
+    assert "parameters trainable" in lines[0]
+    assert "resuming" in lines[1] and "epoch 2" in lines[1]
+    assert len(lines) == 2 + 2  # then epochs 3 and 4 only
     a, b = (pd.read_csv(x["history"], sep="\t").drop(columns="seconds") for x in (full, out))
     pd.testing.assert_frame_equal(a, b)
 

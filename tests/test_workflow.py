@@ -24,14 +24,19 @@ TINY = {
     "evaluation": {"bootstrap": 50},
     # 000's comparison on the tiny cohort: the 3D CNN and a 2D ResNet-18 on mosaics, CN vs AD
     "transfer": {"tasks": ["CN_vs_AD"], "roc_task": "CN_vs_AD", "embedding_task": "CN_vs_AD",
-                 "models": {"cnn3d": {"batch_size": 4}, "resnet18": {"max_epochs": 2, "batch_size": 4}}},
+                 "models": {"cnn3d": {"batch_size": 4}, "resnet18": {"max_epochs": 2, "batch_size": 4},
+                            # 003's transfer arm: pretrained weights from a file (the fixture writes it in the
+                            # upstream layout), frozen backbone, sigmoid head with class-weighted BCE
+                            "r18tl": {"model": "resnet18", "input": "mosaic", "layout": "pet_000",
+                                      "weights": "resnet18-upstream.pth", "freeze": "head_only", "head": "sigmoid",
+                                      "max_epochs": 2, "batch_size": 4}}},
     # 001's sweep: the 3D CNN pre-trained on CN vs AD with half the training participants (or all), then
     # fine-tuned for MMSE regression (its classification head replaced), against no pre-training
     "pretraining": {"model": "cnn3d", "source_task": "CN_vs_AD", "target_task": "MMSE", "fractions": [0.5, 1.0]},
 }
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
-XF = {"pack": 1, "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
-      "transfer_embedding": 2}
+XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+      "transfer_embedding": 3}
 # jobs of the pre-training sweep downstream of the PET pack (2 sizes + none, 2 splits)
 SW = {"pretrain": 4, "finetune": 6, "sweep_table": 1, "sweep_figure": 1}
 
@@ -113,6 +118,11 @@ def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
 def tiny_run(repo, tmp_path_factory):
     wd = tmp_path_factory.mktemp("tiny")
     (wd / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    import torch
+
+    from braindl import backbones
+
+    torch.save(backbones.build_2d("resnet18", 2).features[1].state_dict(), wd / "resnet18-upstream.pth")
     smk(repo, wd, "--cores", "2", "--configfile", "tiny.yaml", "all")
     return wd
 
@@ -225,8 +235,8 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
     assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, **_below_crop(nv)}
     # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
     assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == {
-        "mosaic": 1, "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
-        "transfer_embedding": 1, "all": 1}
+        "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+        "transfer_embedding": 2, "all": 1}
     assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
         "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, **_below_crop(nv)}
     # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
@@ -237,18 +247,18 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
 def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
     nv = len(default_config["registration"]["variants"])
     train = {"train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
-    models = {"train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
+    models = {"train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
     # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
     assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
-        train, models, {"train_model": -2, "transfer_embedding": 1})
+        train, models, {"train_model": -2, "transfer_embedding": 2})
     assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
-        {"splits": 2, "sweep_split": 4}, train, models, {"transfer_embedding": 2}, SW)
+        {"splits": 2, "sweep_split": 4}, train, models, {"transfer_embedding": 3}, SW)
     # more runs per split: only the new runs train, the splits stay (embeddings use the first run)
     assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models, SW)
     assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {
         "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
     assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {
-        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 2, "sweep_figure": 1, "all": 1}
+        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1}
     # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
     assert _rerun(repo, tiny_run, "sizes", {"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}) == {
         "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}
@@ -346,7 +356,11 @@ def test_tiny_transfer_outputs(tiny_run):
     mosaics = __import__("numpy").load(tiny_run / "results/mosaic/desc-syn_pet_layout-pet_000_mosaics.npy", mmap_mode="r")
     assert mosaics.shape[1:] == (1, 285, 395)
     table = pd.read_csv(tiny_run / "results/transfer/pet_desc-syn_comparison.tsv", sep="\t")
-    assert set(table["model"]) == {"cnn3d", "resnet18"} and (table["n_runs"] == 2).all()
+    assert set(table["model"]) == {"cnn3d", "resnet18", "r18tl"} and (table["n_runs"] == 2).all()
+    tl = table.set_index("model").loc["r18tl"]
+    # 003: frozen pretrained backbone, only the sigmoid head (512 x 2 + 2) trains
+    assert tl["weights"].endswith("resnet18-upstream.pth") and tl["freeze"] == "head_only"
+    assert tl["trainable_parameters"] == 512 * 2 + 2
     assert {"validation_accuracy", "test_accuracy_lo", "test_accuracy_hi", "test_nmi", "train_seconds",
             "trainable_parameters"} <= set(table.columns)
     assert table.set_index("model").loc["resnet18", "input"] == "mosaic"
