@@ -201,10 +201,10 @@ PARTICIPANTS_DIGEST = _participants_digest()
 
 XFER = config["transfer"]
 ARMS = XFER["models"] if XFER["tasks"] else {}
-_PRE = config["pretraining"]
+PRE = config["pretraining"]
 # every task that needs splits: the 3D runs, the transfer experiment and the pre-training sweep
-ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"] + ([_PRE["source_task"], _PRE["target_task"]]
-                                                         if _PRE["model"] else [])))
+ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"] + ([PRE["source_task"], PRE["target_task"]]
+                                                         if PRE["model"] else [])))
 
 
 wildcard_constraints:
@@ -393,3 +393,62 @@ def transfer_targets():
         for arm in ARMS:
             files.append(transfer_figure("embedding", XFER["embedding_task"], arm))
     return files
+
+
+# ---- 001's pre-training sweep ---------------------------------------------------------------
+PRETRAIN = f"{RESULTS}/pretraining"
+SIZES = [pretraining.size_label(f) for f in PRE["fractions"]] if PRE["model"] else []
+
+
+def _check_pretraining():
+    if not PRE["model"]:
+        return
+    if PRE["model"] not in ARMS:
+        raise WorkflowError(f"config: pretraining.model {PRE['model']!r} is not one of transfer.models {sorted(ARMS)}")
+    if PRE["source_task"] == PRE["target_task"]:
+        raise WorkflowError("config: pretraining.source_task and target_task must differ")
+
+
+_check_pretraining()
+
+
+wildcard_constraints:
+    size="[0-9]{3}",
+    source="none|[0-9]{3}",
+
+
+def _sweep_name(stage, task, size_or_source, split, run):
+    mod, reg, arm = XFER["modality"], XFER["variant"], PRE["model"]
+    entity = "size" if stage == "pretrain" else "from"
+    return (f"{PRETRAIN}/model-{arm}/{stage}/task-{task}_{mod}_desc-{reg}_model-{arm}_{entity}-{size_or_source}"
+            f"_split-{split}_run-{run}")
+
+
+def sweep_split_path(size="{size}", split="{split}"):
+    return f"{PRETRAIN}/splits/task-{PRE['source_task']}_size-{size}_split-{split}_split.tsv"
+
+
+def sweep_run_paths(stage, size_or_source, split="{split}", run="{run}"):
+    task = PRE["source_task"] if stage == "pretrain" else PRE["target_task"]
+    pre = _sweep_name(stage, task, size_or_source, split, run)
+    return {k: f"{pre}_{k}.{e}" for k, e in
+            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+
+
+def sweep_targets():
+    if not PRE["model"]:
+        return []
+    mod, reg = XFER["modality"], XFER["variant"]
+    return [f"{PRETRAIN}/task-{PRE['target_task']}_{mod}_desc-{reg}_model-{PRE['model']}_sweep.tsv",
+            f"{FIGURES}/pretraining_task-{PRE['target_task']}_{mod}_desc-{reg}_model-{PRE['model']}_sweep."
+            f"{config['figures']['format']}"]
+
+
+def _finetune_settings():
+    return canonical({**arm_settings(PRE["model"]), "freeze": PRE["freeze"]})
+
+
+def _sweep_runs():
+    return [dict(source=src, split=s, run=r, **sweep_run_paths("finetune", src, s, r),
+                 pretrain_split=None if src == "none" else sweep_split_path(src, s))
+            for src in ["none", *SIZES] for s in SPLIT_IDS for r in RUN_IDS]
