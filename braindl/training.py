@@ -5,6 +5,10 @@ once, the rows of the split copied to the device as one tensor, and batches
 are sliced from it; augmentation (sagittal flip with probability
 ``augment_flip``, translation along one random axis by up to
 ``augment_shift_voxels`` voxels, zero filled) runs on the device too.
+Mosaic input (``settings['input'] == 'mosaic'``, :mod:`braindl.mosaic`) trains
+a 2D backbone (:mod:`braindl.backbones`) on one of a scan's mosaics per step
+with 001's shift/zoom augmentation, and predicts the mean over the scan's
+mosaics (001's ensemble).
 
 Training: Adam or Adadelta, class-weighted cross-entropy (or MSE on a
 standardised target for regression), bf16 autocast on CUDA, early stopping on
