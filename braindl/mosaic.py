@@ -21,12 +21,12 @@ it to three channels on the device (:mod:`braindl.backbones`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from braindl.io import atomic_path, write_json
+from braindl.io import atomic_path, write_json, write_tsv
+from braindl.pack import load_pack
 
 # 000 Fig. 6: "axial slices 5 to 54" in 7 x 7 = 49 tiles, read as range(5, 54)
 DISPLAY = {"rows": 7, "columns": 7, "axis": 2, "slices": {"first": 5, "last": 53}, "interleave": 1}
@@ -108,14 +108,9 @@ def display_mosaic(volume: np.ndarray, layout: dict | None = None) -> np.ndarray
 
 def run_mosaics(pack_npy, pack_index, layout: dict, scale: float, out_npy, out_index, out_json) -> None:
     """Mosaics of every packed volume: (N, interleave, H, W) float16, the pack's index copied beside it."""
-    import pandas as pd
-
-    from braindl.io import write_tsv
-
-    vols = np.load(str(pack_npy), mmap_mode="r")
-    index = pd.read_csv(pack_index, sep="\t", dtype={"participant_id": str, "session_id": str})
-    if vols.ndim != 4 or len(index) != vols.shape[0]:
-        raise LayoutError(f"{pack_npy}: expected (N, X, Y, Z) volumes matching {pack_index}, got {vols.shape}")
+    vols, index = load_pack(pack_npy, pack_index)
+    if vols.ndim != 4:
+        raise LayoutError(f"{pack_npy}: expected (N, X, Y, Z) volumes, got shape {vols.shape}")
     try:
         n_sets, h, w = mosaic_shape(vols.shape[1:], layout, scale)
     except LayoutError as err:
@@ -127,5 +122,5 @@ def run_mosaics(pack_npy, pack_index, layout: dict, scale: float, out_npy, out_i
         arr.flush()
         del arr
     write_tsv(Path(out_index), index)
-    write_json(out_json, dict(Source=str(Path(pack_npy).name), Layout=json.loads(json.dumps(layout)),
+    write_json(out_json, dict(Source=str(Path(pack_npy).name), Layout=dict(layout),
                               Scale=scale, Shape=[int(vols.shape[0]), n_sets, h, w], DType="float16"))

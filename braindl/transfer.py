@@ -28,7 +28,7 @@ import torch
 from sklearn import metrics as skm
 
 from braindl import splits
-from braindl.evaluation import bootstrap_ci, prediction_arrays
+from braindl.evaluation import bootstrap_ci, classification_metrics, prediction_arrays, regression_metrics
 from braindl.io import write_tsv
 
 
@@ -42,8 +42,6 @@ def _accuracy_metrics(truth, proba) -> dict:
 def comparison_table(runs: list[dict], n_boot: int, ci: float) -> pd.DataFrame:
     """One row per (task, model); ``runs``: dicts with task, arm (the model's name), split, run,
     predictions and summary (paths)."""
-    from braindl.evaluation import classification_metrics, regression_metrics
-
     rows = []
     frame = pd.DataFrame(runs)
     for (task, model), grp in frame.groupby(["task", "arm"], sort=False):

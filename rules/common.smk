@@ -244,6 +244,16 @@ def training_settings():
     return canonical({k: v for k, v in config["training"].items() if k not in skip})
 
 
+# every training job (3D runs, transfer models, pre-training and fine-tuning) alike
+TRAIN_THREADS = config["resources"]["training_threads"]
+TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"]}
+
+
+def state_dir(wildcards, output):
+    """Per-epoch checkpoint folder of a run, beside its model (removed when the run completes)."""
+    return str(Path(output.model).with_suffix("")) + "_state"
+
+
 def train_inputs(wildcards):
     files = {
         "data": pack_paths(wildcards.reg, wildcards.mod)["volumes"],

@@ -30,16 +30,15 @@ if PRE["model"]:
         params:
             settings=lambda wc: arm_settings(PRE["model"]),
             task=PRE["source_task"],
-            state_dir=lambda wc, output: str(Path(output.model).with_suffix("")) + "_state",
+            state_dir=state_dir,
             code=code_hash("training"),
         log:
             f"{PRETRAIN}/logs/pretrain_size-{{size}}_split-{{split}}_run-{{run}}.log",
-        threads: config["resources"]["training_threads"]
+        threads: TRAIN_THREADS
         conda:
             ENV
         resources:
-            mem_mb=6000,
-            gpu=config["resources"]["training_gpus"],
+            **TRAIN_RESOURCES,
         script:
             "../workflow_scripts/train.py"
 
@@ -54,16 +53,15 @@ if PRE["model"]:
         params:
             settings=lambda wc: _finetune_settings(),
             task=PRE["target_task"],
-            state_dir=lambda wc, output: str(Path(output.model).with_suffix("")) + "_state",
+            state_dir=state_dir,
             code=code_hash("training"),
         log:
             f"{PRETRAIN}/logs/finetune_from-{{source}}_split-{{split}}_run-{{run}}.log",
-        threads: config["resources"]["training_threads"]
+        threads: TRAIN_THREADS
         conda:
             ENV
         resources:
-            mem_mb=6000,
-            gpu=config["resources"]["training_gpus"],
+            **TRAIN_RESOURCES,
         script:
             "../workflow_scripts/train.py"
 

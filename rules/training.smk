@@ -49,16 +49,15 @@ rule train:
         **train_paths(),
     params:
         settings=training_settings(),
-        state_dir=lambda wc, output: str(Path(output.model).with_suffix("")) + "_state",
+        state_dir=state_dir,
         code=code_hash("training"),
     log:
         f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_split-{{split}}_run-{{run}}.log",
-    threads: config["resources"]["training_threads"]
+    threads: TRAIN_THREADS
     conda:
         ENV
     resources:
-        mem_mb=6000,
-        gpu=config["resources"]["training_gpus"],
+        **TRAIN_RESOURCES,
     script:
         "../workflow_scripts/train.py"
 

@@ -29,16 +29,15 @@ rule train_model:
         **arm_paths(),
     params:
         settings=lambda wc: arm_settings(wc.arm),
-        state_dir=lambda wc, output: str(Path(output.model).with_suffix("")) + "_state",
+        state_dir=state_dir,
         code=code_hash("training"),
     log:
         f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}_split-{{split}}_run-{{run}}.log",
-    threads: config["resources"]["training_threads"]
+    threads: TRAIN_THREADS
     conda:
         ENV
     resources:
-        mem_mb=6000,
-        gpu=config["resources"]["training_gpus"],
+        **TRAIN_RESOURCES,
     script:
         "../workflow_scripts/train.py"
 
