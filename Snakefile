@@ -32,6 +32,7 @@ include: "rules/crop.smk"
 include: "rules/training.smk"
 include: "rules/transfer.smk"
 include: "rules/pretraining.smk"
+include: "rules/heatmaps.smk"
 
 
 rule all:
@@ -42,3 +43,4 @@ rule all:
         training_targets(),
         transfer_targets(),
         sweep_targets(),
+        heatmap_targets(),

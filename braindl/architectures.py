@@ -48,3 +48,42 @@ def weights_path(name: str, weights):
     if str(weights) == "imagenet":
         return hub_dir() / "checkpoints" / BACKBONES[name][1]
     return Path(weights)
+
+
+#: nonlinearity of each network where it is not ReLU (guided backpropagation rewrites ReLU gradients only)
+NON_RELU_MODELS = {"cnn3d_ms": "ELU", **{n: "Swish" for n, (f, _) in BACKBONES.items() if f == "efficientnet"}}
+
+
+def heatmap_refusal(model: str, method: str) -> str | None:
+    """Why heatmap ``method`` cannot be applied to network ``model`` (None when it can)."""
+    if method == "guided_backprop" and model in NON_RELU_MODELS:
+        return (f"guided backpropagation needs ReLU nonlinearities; model {model} uses "
+                f"{NON_RELU_MODELS[model]}")
+    if method.startswith("lrp") and model in BACKBONES:
+        return (f"LRP (captum) needs a network in which every activation feeds one layer; {model}'s "
+                f"{'concatenations' if BACKBONES[model][0] == 'densenet' else 'skip connections'} reuse them "
+                "(use gradient_x_input, guided_backprop, occlusion or gradcam for 2D backbones)")
+    return None
+
+
+HEATMAP_METHODS = ("lrp_epsilon", "lrp_beta", "guided_backprop", "gradient_x_input", "occlusion", "gradcam")
+
+
+def method_specs(methods: list[str], settings: dict) -> dict[str, dict]:
+    """Label (the ``method-`` entity of file names) -> method spec, one per heatmap job.
+
+    ``lrp_beta`` expands to one method per ``settings['lrp_betas']`` entry
+    (``lrpbeta025`` is beta 0.25).
+    """
+    out = {}
+    for m in methods:
+        if m not in HEATMAP_METHODS:
+            raise ValueError(f"unknown heatmap method {m!r}; use one of {HEATMAP_METHODS}")
+        if m == "lrp_beta":
+            for b in settings["lrp_betas"]:
+                out[f"lrpbeta{int(round(float(b) * 100)):03d}"] = {"method": m, "beta": float(b)}
+        elif m == "lrp_epsilon":
+            out["lrpepsilon"] = {"method": m, "epsilon": float(settings["lrp_epsilon"])}
+        else:
+            out[m.replace("_", "")] = {"method": m}
+    return out

@@ -1,9 +1,10 @@
 # Shared names, the subject/session list and path helpers (parse time: no image is read).
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from braindl import architectures, crop, inputs, mosaic, pretraining, registration, synthetic
+from braindl import architectures, crop, inputs, mosaic, pretraining, registration, splits, synthetic
 from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
@@ -462,3 +463,171 @@ def _sweep_runs():
     return [dict(source=src, split=s, run=r, **sweep_run_paths("finetune", src, s, r),
                  pretrain_split=None if src == "none" else sweep_split_path(src, s))
             for src in ["none", *SIZES] for s in SPLIT_IDS for r in RUN_IDS]
+
+
+# ---- heatmaps and atlas aggregation -------------------------------------------------------------
+HEAT = f"{RESULTS}/heatmaps"
+HM = config["heatmaps"]
+ATLAS = config["atlas"]
+TRAIN_MODEL = config["training"]["model"]
+HM_SPECS = architectures.method_specs(HM["methods"], HM)
+
+
+def _heat_units():
+    """(task, modality, variant, model) whose runs get heatmaps: the 3D runs (model = training.model)
+    of heatmaps.tasks x training.modalities x heatmaps.variants, and the transfer models of
+    heatmaps.transfer_models on the transfer experiment's modality and variant."""
+    where = "config: heatmaps"
+    if not HM["tasks"]:
+        return []
+    for key, have, name in (("tasks", TASKS + XFER["tasks"], "training.tasks or transfer.tasks"),
+                            ("variants", VARIANTS, "registration.variants"),
+                            ("transfer_models", list(ARMS), "transfer.models")):
+        missing = sorted(set(HM[key]) - set(have))
+        if missing:
+            raise WorkflowError(f"{where}.{key} {missing} are not in {name} {sorted(set(have))}")
+    if HM["transfer_models"] and TRAIN_MODEL in HM["transfer_models"]:
+        raise WorkflowError(f"{where}.transfer_models: {TRAIN_MODEL!r} is also training.model; rename the transfer model")
+    if HM["transfer_models"] and XFER["variant"] == "none":
+        raise WorkflowError(f"{where}.transfer_models: transfer.variant none has no common space for group maps")
+    for task in HM["tasks"]:
+        classes = splits.task_classes(task)
+        for key in ("target_class", "control_class"):
+            if HM[key] not in classes:
+                raise WorkflowError(f"{where}.{key} {HM[key]!r} is not a class of task {task} {classes}")
+    groups = [HM["target_class"], HM["control_class"], "TP", "FP", "TN", "FN"]
+    if HM["display_group"] not in groups:
+        raise WorkflowError(f"{where}.display_group {HM['display_group']!r} is not one of {groups}")
+    units = [(t, m, v, TRAIN_MODEL) for t in HM["tasks"] if t in TASKS for m in TRAIN_MODALITIES for v in HM["variants"]]
+    units += [(t, XFER["modality"], XFER["variant"], a) for t in HM["tasks"] if t in XFER["tasks"]
+              for a in HM["transfer_models"]]
+    return units
+
+
+HEAT_UNITS = _heat_units()
+
+
+def heat_network(model):
+    """The network behind a heatmap ``model`` label (training.model, or a transfer model's)."""
+    return TRAIN_MODEL if model == TRAIN_MODEL else ARMS[model]["model"]
+
+
+def heat_methods(model):
+    """Method labels that apply to ``model``'s network (see architectures.heatmap_refusal)."""
+    return [k for k, spec in HM_SPECS.items() if not architectures.heatmap_refusal(heat_network(model), spec["method"])]
+
+
+_skipped = sorted({f"{heat_network(u[3])}: {architectures.heatmap_refusal(heat_network(u[3]), s['method'])}"
+                   for u in HEAT_UNITS for s in HM_SPECS.values()
+                   if architectures.heatmap_refusal(heat_network(u[3]), s["method"])})
+for _why in _skipped:
+    print(f"heatmaps: left out for {_why}", file=sys.stderr)
+
+
+wildcard_constraints:
+    method="|".join(HM_SPECS) or "no-method",
+    hmodel="|".join(sorted({TRAIN_MODEL, *ARMS})),
+
+
+def _heat_pre(task, mod, reg, model):
+    return f"{HEAT}/task-{task}/{mod}/desc-{reg}/model-{model}/task-{task}_{mod}_desc-{reg}_model-{model}"
+
+
+def heatmap_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", split="{split}", run="{run}",
+                  method="{method}"):
+    pre = f"{_heat_pre(task, mod, reg, model)}_split-{split}_run-{run}_method-{method}"
+    return {"heatmaps": f"{pre}_heatmaps.nii.gz", "index": f"{pre}_heatmaps.tsv", "json": f"{pre}_heatmaps.json"}
+
+
+def heat_group_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method="{method}"):
+    pre = f"{_heat_pre(task, mod, reg, model)}_method-{method}"
+    return {"groups": f"{pre}_groupmaps.nii.gz", "groups_tsv": f"{pre}_groupmaps.tsv",
+            "runs": f"{pre}_runmaps.nii.gz", "runs_tsv": f"{pre}_runmaps.tsv", "meanbrain": f"{pre}_meanbrain.nii.gz"}
+
+
+def heat_region_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method="{method}"):
+    pre = f"{_heat_pre(task, mod, reg, model)}_method-{method}_atlas-{_atlas_label()}"
+    return {"regions": f"{pre}_regions.tsv", "summary": f"{pre}_regionsummary.tsv"}
+
+
+def _atlas_label():
+    return "custom" if ATLAS["image"] else ATLAS["name"]
+
+
+def heat_table(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}"):
+    """Robustness (pairs, summary) and ground-truth tables over the methods of one model."""
+    return f"{_heat_pre(task, mod, reg, model)}_atlas-{_atlas_label()}_{kind}.tsv"
+
+
+def heat_figure(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method=None):
+    m = "" if method is None else f"_method-{method}"
+    return f"{FIGURES}/heatmaps_task-{task}_{mod}_desc-{reg}_model-{model}{m}_{kind}.{config['figures']['format']}"
+
+
+def unit_runs(task, mod, reg, model, method):
+    """Every run of one heatmap unit and method: split, run and its heatmap files."""
+    return [dict(split=s, run=r, **heatmap_paths(task, mod, reg, model, s, r, method))
+            for s in SPLIT_IDS for r in RUN_IDS]
+
+
+def heat_runs(wc):
+    return unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, wc.method)
+
+
+def heat_run_files(wc):
+    return [f for r in heat_runs(wc) for f in (r["heatmaps"], r["index"])]
+
+
+def heat_source(wc):
+    """The trained run and the data a heatmap job reads."""
+    if wc.hmodel == TRAIN_MODEL:
+        run = train_paths(wc.task, wc.mod, wc.reg, wc.split, wc.run)
+        data = {"data": pack_paths(wc.reg, wc.mod)["volumes"], "index": pack_paths(wc.reg, wc.mod)["index"]}
+    else:
+        run = arm_paths(wc.task, wc.hmodel, wc.split, wc.run)
+        data = {k: v for k, v in arm_files(wc.task, wc.hmodel, wc.split).items() if k != "split"}
+    return {"model": run["model"], "predictions": run["predictions"], **data,
+            "pack_json": pack_paths(wc.reg, wc.mod)["json"]}
+
+
+def heat_layout(wc):
+    """Mosaic layout and scale of a 2D model (None for volumes)."""
+    if wc.hmodel == TRAIN_MODEL or ARMS[wc.hmodel]["input"] != "mosaic":
+        return None
+    return {"layout": canonical(LAYOUTS[ARMS[wc.hmodel]["layout"]]), "scale": config["mosaic"]["scale"]}
+
+
+def heat_settings():
+    """What every heatmap job reads from `heatmaps` (not the task and variant lists or the figure group)."""
+    keep = ("target_class", "occlusion_patch", "occlusion_stride", "occlusion_patch_2d", "occlusion_stride_2d",
+            "occlusion_batch", "gradcam_layer", "batch_size")
+    return canonical({**{k: HM[k] for k in keep}, "device": config["training"]["device"]})
+
+
+def atlas_settings():
+    return canonical({k: ATLAS[k] for k in ("name", "image", "labels", "merge_hemispheres")})
+
+
+def atlas_files():
+    return [ATLAS["image"], ATLAS["labels"]] if ATLAS["image"] else []
+
+
+def truth_mask(mod):
+    """Template-space mask of the regions the target class alters in ``mod`` (synthetic cohort)."""
+    effect = "atrophy" if mod == "T1w" else "hypometabolism"
+    return f"{TRUTH_DIR}/tpl-{synthetic.SPACE}_dx-{HM['target_class']}_desc-{effect}_mask.nii.gz"
+
+
+def heatmap_targets():
+    files = []
+    for task, mod, reg, model in HEAT_UNITS:
+        methods = heat_methods(model)
+        for method in methods:
+            files += list(heat_region_paths(task, mod, reg, model, method).values())
+            files += [heat_figure(k, task, mod, reg, model, method) for k in ("display", "statmap", "regions")]
+        if methods:
+            files += [heat_table(k, task, mod, reg, model) for k in ("robustness", "robustnesssummary")]
+            files.append(heat_figure("robustness", task, mod, reg, model))
+            if SYNTHETIC:
+                files.append(heat_table("groundtruth", task, mod, reg, model))
+    return files

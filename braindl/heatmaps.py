@@ -1,0 +1,537 @@
+"""Heatmaps of trained models with captum (PROTOCOLS.md section 7).
+
+Methods (``spec["method"]``):
+
+* ``lrp_epsilon``: LRP with the epsilon rule (eps 0.001) on every
+  convolution and linear layer;
+* ``lrp_beta``: LRP with the alpha-beta rule, alpha = 1 + beta (004 studies 1
+  to 3: beta in 0, 0.25, 0.5, 0.75, 1);
+* ``guided_backprop``: refused for models whose nonlinearity is not ReLU;
+* ``gradient_x_input``;
+* ``occlusion``: a patch of zeros slid over the input (3D patch and stride on
+  volumes, 2D on mosaics), ``batch`` occluded inputs per forward pass;
+* ``gradcam``: on a named layer (default: the last convolution block of a 3D
+  network, the last dense block, i.e. 001's last concatenation, or the last
+  stage of a 2D backbone), upsampled to the input (tri- or bilinear).
+
+LRP runs captum's :class:`~captum.attr.LRP` on a fresh copy of the model in
+which every BatchNorm that follows a convolution is folded into it first, and
+rules are assigned to each layer here, since captum's defaults only cover
+some 2D layers: the chosen rule on convolutions and linear layers, epsilon on
+pooling and on BatchNorm layers that cannot be folded, and a pass-through rule (the relevance of an output goes to
+its input unchanged) on reshaping layers, on activations other than ReLU and
+on the grey-to-RGB input layer. On the bias-free sequential networks LRP
+conserves relevance (tested); biases (and BatchNorm shifts folded into them)
+absorb some, as usual. captum's LRP needs every activation to feed one
+layer, so LRP is refused for the 2D backbones (DenseNet concatenations,
+ResNet skip connections); the other methods apply to them.
+
+Every heatmap is for the disease class (``target``), so patients and controls
+share one scale. Heatmaps of 2D models on mosaics are mapped back onto the
+volume (each mosaic's tiles to their slices, resized back to the tile size),
+so every model's heatmaps are volumes in template space.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from captum.attr import LRP, GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, Occlusion
+from captum.attr._utils.lrp_rules import EpsilonRule, PropagationRule
+from torch import nn
+
+from braindl import mosaic as mosaics
+from braindl.architectures import BACKBONES, HEATMAP_METHODS as METHODS, heatmap_refusal, method_specs  # noqa: F401
+from braindl.io import write_json, write_nifti, write_tsv
+from braindl.pack import load_pack
+from braindl.templates import TEMPLATE_SPACE
+
+#: activations guided backpropagation cannot handle (it rewrites the gradient of ReLUs only)
+NON_RELU = (nn.ELU, nn.LeakyReLU, nn.PReLU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.RReLU)
+_GRADCAM_2D = {"densenet": "features.1.features.denseblock4", "resnet": "features.1.layer4",
+               "senet": "features.1.layer4", "efficientnet": "features.1._conv_head"}
+
+
+class HeatmapError(ValueError):
+    """A method that cannot be applied to a model, or inputs that do not fit."""
+
+
+# ---- LRP ----------------------------------------------------------------------------------------
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if not list(m.children())]
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
+    """A copy of ``model`` (eval mode) with every BatchNorm whose input is a convolution's output folded
+    into that convolution; returns (copy, number folded).
+
+    Which BatchNorm follows which convolution is read from a forward pass of
+    ``example``, not from the module order.
+    """
+    net = copy.deepcopy(model).eval()
+    produced, feeds = {}, {}
+    hooks = []
+    for name, mod in _leaves(net):
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: produced.__setitem__(id(o), n)))
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: feeds.__setitem__(n, produced.get(id(i[0])))))
+    with torch.no_grad():
+        net(example)
+    for h in hooks:
+        h.remove()
+    uses = pd.Series([c for c in feeds.values() if c is not None]).value_counts()
+    folded = 0
+    for bn_name, conv_name in feeds.items():
+        if conv_name is None or uses[conv_name] != 1:
+            continue
+        conv, bn = net.get_submodule(conv_name), net.get_submodule(bn_name)
+        if not bn.track_running_stats or bn.running_var is None:
+            continue
+        scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+        with torch.no_grad():
+            w = conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+            b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.weight = nn.Parameter(w)
+            conv.bias = nn.Parameter((b - bn.running_mean) * scale + shift)
+        _set_module(net, bn_name, nn.Identity())
+        folded += 1
+    return net, folded
+
+
+class AlphaBetaRule(PropagationRule):
+    """LRP alpha-beta rule (alpha = 1 + beta): positive contributions weighted by alpha, negative by beta.
+
+    captum's rules only modify weights before the relevance pass; this rule
+    instead replaces the layer's output by a tensor with the same value whose
+    gradient carries the alpha-beta relevance:
+    ``alpha * z+ * (z / z+) - beta * z- * (z / z-)`` with the ratios detached,
+    ``z+`` and ``z-`` the sums of the positive and negative input x weight
+    products (and bias parts).
+    """
+
+    def __init__(self, beta: float) -> None:
+        self.beta = float(beta)
+        self.alpha = 1.0 + self.beta
+
+    def _manipulate_weights(self, module, inputs, outputs) -> None:
+        pass
+
+    @staticmethod
+    def _apply(module, x, weight, bias):
+        if isinstance(module, nn.Linear):
+            return F.linear(x, weight, bias)
+        return module._conv_forward(x, weight, bias)
+
+    def forward_hook(self, module, inputs, outputs):
+        x = inputs[0]
+        self._has_single_input = True
+        self._handle_input_hooks = []
+        if not hasattr(x, "hook_registered"):
+            self._handle_input_hooks.append(x.register_hook(self._create_backward_hook_input(x.data)))
+            x.hook_registered = True
+        w, b = module.weight, module.bias
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        bp = None if b is None else b.clamp(min=0)
+        bn = None if b is None else b.clamp(max=0)
+        zp = self._apply(module, xp, wp, bp) + self._apply(module, xn, wn, None)
+        zn = self._apply(module, xp, wn, bn) + self._apply(module, xn, wp, None)
+        z = outputs.detach()
+        zp_s, zn_s = zp + self.STABILITY_FACTOR, zn - self.STABILITY_FACTOR
+        out = self.alpha * zp * (z / zp_s).detach() - self.beta * zn * (z / zn_s).detach()
+        out = out + (z - out).detach()
+        self._handle_output_hook = out.register_hook(self._create_backward_hook_output(z))
+        return out.clone()  # as captum's rules: the next layer's hooks go on the clone, before this one
+
+
+class PassRule(PropagationRule):
+    """Relevance of an elementwise layer's output goes to its input unchanged (activations other than
+    ReLU, reshaping and identity layers, the grey-to-RGB input layer): the output is replaced by ``x * (y / x)`` with the ratio
+    detached, so that input x gradient equals the output relevance."""
+
+    def _manipulate_weights(self, module, inputs, outputs) -> None:
+        pass
+
+    def forward_hook(self, module, inputs, outputs):
+        x = inputs[0]
+        self._has_single_input = True
+        self._handle_input_hooks = []
+        if not hasattr(x, "hook_registered"):
+            self._handle_input_hooks.append(x.register_hook(self._create_backward_hook_input(x.data)))
+            x.hook_registered = True
+        if x.shape == outputs.shape:
+            xb = x
+        elif x.numel() == outputs.numel():  # flatten, reshape
+            xb = x.reshape(outputs.shape)
+        else:  # grey to RGB
+            xb = x.expand_as(outputs)
+        sign = torch.where(xb.detach() >= 0, 1.0, -1.0)
+        out = xb * (outputs.detach() / (xb.detach() + sign * 1e-9)).detach()
+        out = out + (outputs.detach() - out).detach()
+        self._handle_output_hook = out.register_hook(self._create_backward_hook_output(outputs.detach()))
+        return out.clone()
+
+
+_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+          nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d,
+          nn.AdaptiveMaxPool3d, nn.modules.batchnorm._BatchNorm)
+_RESHAPE = (nn.Identity, nn.Flatten, nn.Unflatten)
+_PASS = NON_RELU + (nn.Sigmoid,)
+
+
+def assign_lrp_rules(net: nn.Module, spec: dict) -> nn.Module:
+    """Attach an LRP rule to every leaf layer of ``net`` (in place); unknown layer types are refused."""
+    from braindl.backbones import GreyToRGB
+
+    for name, mod in net.named_modules():
+        if isinstance(mod, nn.ReLU):
+            mod.inplace = False
+        if list(mod.children()) and not isinstance(mod, GreyToRGB):
+            continue
+        if isinstance(mod, _WEIGHTED):
+            mod.rule = (AlphaBetaRule(spec["beta"]) if spec["method"] == "lrp_beta"
+                        else EpsilonRule(spec.get("epsilon", 1e-3)))
+        elif isinstance(mod, _POOLS):
+            mod.rule = EpsilonRule(spec.get("epsilon", 1e-9))
+        elif isinstance(mod, (GreyToRGB,) + _PASS + _RESHAPE):
+            mod.rule = PassRule()
+        elif isinstance(mod, (nn.ReLU, nn.Dropout)):
+            continue  # captum passes relevance through these
+        else:
+            raise HeatmapError(f"LRP has no rule for layer {name or '<model>'} ({type(mod).__name__})")
+    return net
+
+
+# ---- the other methods --------------------------------------------------------------------------
+def gradcam_layer(model: nn.Module, name: str | None = None) -> str:
+    """The Grad-CAM layer: ``name`` when given (checked), else the default for the model."""
+    names = dict(model.named_modules())
+    if name is None:
+        family = BACKBONES.get(getattr(model, "name", ""), (None,))[0]
+        if family in _GRADCAM_2D:
+            name = _GRADCAM_2D[family]
+        else:
+            convs = [n for n, m in model.features.named_children()
+                     if any(isinstance(c, nn.modules.conv._ConvNd) for c in m.modules())]
+            if not convs:
+                raise HeatmapError(f"model {getattr(model, 'name', '?')} has no convolution block for Grad-CAM")
+            name = f"features.{convs[-1]}"
+    if name not in names:
+        blocks = [n for n in names if n and n.count(".") <= 2]
+        raise HeatmapError(f"Grad-CAM layer {name!r} is not a layer of this model; some layers: {blocks[:20]}")
+    return name
+
+
+def check_method(model: nn.Module, spec: dict) -> None:
+    """Refuse a method that does not apply to ``model``: guided backprop without ReLUs, LRP on
+    networks with skip connections or concatenations (see :func:`braindl.architectures.heatmap_refusal`)."""
+    why = heatmap_refusal(getattr(model, "name", ""), spec["method"])
+    if why:
+        raise HeatmapError(why)
+    if spec["method"] == "guided_backprop":
+        other = sorted({type(m).__name__ for m in model.modules()
+                        if isinstance(m, NON_RELU) or "swish" in type(m).__name__.lower()})
+        if other:
+            raise HeatmapError(f"guided backpropagation needs ReLU nonlinearities; model "
+                               f"{getattr(model, 'name', type(model).__name__)} uses {', '.join(other)}")
+
+
+class Attributor:
+    """One method on one trained model: ``self(x, target)`` -> attributions shaped like ``x``."""
+
+    def __init__(self, model: nn.Module, spec: dict, example: torch.Tensor, settings: dict | None = None):
+        settings = settings or {}
+        self.spec = dict(spec)
+        check_method(model, spec)
+        method = spec["method"]
+        self.spatial = example.dim() - 2
+        if method in ("lrp_epsilon", "lrp_beta"):
+            net, self.folded = fold_batchnorm(model, example)
+            self.net = assign_lrp_rules(net, spec)
+            self.impl = LRP(self.net)
+        else:
+            self.net = copy.deepcopy(model).eval()
+            for m in self.net.modules():
+                if isinstance(m, nn.ReLU):
+                    m.inplace = False
+            if method == "guided_backprop":
+                self.impl = GuidedBackprop(self.net)
+            elif method == "gradient_x_input":
+                self.impl = InputXGradient(self.net)
+            elif method == "occlusion":
+                self.impl = Occlusion(self.net)
+                key = "occlusion_patch" if self.spatial == 3 else "occlusion_patch_2d"
+                self.patch = tuple(int(v) for v in settings[key])
+                self.stride = tuple(int(v) for v in settings[key.replace("patch", "stride")])
+                self.batch = int(settings.get("occlusion_batch", 16))
+                if len(self.patch) != self.spatial or len(self.stride) != self.spatial:
+                    raise HeatmapError(f"{key} {self.patch} and its stride must have {self.spatial} entries")
+                self.spec.update(patch=list(self.patch), stride=list(self.stride))
+            elif method == "gradcam":
+                self.layer = gradcam_layer(self.net, settings.get("gradcam_layer"))
+                self.impl = LayerGradCam(self.net, self.net.get_submodule(self.layer))
+                self.spec["layer"] = self.layer
+            else:
+                raise HeatmapError(f"unknown heatmap method {method!r}; use one of {METHODS}")
+
+    def __call__(self, x: torch.Tensor, target: int) -> torch.Tensor:
+        x = x.detach().float().clone().requires_grad_(True)
+        method = self.spec["method"]
+        if method == "occlusion":
+            out = self.impl.attribute(x, target=target, sliding_window_shapes=(1, *self.patch),
+                                      strides=(1, *self.stride), baselines=0.0, perturbations_per_eval=self.batch)
+        elif method == "gradcam":
+            cam = self.impl.attribute(x, target=target, relu_attributions=True)
+            mode = "trilinear" if self.spatial == 3 else "bilinear"
+            out = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode=mode)
+        else:
+            out = self.impl.attribute(x, target=target)
+        return out.detach()
+
+
+# ---- mosaics back to volumes ---------------------------------------------------------------------
+def unmosaic(images: np.ndarray, volume_shape, layout: dict, scale: float = 1.0) -> np.ndarray:
+    """Inverse of :func:`braindl.mosaic.make_mosaics` (after :func:`~braindl.mosaic.resize` by ``scale``):
+    (sets, H, W) maps -> a volume; slices no mosaic shows are 0."""
+    volume_shape = tuple(int(v) for v in volume_shape)
+    axis = int(layout["axis"])
+    sets = mosaics.slice_sets(volume_shape[axis], layout)
+    plane = [s for i, s in enumerate(volume_shape) if i != axis]
+    th, tw = plane[1], plane[0]
+    cols = int(layout["columns"])
+    full = (int(layout["rows"]) * th, cols * tw)
+    images = np.asarray(images, dtype=np.float32)
+    if images.shape[1:] != full:
+        t = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+        images = F.interpolate(t, size=full, mode="bilinear", align_corners=False)[:, 0].numpy()
+    out = np.zeros(volume_shape, dtype=np.float32)
+    for s, idx in enumerate(sets):
+        for j, k in enumerate(idx):
+            r, c = divmod(j, cols)
+            tile = images[s, r * th:(r + 1) * th, c * tw:(c + 1) * tw]
+            sl = [slice(None)] * 3
+            sl[axis] = k
+            out[tuple(sl)] = np.rot90(tile, k=-1)
+    return out
+
+
+# ---- one job: every test scan of one trained run ------------------------------------------------
+def outcome(truth: str, predicted: str, target: str) -> str:
+    """TP / FP / TN / FN with the disease class ``target`` as positive."""
+    pos, said = truth == target, predicted == target
+    return ("T" if pos == said else "F") + ("P" if said else "N")
+
+
+def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spec: dict, settings: dict,
+                 out_nii, out_tsv, out_json, layout: dict | None = None, scale: float = 1.0,
+                 threads: int | None = None, log=print) -> dict:
+    """Heatmaps of ``spec``'s method for every test scan of one run, for the disease class
+    ``settings['target_class']``: a 4D NIfTI (one volume per scan, in the pack's template-space grid),
+    its index table (participant, session, truth, prediction, outcome) and a JSON sidecar."""
+    import json
+
+    from braindl.training import load_model, pick_device
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    model, ck = load_model(model_pt)
+    target = settings["target_class"]
+    classes = list(ck["classes"])
+    if target not in classes:
+        raise HeatmapError(f"{model_pt}: the model's classes {classes} do not include the disease class {target!r}")
+    t_idx = classes.index(target)
+    preds = pd.read_csv(predictions_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
+    test = preds[preds["set"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise HeatmapError(f"{predictions_tsv}: no test rows")
+    arr, index = load_pack(data_npy, data_index)
+    pos = {(p, s): i for i, (p, s) in enumerate(zip(index.participant_id, index.session_id))}
+    missing = [f"{p}/{s}" for p, s in zip(test.participant_id, test.session_id) if (p, s) not in pos]
+    if missing:
+        raise HeatmapError(f"{data_index}: test scans {missing[:5]} of {predictions_tsv} are not in the data")
+    meta = json.loads(Path(pack_json).read_text())
+    vol_shape, affine = tuple(meta["Shape"][1:]), np.asarray(meta["Affine"])
+    is_mosaic = arr.ndim == 4 and layout is not None
+    dev = pick_device(settings.get("device", "cpu"))
+    model = model.to(dev)
+    ex = torch.as_tensor(np.asarray(arr[pos[(test.participant_id[0], test.session_id[0])]], dtype=np.float32))
+    ex = (ex[:1] if is_mosaic else ex[None]).unsqueeze(0).to(dev)
+    attr = Attributor(model, spec, ex, settings)
+    bs = int(settings.get("batch_size", 4))
+    maps = np.zeros((*vol_shape, len(test)), dtype=np.float32)
+    t0 = time.perf_counter()
+    for start in range(0, len(test), bs):
+        rows = [pos[(p, s)] for p, s in zip(test.participant_id[start:start + bs], test.session_id[start:start + bs])]
+        x = torch.as_tensor(np.stack([np.asarray(arr[i], dtype=np.float32) for i in rows])).to(dev)
+        if is_mosaic:  # every mosaic of a scan, mapped back onto the volume
+            a = torch.stack([attr(x[:, s:s + 1], t_idx)[:, 0] for s in range(x.shape[1])], 1).cpu().numpy()
+            for j in range(a.shape[0]):
+                maps[..., start + j] = unmosaic(a[j], vol_shape, layout, scale)
+        else:
+            a = attr(x.unsqueeze(1), t_idx)[:, 0].cpu().numpy()
+            maps[..., start:start + a.shape[0]] = np.moveaxis(a, 0, -1)
+        log(f"{spec['method']}: {min(start + bs, len(test))}/{len(test)} scans")
+    seconds = time.perf_counter() - t0
+    if not np.isfinite(maps).all():
+        raise HeatmapError(f"{model_pt}: {spec['method']} produced non-finite values")
+    predicted = test["predicted"] if "predicted" in test else test["truth"]
+    table = test[["participant_id", "session_id", "diagnosis", "truth"]].assign(
+        predicted=predicted, **{f"prob_{target}": test.get(f"prob_{target}", np.nan)},
+        outcome=[outcome(t, p, target) for t, p in zip(test["truth"], predicted)],
+        volume=np.arange(len(test)))
+    write_nifti(out_nii, maps, affine, np.float32)
+    write_tsv(out_tsv, table)
+    info = dict(Method=spec["method"], Parameters={k: v for k, v in attr.spec.items() if k != "method"},
+                TargetClass=target, Classes=classes, Space=TEMPLATE_SPACE, Model=str(Path(model_pt).name),
+                Input="mosaic" if is_mosaic else "volume", Device=str(dev), Scans=len(test),
+                Seconds=round(seconds, 3), HeatmapsPerSecond=round(len(test) / max(seconds, 1e-9), 3))
+    if spec["method"].startswith("lrp"):
+        info["FoldedBatchNorm"] = attr.folded
+    write_json(out_json, info)
+    return info
+
+
+# ---- group maps and figures over the runs of one method --------------------------------------------
+def group_labels(target: str, control: str) -> list[str]:
+    """Groups averaged: the disease class, the control class, and the four outcomes."""
+    return [target, control, "TP", "FP", "TN", "FN"]
+
+
+def read_heatmaps(nii, tsv) -> tuple[np.ndarray, pd.DataFrame]:
+    """One run's heatmaps (X, Y, Z, N) and their index; refuses a count mismatch."""
+    import nibabel as nib
+
+    img = nib.load(str(nii))
+    table = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 3:
+        data = data[..., None]
+    if data.shape[-1] != len(table):
+        raise HeatmapError(f"{nii}: {data.shape[-1]} heatmaps for {len(table)} rows in {tsv}")
+    return data, table
+
+
+def group_means(data: np.ndarray, table: pd.DataFrame, groups: list[str]) -> dict[str, np.ndarray]:
+    """Mean heatmap of each non-empty group (a diagnosis matches ``truth``, an outcome ``outcome``)."""
+    out = {}
+    for g in groups:
+        sel = (table["outcome"] == g) if g in ("TP", "FP", "TN", "FN") else (table["truth"] == g)
+        if sel.any():
+            out[g] = data[..., sel.to_numpy()].mean(-1)
+    return out
+
+
+def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_index, pack_json,
+                   out: dict) -> pd.DataFrame:
+    """Group maps of one method over its runs (``runs``: dicts with split, run, heatmaps, index).
+
+    Writes ``out['groups']`` (4D: one mean map per group, each the mean of the
+    runs' group means) with its table ``out['groups_tsv']``, ``out['runs']``
+    (4D: each run's mean map of the disease class, for the robustness
+    analysis) with ``out['runs_tsv']``, and ``out['meanbrain']``: the mean of
+    the scans the heatmaps were computed on (display background).
+    """
+    import json
+
+    groups = group_labels(target, control)
+    sums, counts, per_run, run_rows, scans = {}, {}, [], [], set()
+    shape = affine = None
+    for r in runs:
+        data, table = read_heatmaps(r["heatmaps"], r["index"])
+        shape = data.shape[:3]
+        means = group_means(data, table, groups)
+        for g, m in means.items():
+            sums[g] = sums.get(g, 0) + m
+            counts[g] = counts.get(g, 0) + 1
+        if target not in means:
+            raise HeatmapError(f"{r['index']}: no test scan of the disease class {target}")
+        per_run.append(means[target])
+        run_rows.append(dict(split=r["split"], run=r["run"], volume=len(run_rows),
+                             n_scans=int((table["truth"] == target).sum())))
+        scans.update(zip(table.participant_id, table.session_id))
+    affine = np.asarray(json.loads(Path(pack_json).read_text())["Affine"])
+    stack = np.stack([sums[g] / counts[g] if g in sums else np.zeros(shape, np.float32) for g in groups], -1)
+    gtable = pd.DataFrame(dict(group=groups, volume=range(len(groups)), n_runs=[counts.get(g, 0) for g in groups]))
+    arr, index = load_pack(pack_npy, pack_index)
+    rows = [i for i, key in enumerate(zip(index.participant_id, index.session_id)) if key in scans]
+    brain = np.mean([np.asarray(arr[i], dtype=np.float32) for i in rows], axis=0)
+    write_nifti(out["groups"], stack.astype(np.float32), affine, np.float32)
+    write_tsv(out["groups_tsv"], gtable)
+    write_nifti(out["runs"], np.stack(per_run, -1).astype(np.float32), affine, np.float32)
+    write_tsv(out["runs_tsv"], pd.DataFrame(run_rows))
+    write_nifti(out["meanbrain"], brain, affine, np.float32)
+    return gtable
+
+
+def _group_map(groups_nii, groups_tsv, group):
+    import nibabel as nib
+
+    table = pd.read_csv(groups_tsv, sep="\t")
+    img = nib.load(str(groups_nii))
+    vol = int(table.loc[table.group == group, "volume"].iloc[0])
+    return np.asarray(img.dataobj[..., vol], dtype=np.float32), img.affine
+
+
+def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
+    """000 Fig. 6: a group's mean heatmap over the mean brain, axial slices 5 to 53 in a 7 x 7 mosaic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nibabel as nib
+
+    from braindl.io import atomic_path
+
+    heat, _ = _group_map(groups_nii, groups_tsv, group)
+    brain = np.asarray(nib.load(str(meanbrain_nii)).dataobj, dtype=np.float32)
+    layout = dict(mosaics.DISPLAY)
+    last = min(layout["slices"]["last"], heat.shape[2] - 1)
+    first = min(layout["slices"]["first"], last)
+    layout["slices"] = {"first": first, "last": last}
+    hm, bg = mosaics.make_mosaics(heat, layout)[0], mosaics.make_mosaics(brain, layout)[0]
+    lim = float(np.abs(hm).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(8, 8 * hm.shape[0] / hm.shape[1]))
+    ax.imshow(bg, cmap="gray")
+    shown = np.ma.masked_where(np.abs(hm) < 0.1 * lim, hm)
+    im = ax.imshow(shown, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.85)
+    ax.set_axis_off()
+    ax.set_title(f"{title}\naxial slices {first}-{last}, caudal to cranial; left on the left")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="mean relevance")
+    with atomic_path(out) as tmp:
+        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
+    plt.close(fig)
+
+
+def statmap_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
+    """nilearn stat map of a group's mean heatmap over the mean brain (orthogonal cuts at the peak)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nibabel as nib
+    from nilearn import plotting
+
+    from braindl.io import atomic_path
+
+    heat, affine = _group_map(groups_nii, groups_tsv, group)
+    bg = nib.load(str(meanbrain_nii))
+    fig = plt.figure(figsize=(9, 3.5))
+    plotting.plot_stat_map(nib.Nifti1Image(heat, affine), bg_img=bg, figure=fig, title=title,
+                           cut_coords=None, colorbar=True, draw_cross=False, black_bg=False)
+    with atomic_path(out) as tmp:
+        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
+    plt.close(fig)

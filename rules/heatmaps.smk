@@ -1,0 +1,183 @@
+# Heatmaps of the trained runs (braindl.heatmaps: captum), their group maps and figures, and
+# their aggregation over an atlas with robustness across runs and localisation against the
+# synthetic ground truth (braindl.atlas). One heatmap job per trained run and method.
+
+
+rule heatmap:
+    input:
+        unpack(heat_source),
+    output:
+        **heatmap_paths(),
+    params:
+        spec=lambda wc: HM_SPECS[wc.method],
+        settings=heat_settings(),
+        mosaic=heat_layout,
+        code=code_hash("heatmaps"),
+    log:
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_split-{{split}}_run-{{run}}_method-{{method}}.log",
+    threads: TRAIN_THREADS
+    conda:
+        ENV
+    resources:
+        **TRAIN_RESOURCES,
+    script:
+        "../workflow_scripts/heatmap.py"
+
+
+rule heatmap_groups:
+    input:
+        runs=heat_run_files,
+        pack=lambda wc: pack_paths(wc.reg, wc.mod)["volumes"],
+        pack_index=lambda wc: pack_paths(wc.reg, wc.mod)["index"],
+        pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
+    output:
+        **heat_group_paths(),
+    params:
+        runs=heat_runs,
+        target=HM["target_class"],
+        control=HM["control_class"],
+        code=code_hash("heatmaps"),
+    log:
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_groups.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+    script:
+        "../workflow_scripts/heatmap_groups.py"
+
+
+rule heatmap_regions:
+    input:
+        runs=heat_run_files,
+        pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
+        atlas=atlas_files(),
+    output:
+        **heat_region_paths(),
+    params:
+        runs=heat_runs,
+        target=HM["target_class"],
+        control=HM["control_class"],
+        atlas=atlas_settings(),
+        code=code_hash("atlas"),
+    log:
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regions.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+    script:
+        "../workflow_scripts/heatmap_regions.py"
+
+
+for _kind in ("display", "statmap"):
+
+    rule:
+        name:
+            f"heatmap_figure_{_kind}"
+        input:
+            **{k: v for k, v in heat_group_paths().items() if k in ("groups", "groups_tsv", "meanbrain")},
+        output:
+            heat_figure(_kind, method="{method}"),
+        params:
+            kind=_kind,
+            group=HM["display_group"],
+            title=lambda wc: f"{wc.hmodel} {wc.method}: mean heatmap of {HM['display_group']} ({wc.task}, {wc.mod}, {wc.reg})",
+            dpi=config["figures"]["dpi"],
+            code=code_hash("heatmaps"),
+        log:
+            f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_{_kind}.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/heatmap_figure.py"
+
+
+rule heatmap_figure_regions:
+    input:
+        heat_region_paths()["summary"],
+    output:
+        heat_figure("regions", method="{method}"),
+    params:
+        top=ATLAS["top_regions"],
+        title=lambda wc: (f"{wc.hmodel} {wc.method}: regions of {HM['target_class']} vs {HM['control_class']} "
+                          f"({wc.task}, {wc.mod}, {wc.reg}; {_atlas_label()})"),
+        dpi=config["figures"]["dpi"],
+        code=code_hash("atlas"),
+    log:
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regionfigure.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/heatmap_regions_figure.py"
+
+
+def _per_method(wc, paths):
+    return {m: paths(wc.task, wc.mod, wc.reg, wc.hmodel, m) for m in heat_methods(wc.hmodel)}
+
+
+rule heatmap_robustness:
+    input:
+        lambda wc: [f for m in heat_methods(wc.hmodel)
+                    for f in (*[heat_group_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)[k] for k in ("runs", "runs_tsv")],
+                              heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["regions"])],
+    output:
+        pairs=heat_table("robustness"),
+        summary=heat_table("robustnesssummary"),
+    params:
+        methods=lambda wc: {m: {"runs": g["runs"], "runs_tsv": g["runs_tsv"],
+                                "regions": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["regions"]}
+                            for m, g in _per_method(wc, heat_group_paths).items()},
+        top=ATLAS["robustness_top"],
+        code=code_hash("atlas"),
+    log:
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_robustness.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/heatmap_robustness.py"
+
+
+rule heatmap_figure_robustness:
+    input:
+        heat_table("robustnesssummary"),
+    output:
+        heat_figure("robustness"),
+    params:
+        title=lambda wc: f"{wc.hmodel}: robustness of the heatmaps across runs ({wc.task}, {wc.mod}, {wc.reg})",
+        dpi=config["figures"]["dpi"],
+        code=code_hash("atlas"),
+    log:
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_robustnessfigure.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/heatmap_robustness_figure.py"
+
+
+if SYNTHETIC:
+
+    rule heatmap_groundtruth:
+        input:
+            runs=lambda wc: [r[k] for m in heat_methods(wc.hmodel)
+                             for r in unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, m) for k in ("heatmaps", "index")],
+            summaries=lambda wc: [heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["summary"]
+                                  for m in heat_methods(wc.hmodel)],
+            mask=lambda wc: truth_mask(wc.mod),
+            pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
+            atlas=atlas_files(),
+        output:
+            heat_table("groundtruth"),
+        params:
+            methods=lambda wc: {m: {"runs": unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, m),
+                                    "summary": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["summary"]}
+                                for m in heat_methods(wc.hmodel)},
+            target=HM["target_class"],
+            atlas=atlas_settings(),
+            code=code_hash("atlas"),
+        log:
+            f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_groundtruth.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/heatmap_groundtruth.py"
