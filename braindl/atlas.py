@@ -68,7 +68,7 @@ def load_atlas(settings: dict, affine: np.ndarray, shape) -> tuple[np.ndarray, p
             raise AtlasError(f"{tsv}: a label table needs the columns index and name, got {list(table.columns)}")
         data = np.rint(np.asarray(img.dataobj, dtype=np.float32))
         labels = np.rint(resample_to_box(data, img.affine, affine, shape, order=0)).astype(np.int32)
-        unnamed = sorted(set(np.unique(labels)) - {0} - set(table["index"].astype(int)))
+        unnamed = sorted(set(int(v) for v in np.unique(labels)) - {0} - set(table["index"].astype(int)))
         if unnamed:
             raise AtlasError(f"{tsv}: labels {unnamed[:10]} of {img_path} have no name")
     else:

@@ -299,6 +299,8 @@ class Attributor:
             mode = "trilinear" if self.spatial == 3 else "bilinear"
             out = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode=mode)
         else:
+            if method.startswith("lrp"):  # captum removes the rules after every call
+                assign_lrp_rules(self.net, self.spec)
             out = self.impl.attribute(x, target=target)
         return out.detach()
 
@@ -338,14 +340,15 @@ def outcome(truth: str, predicted: str, target: str) -> str:
 
 def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spec: dict, settings: dict,
                  out_nii, out_tsv, out_json, layout: dict | None = None, scale: float = 1.0,
-                 threads: int | None = None, log=print) -> dict:
+                 threads: int | None = None, log=None) -> dict:
     """Heatmaps of ``spec``'s method for every test scan of one run, for the disease class
     ``settings['target_class']``: a 4D NIfTI (one volume per scan, in the pack's template-space grid),
     its index table (participant, session, truth, prediction, outcome) and a JSON sidecar."""
     import json
 
-    from braindl.training import load_model, pick_device
+    from braindl.training import _progress, load_model, pick_device
 
+    log = log or _progress
     if threads:
         torch.set_num_threads(int(threads))
     model, ck = load_model(model_pt)

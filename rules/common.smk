@@ -597,11 +597,28 @@ def heat_layout(wc):
     return {"layout": canonical(LAYOUTS[ARMS[wc.hmodel]["layout"]]), "scale": config["mosaic"]["scale"]}
 
 
-def heat_settings():
-    """What every heatmap job reads from `heatmaps` (not the task and variant lists or the figure group)."""
-    keep = ("target_class", "occlusion_patch", "occlusion_stride", "occlusion_patch_2d", "occlusion_stride_2d",
-            "occlusion_batch", "gradcam_layer", "batch_size")
-    return canonical({**{k: HM[k] for k in keep}, "device": config["training"]["device"]})
+def heat_settings(wc):
+    """What one heatmap job reads from `heatmaps`: the disease class, the batch size and its method's
+    settings (occlusion patch and stride of volumes or of mosaics; the Grad-CAM layer), so that a
+    setting reruns only the heatmaps it changes."""
+    out = {"target_class": HM["target_class"], "batch_size": HM["batch_size"], "device": config["training"]["device"]}
+    method = HM_SPECS[wc.method]["method"]
+    if method == "occlusion":
+        keys = ("occlusion_patch_2d", "occlusion_stride_2d") if heat_layout(wc) else ("occlusion_patch", "occlusion_stride")
+        out.update({k: HM[k] for k in keys}, occlusion_batch=HM["occlusion_batch"])
+    elif method == "gradcam":
+        out["gradcam_layer"] = HM["gradcam_layer"]
+    return canonical(out)
+
+
+def robustness_inputs(wc):
+    """Per method of one unit: its runs' mean disease maps (and their table) and its per-run regions."""
+    out = {}
+    for m in heat_methods(wc.hmodel):
+        groups = heat_group_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)
+        out[m] = {"runs": groups["runs"], "runs_tsv": groups["runs_tsv"],
+                  "regions": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["regions"]}
+    return out
 
 
 def atlas_settings():

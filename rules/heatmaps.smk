@@ -10,7 +10,7 @@ rule heatmap:
         **heatmap_paths(),
     params:
         spec=lambda wc: HM_SPECS[wc.method],
-        settings=heat_settings(),
+        settings=heat_settings,
         mosaic=heat_layout,
         code=code_hash("heatmaps"),
     log:
@@ -112,22 +112,14 @@ rule heatmap_figure_regions:
         "../workflow_scripts/heatmap_regions_figure.py"
 
 
-def _per_method(wc, paths):
-    return {m: paths(wc.task, wc.mod, wc.reg, wc.hmodel, m) for m in heat_methods(wc.hmodel)}
-
-
 rule heatmap_robustness:
     input:
-        lambda wc: [f for m in heat_methods(wc.hmodel)
-                    for f in (*[heat_group_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)[k] for k in ("runs", "runs_tsv")],
-                              heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["regions"])],
+        lambda wc: [f for files in robustness_inputs(wc).values() for f in files.values()],
     output:
         pairs=heat_table("robustness"),
         summary=heat_table("robustnesssummary"),
     params:
-        methods=lambda wc: {m: {"runs": g["runs"], "runs_tsv": g["runs_tsv"],
-                                "regions": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["regions"]}
-                            for m, g in _per_method(wc, heat_group_paths).items()},
+        methods=robustness_inputs,
         top=ATLAS["robustness_top"],
         code=code_hash("atlas"),
     log:

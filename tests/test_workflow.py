@@ -1,5 +1,6 @@
 """The real Snakefile: DAG, a tiny end-to-end run, reruns and refused inputs."""
 
+import json
 import os
 import re
 import shutil
@@ -8,11 +9,13 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from braindl import synthetic
+from braindl.architectures import heatmap_refusal, method_specs
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -33,6 +36,11 @@ TINY = {
     # 001's sweep: the 3D CNN pre-trained on CN vs AD with half the training participants (or all), then
     # fine-tuned for MMSE regression (its classification head replaced), against no pre-training
     "pretraining": {"model": "cnn3d", "source_task": "CN_vs_AD", "target_task": "MMSE", "fractions": [0.5, 1.0]},
+    # heatmaps of the SyN runs of the 3D CNN (T1w) and of the 2D ResNet-18 (PET mosaics, mapped back to the
+    # volume; LRP does not apply to it), with coarse occlusion
+    "heatmaps": {"variants": ["syn"], "methods": ["lrp_epsilon", "gradient_x_input", "occlusion"],
+                 "transfer_models": ["resnet18"], "occlusion_patch": [32, 38, 32], "occlusion_stride": [32, 38, 32],
+                 "occlusion_patch_2d": [57, 79], "occlusion_stride_2d": [57, 79]},
 }
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
 XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
@@ -47,6 +55,21 @@ def add(*counts):
         for k, v in c.items():
             out[k] = out.get(k, 0) + v
     return out
+
+
+# heatmap jobs per unit (2 splits): per method a heatmap per run, group maps, regions and three figures;
+# per unit robustness (table and figure) and ground truth
+HMFIG = {"heatmap_figure_display": 1, "heatmap_figure_statmap": 1, "heatmap_figure_regions": 1}
+
+
+def _heat_unit(n_methods):
+    per_method = {"heatmap": 2, "heatmap_groups": 1, "heatmap_regions": 1, **HMFIG}
+    return add(*[per_method] * n_methods, {"heatmap_robustness": 1, "heatmap_figure_robustness": 1,
+                                           "heatmap_groundtruth": 1})
+
+
+HM3D, HM2D = _heat_unit(3), _heat_unit(2)  # the 3D CNN: 3 methods; ResNet-18: LRP left out
+HM = add(HM3D, HM2D)
 
 
 def smk(repo, workdir, *args, check=True, env=None):
@@ -105,6 +128,14 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["sweep_split"] == n_sizes * default_config["splits"]["n_splits"]
     assert counts["pretrain"] == n_sizes * n_runs and counts["finetune"] == (n_sizes + 1) * n_runs
     assert counts["sweep_table"] == counts["sweep_figure"] == 1
+    hm = default_config["heatmaps"]
+    methods = [s for s in method_specs(hm["methods"], hm).values() if not heatmap_refusal(tr["model"], s["method"])]
+    units = len(hm["tasks"]) * len(tr["modalities"]) * len(hm["variants"])
+    assert counts["heatmap"] == units * n_runs * len(methods) and not hm["transfer_models"]
+    for rule in ("heatmap_groups", "heatmap_regions", "heatmap_figure_display", "heatmap_figure_statmap",
+                 "heatmap_figure_regions"):
+        assert counts[rule] == units * len(methods)
+    assert counts["heatmap_robustness"] == counts["heatmap_groundtruth"] == units
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -218,7 +249,7 @@ FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
 def _below_crop(variants):
     """Jobs downstream of the crops of ``variants`` variants (tiny config: 2 splits x 1 run); every crop
     job also writes the PET the transfer experiment reads, so its jobs follow."""
-    return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF, SW)
+    return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF, SW, HM)
 
 
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
@@ -234,9 +265,9 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
     assert _rerun(repo, tiny_run, "unused", {"crop": {"box": unused}}) == {}
     assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, **_below_crop(nv)}
     # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
-    assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == {
+    assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == add({
         "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
-        "transfer_embedding": 2, "all": 1}
+        "transfer_embedding": 2, "all": 1}, HM2D)
     assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
         "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, **_below_crop(nv)}
     # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
@@ -250,23 +281,25 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
     models = {"train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
     # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
     assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
-        train, models, {"train_model": -2, "transfer_embedding": 2})
+        train, models, {"train_model": -2, "transfer_embedding": 2}, HM)
     assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
-        {"splits": 2, "sweep_split": 4}, train, models, {"transfer_embedding": 3}, SW)
-    # more runs per split: only the new runs train, the splits stay (embeddings use the first run)
-    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models, SW)
+        {"splits": 2, "sweep_split": 4}, train, models, {"transfer_embedding": 3}, SW, HM)
+    # more runs per split: only the new runs train and get heatmaps, the splits stay (embeddings use the
+    # first run); every summary over the runs is redone
+    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models, SW, HM)
     assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {
         "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
-    assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == {
-        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1}
+    assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == add({
+        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1},
+        *[HMFIG] * 5, {"heatmap_figure_robustness": 2})
     # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
     assert _rerun(repo, tiny_run, "sizes", {"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}) == {
         "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}
     # one model's setting reruns that model's runs only
     arms = {**TINY["transfer"]["models"], "resnet18": {**TINY["transfer"]["models"]["resnet18"], "head": "linear"}}
-    assert _rerun(repo, tiny_run, "head", {"transfer": {"models": arms}}) == {
+    assert _rerun(repo, tiny_run, "head", {"transfer": {"models": arms}}) == add({
         "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
-        "all": 1}
+        "all": 1}, HM2D)
     # the task and modality lists are not settings of the runs that exist
     both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "CN_AD_DLB"]}})
     assert both == {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
@@ -295,7 +328,60 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(copy)}
     out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
     counts = job_counts(out.stdout + out.stderr)
-    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF, *SW}, counts
+    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF, *SW, *HM}, counts
+
+
+def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
+    hm = TINY["heatmaps"]
+    # one method's parameter: that method's heatmaps of the 3D CNN and what summarises them
+    assert _rerun(repo, tiny_run, "eps", {"heatmaps": {**hm, "lrp_epsilon": 0.01}}) == add(
+        _heat_unit(1), {"all": 1})
+    # occlusion patch of volumes: the 3D CNN's occlusion only; of mosaics: the 2D model's
+    assert _rerun(repo, tiny_run, "patch", {"heatmaps": {**hm, "occlusion_stride": [16, 19, 16]}}) == add(
+        _heat_unit(1), {"all": 1})
+    assert _rerun(repo, tiny_run, "patch2d", {"heatmaps": {**hm, "occlusion_stride_2d": [19, 27]}}) == add(
+        _heat_unit(1), {"all": 1})
+    # a new method: its jobs only, and the summaries over methods
+    assert _rerun(repo, tiny_run, "gcam", {"heatmaps": {**hm, "methods": [*hm["methods"], "gradcam"]}}) == add(
+        _heat_unit(1), _heat_unit(1), {"all": 1})
+    # the atlas: region tables and everything after them, not the heatmaps or group maps
+    after_regions = {"heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
+                     "heatmap_figure_robustness": 2, "heatmap_groundtruth": 2, "all": 1}
+    assert _rerun(repo, tiny_run, "merge", {"atlas": {"merge_hemispheres": False}}) == after_regions
+    # the group shown: the display and stat-map figures only
+    assert _rerun(repo, tiny_run, "group", {"heatmaps": {**hm, "display_group": "TP"}}) == {
+        "heatmap_figure_display": 5, "heatmap_figure_statmap": 5, "all": 1}
+    assert _rerun(repo, tiny_run, "top", {"atlas": {"top_regions": 10}}) == {"heatmap_figure_regions": 5, "all": 1}
+
+
+def test_tiny_heatmap_outputs(tiny_run, default_config):
+    base = tiny_run / "results/heatmaps/task-CN_vs_AD"
+    crop = nib.load(str(next(tiny_run.glob("results/crop/sub-*/ses-*/anat/*_desc-syn_T1w.nii.gz"))))
+    split = pd.read_csv(tiny_run / "results/splits/task-CN_vs_AD/task-CN_vs_AD_split-01_split.tsv", sep="\t")
+    n_test = int((split["set"] == "test").sum())
+    for method in ("lrpepsilon", "gradientxinput", "occlusion"):
+        pre = base / f"T1w/desc-syn/model-cnn3d_thesis/task-CN_vs_AD_T1w_desc-syn_model-cnn3d_thesis"
+        img = nib.load(str(pre) + f"_split-01_run-01_method-{method}_heatmaps.nii.gz")
+        assert img.shape == (*crop.shape, n_test)  # template space: the crop grid and affine
+        np.testing.assert_allclose(img.affine, crop.affine, atol=1e-4)
+        assert np.isfinite(np.asarray(img.dataobj)).all() and np.abs(np.asarray(img.dataobj)).max() > 0
+        info = json.loads(Path(str(pre) + f"_split-01_run-01_method-{method}_heatmaps.json").read_text())
+        assert info["TargetClass"] == "AD" and info["Space"] == "MNI152NLin2009aSym"
+        regions = pd.read_csv(str(pre) + f"_method-{method}_atlas-AAL3_regionsummary.tsv", sep="\t")
+        assert "Hippocampus" in set(regions.region) and (regions.n_runs == 2).all()
+        for kind in ("display", "statmap", "regions"):
+            fig = tiny_run / f"results/figures/heatmaps_task-CN_vs_AD_T1w_desc-syn_model-cnn3d_thesis_method-{method}_{kind}.png"
+            assert fig.stat().st_size > 5000
+    truth = pd.read_csv(str(pre) + "_atlas-AAL3_groundtruth.tsv", sep="\t")
+    assert truth.method.tolist() == ["lrpepsilon", "gradientxinput", "occlusion"]
+    assert truth.share_in_mask.between(0, 1).all() and truth.chance_share.between(0, 1).all()
+    robust = pd.read_csv(str(pre) + "_atlas-AAL3_robustnesssummary.tsv", sep="\t")
+    assert set(robust.method) == set(truth.method) and robust.overlap_sum_mean.between(0, 100).all()
+    # the 2D model: its PET mosaic heatmaps mapped back onto the PET crop, LRP left out
+    pet = nib.load(str(next(tiny_run.glob("results/crop/sub-*/ses-*/pet/*_desc-syn_pet.nii.gz"))))
+    two_d = sorted((base / "pet/desc-syn/model-resnet18").glob("*_split-01_run-01_method-*_heatmaps.nii.gz"))
+    assert [p.name.split("method-")[1].split("_")[0] for p in two_d] == ["gradientxinput", "occlusion"]
+    assert nib.load(str(two_d[0])).shape == (*pet.shape, n_test)
 
 
 def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
@@ -387,3 +473,28 @@ def test_bad_transfer_settings_are_refused_at_parse_time(repo, tmp_path, change,
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "empty")}
     out = smk(repo, tmp_path, "all", "-n", "--configfile", "bad.yaml", check=False, env=env)
     assert out.returncode != 0 and message in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"variants": ["none"]}, "['heatmaps']['variants']"),  # the schema: none has no common space
+    ({"tasks": ["MMSE"]}, "['heatmaps']['tasks']"),  # regression: no class to attribute
+    ({"target_class": "DLB"}, "heatmaps.target_class 'DLB' is not a class of task CN_vs_AD"),
+    ({"transfer_models": ["vit"]}, "heatmaps.transfer_models ['vit'] are not in transfer.models"),
+    ({"display_group": "XX"}, "heatmaps.display_group 'XX' is not one of"),
+    ({"methods": ["saliency"]}, "['heatmaps']['methods']"),
+])
+def test_bad_heatmap_settings_are_refused_at_parse_time(repo, tmp_path, change, message):
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"heatmaps": change}))
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "bad.yaml", check=False)
+    assert out.returncode != 0 and message in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_heatmap_methods_that_do_not_apply_are_left_out_with_a_message(repo, tmp_path):
+    change = {"training": {"model": "cnn3d_ms"}, "heatmaps": {"methods": ["guided_backprop", "gradient_x_input"],
+                                                              "transfer_models": ["resnet18"]}}
+    (tmp_path / "ms.yaml").write_text(yaml.safe_dump(change))
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "ms.yaml")
+    text = out.stdout + out.stderr
+    assert "heatmaps: left out for cnn3d_ms: guided backpropagation needs ReLU nonlinearities" in text
+    assert "guidedbackprop" in text and "model-resnet18" in text  # the ResNet's guided backprop stays
+    assert "model-cnn3d_ms_split-01_run-01_method-guidedbackprop" not in text

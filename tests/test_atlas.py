@@ -1,0 +1,131 @@
+"""braindl.atlas: regions of any labelled atlas, region metrics and ranks, robustness between runs and
+localisation against a known mask."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from braindl import atlas as A
+
+SHAPE = (10, 8, 6)
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def test_region_names_merge_hemispheres():
+    assert A.region_name("Hippocampus_L", True) == "Hippocampus"
+    assert A.region_name("Left_Amygdala", True) == "Amygdala"
+    assert A.region_name("Frontal Pole R", True) == "Frontal Pole"
+    assert A.region_name("Hippocampus_L", False) == "Hippocampus_L"
+    assert A.region_name("Vermis_1_2", True) == "Vermis_1_2"
+
+
+@pytest.fixture()
+def custom_atlas(tmp_path):
+    """Three labels: left and right halves of region A (x < 5), region B elsewhere in the upper half."""
+    labels = np.zeros(SHAPE, np.int16)
+    labels[:5, :4] = 1
+    labels[5:, :4] = 2
+    labels[:, 4:, 3:] = 3
+    nib.save(nib.Nifti1Image(labels, AFFINE), tmp_path / "atlas.nii.gz")
+    pd.DataFrame(dict(index=[1, 2, 3], name=["A_L", "A_R", "B"])).to_csv(tmp_path / "atlas.tsv", sep="\t", index=False)
+    return dict(name="unused", image=str(tmp_path / "atlas.nii.gz"), labels=str(tmp_path / "atlas.tsv"),
+                merge_hemispheres=True), labels
+
+
+def test_custom_atlas_is_resampled_and_merged(custom_atlas):
+    settings, labels = custom_atlas
+    got, table = A.load_atlas(settings, AFFINE, SHAPE)
+    np.testing.assert_array_equal(got, labels)
+    assert table.region.tolist() == ["A", "A", "B"]
+    # on a grid of half the resolution, nearest neighbour keeps the labels
+    coarse, _ = A.load_atlas(settings, np.diag([4.0, 4.0, 4.0, 1.0]), (5, 4, 3))
+    np.testing.assert_array_equal(coarse, labels[::2, ::2, ::2])
+
+
+def test_bad_atlases_are_refused(custom_atlas, tmp_path):
+    settings, _ = custom_atlas
+    with pytest.raises(A.AtlasError, match="not found"):
+        A.load_atlas({**settings, "image": str(tmp_path / "none.nii.gz")}, AFFINE, SHAPE)
+    pd.DataFrame(dict(index=[1, 2], name=["A_L", "A_R"])).to_csv(tmp_path / "short.tsv", sep="\t", index=False)
+    with pytest.raises(A.AtlasError, match=r"labels \[3\].*have no name"):
+        A.load_atlas({**settings, "labels": str(tmp_path / "short.tsv")}, AFFINE, SHAPE)
+
+
+def test_bundled_aal3_on_a_template_grid():
+    from braindl.crop import box_affine, default_center
+
+    aff = box_affine((48, 57, 48), 4.0, default_center(2.0))
+    labels, table = A.load_atlas(dict(name="AAL3", image=None, labels=None, merge_hemispheres=True), aff, (48, 57, 48))
+    assert labels.max() > 100 and "Hippocampus" in set(table.region)
+    assert (table.region == "Hippocampus").sum() == 2
+
+
+def test_region_metrics_rank_the_relevant_region_first(custom_atlas):
+    settings, labels = custom_atlas
+    _, table = A.load_atlas(settings, AFFINE, SHAPE)
+    patients = np.where(labels == 3, 2.0, 0.1).astype(np.float32)
+    patients[0, 0, 0] = -50  # negative relevance is not evidence for the disease: ignored
+    controls = np.full(SHAPE, 0.1, np.float32)
+    df = A.region_metrics(patients, controls, labels, table).set_index("region")
+    n_a, n_b = (labels > 0).sum() - (labels == 3).sum(), (labels == 3).sum()
+    assert df.loc["A", "n_voxels"] == n_a and df.loc["B", "n_voxels"] == n_b
+    np.testing.assert_allclose(df.loc["B", "density"], 2.0)
+    np.testing.assert_allclose(df.loc["A", "sum_patients"], 0.1 * (n_a - 1))
+    np.testing.assert_allclose(df.loc["B", "gain"], 20.0)
+    assert df.loc["B", "rank_density"] == 1 and df.loc["B", "rank_gain"] == 1
+    # controls without positive relevance: gain undefined, ranked last
+    df = A.region_metrics(patients, -controls, labels, table)
+    assert df.gain.isna().all() and (df.rank_gain == 1).all()
+
+
+def _write_run(d, name, maps, truth):
+    nib.save(nib.Nifti1Image(np.stack(maps, -1).astype(np.float32), AFFINE), d / f"{name}.nii.gz")
+    pd.DataFrame(dict(participant_id=[f"sub-{i}" for i in range(len(truth))], session_id="01", truth=truth,
+                      outcome="TP")).to_csv(d / f"{name}.tsv", sep="\t", index=False)
+    return dict(heatmaps=d / f"{name}.nii.gz", index=d / f"{name}.tsv")
+
+
+def test_regions_robustness_and_ground_truth(custom_atlas, tmp_path):
+    settings, labels = custom_atlas
+    (tmp_path / "pack.json").write_text(json.dumps(dict(Shape=[1, *SHAPE], Affine=AFFINE.tolist())))
+    rng = np.random.default_rng(0)
+    on_b = np.where(labels == 3, 1.0, 0.0)
+    # method "good": relevance on B (the altered region) in both runs; "noisy": random
+    methods = {}
+    for label, make in (("good", lambda: on_b + 0.01 * rng.random(SHAPE)), ("noisy", lambda: rng.random(SHAPE))):
+        runs = [dict(split=s, run="01", **_write_run(tmp_path, f"{label}{s}", [make(), make(), rng.random(SHAPE)],
+                                                     ["AD", "AD", "CN"])) for s in ("01", "02")]
+        out = {k: tmp_path / f"{label}_{k}.tsv" for k in ("regions", "summary")}
+        summary = A.run_regions(runs, "AD", "CN", settings, tmp_path / "pack.json", out["regions"], out["summary"])
+        assert set(summary.region) == {"A", "B"}
+        per_run = pd.read_csv(out["regions"], sep="\t", dtype={"split": str})
+        assert sorted(per_run.split.unique()) == ["01", "02"]
+        # robustness reads each run's mean disease map: write them as group maps would
+        nib.save(nib.Nifti1Image(np.stack([np.asarray(nib.load(r["heatmaps"]).dataobj)[..., :2].mean(-1)
+                                           for r in runs], -1), AFFINE), tmp_path / f"{label}_runs.nii.gz")
+        pd.DataFrame(dict(split=["01", "02"], run="01", volume=[0, 1])).to_csv(tmp_path / f"{label}_runs.tsv",
+                                                                            sep="\t", index=False)
+        methods[label] = dict(runs=runs, summary=out["summary"], regions=out["regions"],
+                              runs_nii=tmp_path / f"{label}_runs.nii.gz", runs_tsv=tmp_path / f"{label}_runs.tsv")
+    rob = A.run_robustness({k: dict(runs=v["runs_nii"], runs_tsv=v["runs_tsv"], regions=v["regions"])
+                            for k, v in methods.items()}, 1, tmp_path / "pairs.tsv", tmp_path / "rob.tsv")
+    rob = rob.set_index("method")
+    assert rob.loc["good", "overlap_density_mean"] == 100.0
+    assert rob.loc["good", "l2_mean"] < rob.loc["noisy", "l2_mean"]
+    assert rob.loc["good", "compared"] == "runs of different splits"
+    mask = np.where(labels == 3, 1, 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(mask, AFFINE), tmp_path / "mask.nii.gz")
+    gt = A.run_groundtruth({k: dict(runs=v["runs"], summary=v["summary"]) for k, v in methods.items()},
+                           tmp_path / "mask.nii.gz", "AD", settings, tmp_path / "pack.json", tmp_path / "gt.tsv")
+    gt = gt.set_index("method")
+    assert gt.loc["good", "share_in_mask"] > 0.9 > gt.loc["noisy", "share_in_mask"]
+    np.testing.assert_allclose(gt.loc["good", "chance_share"], mask[labels > 0].mean())
+    assert gt.loc["good", "mean_rank_density"] == 1 and gt.loc["good", "precision_top_density"] == 1.0
+    assert gt.loc["good", "altered_regions"] == "B" and gt.loc["good", "n_scans"] == 4
+    for fig, args in ((A.regions_figure, (methods["good"]["summary"], 25, "t")), (A.robustness_figure,
+                                                                                  (tmp_path / "rob.tsv", "t"))):
+        fig(*args, tmp_path / "f.png", 60)
+        assert (tmp_path / "f.png").stat().st_size > 1000

@@ -1,0 +1,261 @@
+"""braindl.heatmaps: LRP rules against their definitions, the other captum methods, mosaics back to
+volumes, and one run's heatmaps, group maps and figures from a checkpoint."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from captum.attr import InputXGradient
+from torch import nn
+
+from braindl import heatmaps as H
+from braindl import models
+from braindl.architectures import heatmap_refusal, method_specs
+from braindl.mosaic import make_mosaics, resize
+
+OCCLUSION = dict(occlusion_patch=[4, 4, 4], occlusion_stride=[4, 4, 4], occlusion_batch=8)
+
+
+def _bias_free_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(1, 4, 3, bias=False), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(4, 4, 3, bias=False),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2 * 2, 2, bias=False)).eval()
+
+
+@pytest.mark.parametrize("spec", [dict(method="lrp_epsilon", epsilon=1e-9), dict(method="lrp_beta", beta=0.0),
+                                  dict(method="lrp_beta", beta=1.0), dict(method="lrp_beta", beta=0.25)])
+def test_lrp_conserves_relevance(spec):
+    net = _bias_free_net()
+    x = torch.rand(3, 1, 10, 10, 10)
+    relevance = H.Attributor(net, spec, x[:1])(x, 1)
+    assert relevance.shape == x.shape
+    np.testing.assert_allclose(relevance.sum((1, 2, 3, 4)).numpy(), net(x)[:, 1].detach().numpy(), rtol=1e-4)
+
+
+def test_lrp_epsilon_to_zero_is_gradient_times_input():
+    net = _bias_free_net()
+    x = torch.rand(2, 1, 10, 10, 10)
+    lrp = H.Attributor(net, dict(method="lrp_epsilon", epsilon=1e-9), x[:1])(x, 0)
+    gxi = InputXGradient(net).attribute(x.clone().requires_grad_(True), target=0).detach()
+    np.testing.assert_allclose(lrp.numpy(), gxi.numpy(), rtol=1e-3, atol=1e-5 * float(gxi.abs().max()))
+    # a large epsilon absorbs relevance: no longer gradient x input
+    big = H.Attributor(net, dict(method="lrp_epsilon", epsilon=1.0), x[:1])(x, 0)
+    assert not np.allclose(big.numpy(), gxi.numpy(), atol=1e-6 * float(gxi.abs().max()))
+
+
+def test_alpha_beta_differs_from_epsilon_and_beta_zero_is_positive():
+    net = _bias_free_net()
+    x = torch.rand(2, 1, 10, 10, 10)
+    r0 = H.Attributor(net, dict(method="lrp_beta", beta=0.0), x[:1])(x, 1)
+    r1 = H.Attributor(net, dict(method="lrp_beta", beta=1.0), x[:1])(x, 1)
+    score = net(x)[:, 1].detach()
+    # with a positive class score, alpha 1 beta 0 only spreads positive relevance (inputs are >= 0)
+    for i in range(2):
+        if score[i] > 0:
+            assert float(r0[i].min()) >= -1e-7
+    assert not torch.allclose(r0, r1)
+
+
+def _with_random_batchnorm(model):
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_batchnorm_is_folded_into_its_convolution():
+    model = _with_random_batchnorm(models.build_model("cnn3d_thesis", (36, 40, 36), 2))
+    x = torch.rand(2, 1, 36, 40, 36)
+    folded, n = H.fold_batchnorm(model, x[:1])
+    assert n == 4
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules())  # the original is untouched
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_batchnorm_not_after_a_convolution_is_kept():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.BatchNorm3d(1), nn.Conv3d(1, 2, 3), nn.BatchNorm3d(2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(2 * 4 ** 3, 2)).eval()
+    folded, n = H.fold_batchnorm(net, torch.rand(1, 1, 6, 6, 6))
+    assert n == 1 and isinstance(folded[0], nn.BatchNorm3d) and isinstance(folded[2], nn.Identity)
+
+
+class _OneRegion(nn.Module):
+    """Scores class 1 by the mean of one corner of the volume (class 0: its negative)."""
+
+    def forward(self, x):
+        s = x[:, :, :4, :4, :4].mean((1, 2, 3, 4))
+        return torch.stack([-s, s], 1)
+
+
+def test_occlusion_finds_the_region_the_model_reads():
+    x = torch.rand(2, 1, 12, 12, 12) + 0.5
+    attr = H.Attributor(_OneRegion(), dict(method="occlusion"), x[:1], OCCLUSION)(x, 1)
+    inside = attr[:, :, :4, :4, :4]
+    assert float(inside.min()) > 0
+    outside = attr.clone()
+    outside[:, :, :4, :4, :4] = 0
+    assert float(outside.abs().max()) == 0.0
+
+
+def test_occlusion_batching_does_not_change_the_result():
+    model = models.build_model("cnn3d_thesis", (36, 40, 36), 2).eval()
+    x = torch.rand(1, 1, 36, 40, 36)
+    settings = dict(occlusion_patch=[12, 12, 12], occlusion_stride=[12, 12, 12])
+    one = H.Attributor(model, dict(method="occlusion"), x, {**settings, "occlusion_batch": 1})(x, 1)
+    many = H.Attributor(model, dict(method="occlusion"), x, {**settings, "occlusion_batch": 16})(x, 1)
+    torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-4)
+
+
+def test_refusals_name_the_model_and_the_reason():
+    ms = models.build_model("cnn3d_ms", (36, 40, 36), 2).eval()
+    x = torch.rand(1, 1, 36, 40, 36)
+    with pytest.raises(H.HeatmapError, match="cnn3d_ms uses ELU"):
+        H.Attributor(ms, dict(method="guided_backprop"), x)
+    assert heatmap_refusal("cnn3d_thesis", "guided_backprop") is None
+    assert "skip connections" in heatmap_refusal("resnet18", "lrp_epsilon")
+    assert "concatenations" in heatmap_refusal("densenet121", "lrp_beta")
+    r18 = models.build_model("resnet18", (64, 64), 2, head="linear").eval()
+    with pytest.raises(H.HeatmapError, match="resnet18"):
+        H.Attributor(r18, dict(method="lrp_epsilon", epsilon=1e-3), torch.rand(1, 1, 64, 64))
+    # LRP passes relevance through ELU: it runs on the MS model and gives finite maps
+    r = H.Attributor(ms, dict(method="lrp_epsilon", epsilon=1e-3), x)(x, 1)
+    assert torch.isfinite(r).all() and r.abs().sum() > 0
+
+
+def test_gradcam_layer_default_and_unknown():
+    model = models.build_model("cnn3d_thesis", (36, 40, 36), 2).eval()
+    assert H.gradcam_layer(model) == "features.6"
+    r18 = models.build_model("resnet18", (64, 64), 2, head="linear")
+    assert H.gradcam_layer(r18) == "features.1.layer4"
+    with pytest.raises(H.HeatmapError, match="not a layer"):
+        H.gradcam_layer(model, "features.99")
+    x = torch.rand(2, 1, 36, 40, 36)
+    cam = H.Attributor(model, dict(method="gradcam"), x[:1], {"gradcam_layer": "features.4"})(x, 1)
+    assert cam.shape == x.shape and float(cam.min()) >= 0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_2d_methods_on_backbones(name):
+    model = models.build_model(name, (64, 64), 2, head="linear").eval()
+    x = torch.rand(2, 1, 64, 64)
+    settings = dict(occlusion_patch_2d=[16, 16], occlusion_stride_2d=[16, 16], occlusion_batch=8)
+    for method in ("guided_backprop", "gradient_x_input", "gradcam", "occlusion"):
+        a = H.Attributor(model, dict(method=method), x[:1], settings)(x, 1)
+        assert a.shape == x.shape and torch.isfinite(a).all(), method
+
+
+def test_method_labels():
+    specs = method_specs(["lrp_epsilon", "lrp_beta", "gradcam"], dict(lrp_epsilon=0.001, lrp_betas=[0, 0.25, 1]))
+    assert list(specs) == ["lrpepsilon", "lrpbeta000", "lrpbeta025", "lrpbeta100", "gradcam"]
+    assert specs["lrpbeta025"] == {"method": "lrp_beta", "beta": 0.25}
+    with pytest.raises(ValueError, match="unknown heatmap method"):
+        method_specs(["saliency"], {})
+
+
+LAYOUT = {"rows": 2, "columns": 3, "axis": 2, "slices": {"first": 1, "last": 10}, "interleave": 2}
+
+
+def test_unmosaic_inverts_the_mosaic():
+    vol = np.random.default_rng(0).random((8, 6, 12)).astype(np.float32)
+    back = H.unmosaic(make_mosaics(vol, LAYOUT), vol.shape, LAYOUT)
+    np.testing.assert_array_equal(back[..., 1:11], vol[..., 1:11])
+    assert not back[..., 0].any() and not back[..., 11].any()
+    # resized mosaics come back at tile size, each slice's tile to its slice (edges blur into neighbours)
+    slices = np.broadcast_to(np.arange(12, dtype=np.float32) / 12, (40, 30, 12))
+    back = H.unmosaic(resize(make_mosaics(slices, LAYOUT), 0.5), slices.shape, LAYOUT, 0.5)
+    np.testing.assert_allclose(back[4:-4, 4:-4, 1:11], slices[4:-4, 4:-4, 1:11], atol=1e-5)
+
+
+# ---- one run's heatmaps from a checkpoint, group maps and figures ---------------------------------
+SHAPE = (36, 40, 36)
+
+
+@pytest.fixture()
+def run_files(tmp_path):
+    """A trained-run checkpoint (cnn3d_thesis, CN vs AD), its predictions and a pack of 6 scans."""
+    torch.manual_seed(0)
+    model = models.build_model("cnn3d_thesis", SHAPE, 2)
+    ck = {"model": model.state_dict(), "model_name": "cnn3d_thesis", "arch": {}, "input": "volume",
+          "input_shape": list(SHAPE), "n_outputs": 2, "classes": ["CN", "AD"], "dropout": 0.4,
+          "target_mean": 0.0, "target_sd": 1.0}
+    torch.save(ck, tmp_path / "model.pt")
+    rng = np.random.default_rng(0)
+    vols = rng.random((6, *SHAPE)).astype(np.float16)
+    np.save(tmp_path / "pack.npy", vols)
+    ids = [f"sub-{i:02d}" for i in range(6)]
+    dx = ["CN", "AD", "CN", "AD", "CN", "AD"]
+    pd.DataFrame(dict(participant_id=ids, session_id="01", diagnosis=dx)).to_csv(tmp_path / "pack.tsv", sep="\t",
+                                                                                 index=False)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-36, -40, -30]
+    (tmp_path / "pack.json").write_text(json.dumps(dict(Shape=[6, *SHAPE], Affine=affine.tolist())))
+    test = [1, 2, 3, 4]
+    pd.DataFrame(dict(participant_id=[ids[i] for i in test], session_id="01", diagnosis=[dx[i] for i in test],
+                      set="test", truth=[dx[i] for i in test], predicted=["AD", "AD", "CN", "CN"],
+                      prob_CN=[0.3, 0.4, 0.6, 0.7], prob_AD=[0.7, 0.6, 0.4, 0.3])).to_csv(
+        tmp_path / "pred.tsv", sep="\t", index=False)
+    return tmp_path, affine
+
+
+def _run(d, method, **extra):
+    spec = method_specs([method], dict(lrp_epsilon=1e-3, lrp_betas=[0.5]))
+    label, spec = next(iter(spec.items()))
+    out = {k: d / f"{label}_{k}" for k in ("heatmaps.nii.gz", "heatmaps.tsv", "heatmaps.json")}
+    info = H.run_heatmaps(d / "model.pt", d / "pred.tsv", d / "pack.npy", d / "pack.tsv", d / "pack.json", spec,
+                          {"target_class": "AD", "device": "cpu", "batch_size": 3, **OCCLUSION, **extra},
+                          *out.values(), log=lambda line: None)
+    return out, info
+
+
+def test_run_heatmaps_writes_template_space_maps_with_outcomes(run_files):
+    d, affine = run_files
+    out, info = _run(d, "lrp_beta")
+    img = nib.load(out["heatmaps.nii.gz"])
+    assert img.shape == (*SHAPE, 4)
+    np.testing.assert_allclose(img.affine, affine)
+    table = pd.read_csv(out["heatmaps.tsv"], sep="\t")
+    assert table.outcome.tolist() == ["TP", "FP", "FN", "TN"]
+    assert info["Parameters"] == {"beta": 0.5} and info["FoldedBatchNorm"] == 4 and info["TargetClass"] == "AD"
+    # the maps equal a direct attribution of the same scans
+    model, _ = __import__("braindl.training", fromlist=["load_model"]).load_model(d / "model.pt")
+    x = torch.as_tensor(np.load(d / "pack.npy")[[1, 2, 3, 4]].astype(np.float32))[:, None]
+    direct = H.Attributor(model, {"method": "lrp_beta", "beta": 0.5}, x[:1])(x, 1)[:, 0].numpy()
+    np.testing.assert_allclose(np.moveaxis(np.asarray(img.dataobj), -1, 0), direct, rtol=1e-4, atol=1e-7)
+
+
+def test_run_heatmaps_refuses_a_target_the_model_lacks(run_files):
+    d, _ = run_files
+    with pytest.raises(H.HeatmapError, match="do not include the disease class 'DLB'"):
+        H.run_heatmaps(d / "model.pt", d / "pred.tsv", d / "pack.npy", d / "pack.tsv", d / "pack.json",
+                       {"method": "gradient_x_input"}, {"target_class": "DLB"}, d / "a.nii.gz", d / "a.tsv",
+                       d / "a.json")
+    assert not (d / "a.nii.gz").exists()
+
+
+def test_group_maps_and_figures(run_files):
+    d, _ = run_files
+    out, _ = _run(d, "gradient_x_input")
+    runs = [dict(split=s, run="01", heatmaps=out["heatmaps.nii.gz"], index=out["heatmaps.tsv"]) for s in ("01", "02")]
+    paths = {k: d / f"g_{k}{'.tsv' if k.endswith('tsv') else '.nii.gz'}"
+             for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
+    table = H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+    assert table.group.tolist() == ["AD", "CN", "TP", "FP", "TN", "FN"]
+    maps = np.asarray(nib.load(paths["groups"]).dataobj)
+    heat = np.asarray(nib.load(out["heatmaps.nii.gz"]).dataobj)
+    np.testing.assert_allclose(maps[..., 0], heat[..., [0, 2]].mean(-1), rtol=1e-5, atol=1e-8)  # AD: scans 1, 3
+    np.testing.assert_allclose(maps[..., 3], heat[..., 1], rtol=1e-5, atol=1e-8)  # FP: the CN predicted AD
+    assert nib.load(paths["runs"]).shape == (*SHAPE, 2)
+    brain = np.asarray(nib.load(paths["meanbrain"]).dataobj)
+    np.testing.assert_allclose(brain, np.load(d / "pack.npy")[1:5].astype(np.float32).mean(0), rtol=1e-3)
+    for draw, name in ((H.display_figure, "display.png"), (H.statmap_figure, "statmap.png")):
+        draw(paths["groups"], paths["groups_tsv"], paths["meanbrain"], "AD", "test", d / name, 60)
+        assert (d / name).stat().st_size > 1000
