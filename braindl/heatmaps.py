@@ -489,8 +489,18 @@ def _group_map(groups_nii, groups_tsv, group):
     return np.asarray(img.dataobj[..., vol], dtype=np.float32), img.affine
 
 
+def display_slices(n_slices: int) -> np.ndarray:
+    """The 49 axial slices of the display mosaic: 000's slices 5 to 53 of its 60-slice crop, or the same
+    share of the axis, evenly spaced, for crops with another number of slices."""
+    d = mosaics.DISPLAY["slices"]
+    if n_slices == 60:
+        return np.arange(d["first"], d["last"] + 1)
+    return np.unique(np.rint(np.linspace(d["first"] / 60 * n_slices, d["last"] / 60 * n_slices, 49)).astype(int))
+
+
 def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
-    """000 Fig. 6: a group's mean heatmap over the mean brain, axial slices 5 to 53 in a 7 x 7 mosaic."""
+    """000 Fig. 6: a group's mean heatmap over the mean brain, 49 axial slices (:func:`display_slices`)
+    in a 7 x 7 mosaic."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -501,18 +511,18 @@ def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str
 
     heat, _ = _group_map(groups_nii, groups_tsv, group)
     brain = np.asarray(nib.load(str(meanbrain_nii)).dataobj, dtype=np.float32)
-    layout = dict(mosaics.DISPLAY)
-    last = min(layout["slices"]["last"], heat.shape[2] - 1)
-    first = min(layout["slices"]["first"], last)
-    layout["slices"] = {"first": first, "last": last}
-    hm, bg = mosaics.make_mosaics(heat, layout)[0], mosaics.make_mosaics(brain, layout)[0]
+    idx = display_slices(heat.shape[2])
+    layout = {**mosaics.DISPLAY, "slices": "all"}
+    hm, bg = mosaics.make_mosaics(heat[..., idx], layout)[0], mosaics.make_mosaics(brain[..., idx], layout)[0]
+    first, last = int(idx[0]), int(idx[-1])
     lim = float(np.abs(hm).max()) or 1.0
     fig, ax = plt.subplots(figsize=(8, 8 * hm.shape[0] / hm.shape[1]))
     ax.imshow(bg, cmap="gray")
     shown = np.ma.masked_where(np.abs(hm) < 0.1 * lim, hm)
     im = ax.imshow(shown, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.85)
     ax.set_axis_off()
-    ax.set_title(f"{title}\naxial slices {first}-{last}, caudal to cranial; left on the left")
+    step = "" if len(idx) == last - first + 1 else f" (every {(last - first) / (len(idx) - 1):.1f})"
+    ax.set_title(f"{title}\naxial slices {first}-{last}{step}, caudal to cranial; left on the left")
     fig.colorbar(im, ax=ax, fraction=0.03, label="mean relevance")
     with atomic_path(out) as tmp:
         fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))

@@ -259,3 +259,9 @@ def test_group_maps_and_figures(run_files):
     for draw, name in ((H.display_figure, "display.png"), (H.statmap_figure, "statmap.png")):
         draw(paths["groups"], paths["groups_tsv"], paths["meanbrain"], "AD", "test", d / name, 60)
         assert (d / name).stat().st_size > 1000
+
+
+def test_display_slices_follow_000_or_scale_to_the_crop():
+    np.testing.assert_array_equal(H.display_slices(60), np.arange(5, 54))
+    idx = H.display_slices(96)
+    assert len(idx) == 49 and idx[0] == 8 and idx[-1] == 85 and np.all(np.diff(idx) > 0)
