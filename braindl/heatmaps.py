@@ -111,6 +111,17 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, 
     return net, folded
 
 
+def _hook_input(rule: PropagationRule, inputs) -> torch.Tensor:
+    """Register captum's input hook (relevance = input x gradient) on a layer's single input."""
+    x = inputs[0]
+    rule._has_single_input = True
+    rule._handle_input_hooks = []
+    if not hasattr(x, "hook_registered"):
+        rule._handle_input_hooks.append(x.register_hook(rule._create_backward_hook_input(x.data)))
+        x.hook_registered = True
+    return x
+
+
 class AlphaBetaRule(PropagationRule):
     """LRP alpha-beta rule (alpha = 1 + beta): positive contributions weighted by alpha, negative by beta.
 
@@ -136,12 +147,7 @@ class AlphaBetaRule(PropagationRule):
         return module._conv_forward(x, weight, bias)
 
     def forward_hook(self, module, inputs, outputs):
-        x = inputs[0]
-        self._has_single_input = True
-        self._handle_input_hooks = []
-        if not hasattr(x, "hook_registered"):
-            self._handle_input_hooks.append(x.register_hook(self._create_backward_hook_input(x.data)))
-            x.hook_registered = True
+        x = _hook_input(self, inputs)
         w, b = module.weight, module.bias
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
@@ -166,12 +172,7 @@ class PassRule(PropagationRule):
         pass
 
     def forward_hook(self, module, inputs, outputs):
-        x = inputs[0]
-        self._has_single_input = True
-        self._handle_input_hooks = []
-        if not hasattr(x, "hook_registered"):
-            self._handle_input_hooks.append(x.register_hook(self._create_backward_hook_input(x.data)))
-            x.hook_registered = True
+        x = _hook_input(self, inputs)
         if x.shape == outputs.shape:
             xb = x
         elif x.numel() == outputs.numel():  # flatten, reshape
