@@ -498,3 +498,51 @@ def test_heatmap_methods_that_do_not_apply_are_left_out_with_a_message(repo, tmp
     assert "heatmaps: left out for cnn3d_ms: guided backpropagation needs ReLU nonlinearities" in text
     assert "guidedbackprop" in text and "model-resnet18" in text  # the ResNet's guided backprop stays
     assert "model-cnn3d_ms_split-01_run-01_method-guidedbackprop" not in text
+
+
+def test_local_profile_limits_gpus_and_sets_threads(repo, tmp_path):
+    profile = yaml.safe_load((repo / "profiles/local/config.yaml").read_text())
+    assert profile["resources"] == ["gpu=1"] and profile["set-threads"]["register_syn"] > 1
+    out = smk(repo, tmp_path, "all", "-n", "--profile", str(repo / "profiles/local"))
+    text = out.stdout + out.stderr
+    assert job_counts(text)["train"] > 0
+    # the profile's threads reach the jobs: registration with 4, training with 2
+    assert re.search(r"rule register_syn:(?:.|\n)*?threads: 4", text) and re.search(r"rule train:(?:.|\n)*?threads: 2", text)
+
+
+# last in this module: it retrains one run of the tiny cohort
+def test_profile_runs_one_figure_through_a_real_slurm(repo, tiny_run, tmp_path_factory):
+    """profiles/slurm on a real single-node SLURM: one figure's jobs are submitted with sbatch, the
+    training job asks for its GPU through the plugin's `gpu` resource, and the figure is rebuilt."""
+    import slurm_cluster
+
+    profile = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["set-resources"]["train"]["gpu"] == 1
+    assert not any("slurm_extra" in r for r in profile["set-resources"].values())
+    try:
+        state = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    except slurm_cluster.Unavailable as err:
+        pytest.skip(str(err))
+    try:
+        fig = tiny_run / "results/figures/task-CN_vs_AD_T1w_roc.png"
+        before = fig.stat().st_mtime
+        model = "results/training/task-CN_vs_AD/T1w/desc-syn/task-CN_vs_AD_desc-syn_split-01_run-01_model.pt"
+        out = smk(repo, tiny_run, "results/figures/task-CN_vs_AD_T1w_roc.png", "--configfile", "tiny.yaml",
+                  "--profile", str(repo / "profiles/slurm"), f"--forcerun={model}", "--slurm-status-command", "squeue",
+                  "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1", "--verbose")
+        text = out.stdout + out.stderr
+        ids = re.findall(r"submitted with SLURM jobid (\d+)", text)
+        assert len(ids) == 3, text[-5000:]  # the forced run, the evaluation and the figure
+        assert set(slurm_cluster.job_states(ids).values()) == {"COMPLETED"}
+        assert fig.stat().st_mtime > before
+        calls = [line for line in text.splitlines() if line.startswith("sbatch call:") and "rule_train/" in line]
+        assert len(calls) == 1
+        options = calls[0].split("--wrap")[0]
+        res = profile["set-resources"]["train"]
+        for expected in ("--gpus=1", f"-t {res['runtime']}", f"--mem {res['mem_mb']}",
+                         f"--cpus-per-task={res['cpus_per_task']}"):
+            assert expected in options, options
+        assert "--gres" not in options
+    finally:
+        slurm_cluster.stop(state)
+
