@@ -15,6 +15,9 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 validate(config, "braindl/schemas/config.schema.yaml")
 
+
+report: "rules/captions/workflow.rst"
+
 # Jobs import the library from this checkout, also inside conda environments
 # and on cluster nodes (SLURM exports the environment).
 sys.path.insert(0, workflow.basedir)

@@ -165,6 +165,11 @@ def crop_settings():
     })
 
 
+def captioned(path, caption, category, subcategory=None):
+    """An output shown in `snakemake --report`, with the caption rules/captions/<caption>.rst."""
+    return report(path, caption=f"captions/{caption}.rst", category=category, subcategory=subcategory)
+
+
 # ---- splits, packing, training, evaluation, figures ------------------------------------
 SPLITS = f"{RESULTS}/splits"
 PACK = f"{RESULTS}/pack"

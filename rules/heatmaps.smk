@@ -53,7 +53,9 @@ rule heatmap_regions:
         pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
         atlas=atlas_files(),
     output:
-        **heat_region_paths(),
+        regions=heat_region_paths()["regions"],
+        summary=captioned(heat_region_paths()["summary"], "heatmap_regions_table", "Heatmaps",
+                          "{hmodel} {task} {mod} {reg}"),
     params:
         runs=heat_runs,
         target=HM["target_class"],
@@ -78,7 +80,7 @@ for _kind in ("display", "statmap"):
         input:
             **{k: v for k, v in heat_group_paths().items() if k in ("groups", "groups_tsv", "meanbrain")},
         output:
-            heat_figure(_kind, method="{method}"),
+            captioned(heat_figure(_kind, method="{method}"), f"heatmap_{_kind}", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
         params:
             kind=_kind,
             group=HM["display_group"],
@@ -97,7 +99,7 @@ rule heatmap_figure_regions:
     input:
         heat_region_paths()["summary"],
     output:
-        heat_figure("regions", method="{method}"),
+        captioned(heat_figure("regions", method="{method}"), "heatmap_regions", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
     params:
         top=ATLAS["top_regions"],
         title=lambda wc: (f"{wc.hmodel} {wc.method}: regions of {HM['target_class']} vs {HM['control_class']} "
@@ -117,7 +119,7 @@ rule heatmap_robustness:
         lambda wc: [f for files in robustness_inputs(wc).values() for f in files.values()],
     output:
         pairs=heat_table("robustness"),
-        summary=heat_table("robustnesssummary"),
+        summary=captioned(heat_table("robustnesssummary"), "heatmap_robustness", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
     params:
         methods=robustness_inputs,
         top=ATLAS["robustness_top"],
@@ -134,7 +136,7 @@ rule heatmap_figure_robustness:
     input:
         heat_table("robustnesssummary"),
     output:
-        heat_figure("robustness"),
+        captioned(heat_figure("robustness"), "heatmap_robustness", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
     params:
         title=lambda wc: f"{wc.hmodel}: robustness of the heatmaps across runs ({wc.task}, {wc.mod}, {wc.reg})",
         dpi=config["figures"]["dpi"],
@@ -159,7 +161,7 @@ if SYNTHETIC:
             pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
             atlas=atlas_files(),
         output:
-            heat_table("groundtruth"),
+            captioned(heat_table("groundtruth"), "heatmap_groundtruth", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
         params:
             methods=lambda wc: {m: {"runs": unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, m),
                                     "summary": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["summary"]}

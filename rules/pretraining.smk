@@ -71,7 +71,7 @@ if PRE["model"]:
             runs=[p[k] for p in _sweep_runs() for k in ("predictions", "summary")],
             splits=[sweep_split_path(z, s) for z in SIZES for s in SPLIT_IDS],
         output:
-            sweep_targets()[0],
+            captioned(sweep_targets()[0], "sweep", "Pre-training sweep"),
         params:
             runs=_sweep_runs(),
             code=code_hash("pretraining"),
@@ -87,7 +87,7 @@ if PRE["model"]:
         input:
             sweep_targets()[0],
         output:
-            sweep_targets()[1],
+            captioned(sweep_targets()[1], "sweep", "Pre-training sweep"),
         params:
             style=canonical(config["figures"]),
             code=code_hash("pretraining"),

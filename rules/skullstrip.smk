@@ -33,7 +33,7 @@ rule qc_table:
     input:
         rows=lambda wc: [strip_paths(wc.reg, sub, ses)["qc"] for sub, ses in session_pairs()],
     output:
-        qc_table(),
+        captioned(qc_table(), "qc", "Preprocessing quality control"),
     params:
         settings=canonical({k: v for k, v in config["qc"].items() if k != "dpi"}),
         code=code_hash("qc"),

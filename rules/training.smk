@@ -67,7 +67,7 @@ rule evaluate:
         runs=lambda wc: [train_paths(wc.task, wc.mod, v, s, r)[k] for v in VARIANTS for s in SPLIT_IDS
                          for r in RUN_IDS for k in ("predictions", "summary")],
     output:
-        **evaluation_paths(),
+        **{k: captioned(v, "evaluation", "Registration comparison", "{task} {mod}") for k, v in evaluation_paths().items()},
     params:
         runs=lambda wc: [dict(variant=v, split=s, run=r, modality=wc.mod, **train_paths(wc.task, wc.mod, v, s, r))
                          for v in VARIANTS for s in SPLIT_IDS for r in RUN_IDS],
@@ -92,7 +92,7 @@ for _fig in ("variants", "roc", "splits"):
             predictions=lambda wc: [train_paths(wc.task, wc.mod, v, s, r)["predictions"] for v in VARIANTS
                                     for s in SPLIT_IDS for r in RUN_IDS],
         output:
-            figure_path(_fig),
+            captioned(figure_path(_fig), _fig, "Registration comparison", "{task} {mod}"),
         params:
             kind=_fig,
             variants=VARIANTS,

@@ -47,7 +47,7 @@ rule transfer_table:
         runs=[arm_paths(t, a, s, r)[k] for t in XFER["tasks"] for a in ARMS for s in SPLIT_IDS for r in RUN_IDS
               for k in ("predictions", "summary")],
     output:
-        transfer_table(),
+        captioned(transfer_table(), "transfer_table", "Transfer experiment"),
     params:
         runs=[dict(task=t, arm=a, split=s, run=r, **arm_paths(t, a, s, r)) for t in XFER["tasks"] for a in ARMS
               for s in SPLIT_IDS for r in RUN_IDS],
@@ -67,7 +67,7 @@ rule transfer_roc:
         predictions=lambda wc: [arm_paths(wc.task, a, s, r)["predictions"] for a in ARMS for s in SPLIT_IDS
                                 for r in RUN_IDS],
     output:
-        transfer_figure("roc"),
+        captioned(transfer_figure("roc"), "transfer_roc", "Transfer experiment"),
     params:
         groups=lambda wc: {a: [arm_paths(wc.task, a, s, r)["predictions"] for s in SPLIT_IDS for r in RUN_IDS]
                            for a in ARMS},
@@ -86,7 +86,7 @@ rule transfer_metrics:
         runs=lambda wc: [arm_paths(wc.task, a, s, r)[k] for a in ARMS for s in SPLIT_IDS for r in RUN_IDS
                          for k in ("predictions", "summary")],
     output:
-        transfer_figure("metrics"),
+        captioned(transfer_figure("metrics"), "transfer_metrics", "Transfer experiment"),
     params:
         runs=lambda wc: [dict(arm=a, split=s, run=r, **arm_paths(wc.task, a, s, r)) for a in ARMS
                          for s in SPLIT_IDS for r in RUN_IDS],
@@ -105,7 +105,7 @@ rule transfer_embedding:
         unpack(lambda wc: {**arm_files(wc.task, wc.arm, SPLIT_IDS[0]),
                            "model": arm_paths(wc.task, wc.arm, SPLIT_IDS[0], RUN_IDS[0])["model"]}),
     output:
-        figure=transfer_figure("embedding", arm="{arm}"),
+        figure=captioned(transfer_figure("embedding", arm="{arm}"), "transfer_embedding", "Transfer experiment"),
         table=f"{TRANSFER}/task-{{task}}/model-{{arm}}/task-{{task}}_{XFER['modality']}_desc-{XFER['variant']}_model-{{arm}}_embedding.tsv",
     params:
         out_of_distribution=config["dataset"]["out_of_distribution"],

@@ -510,6 +510,20 @@ def test_local_profile_limits_gpus_and_sets_threads(repo, tmp_path):
     assert re.search(r"rule register_syn:(?:.|\n)*?threads: 4", text) and re.search(r"rule train:(?:.|\n)*?threads: 2", text)
 
 
+def test_report_holds_every_figure_and_table_with_its_caption(repo, tiny_run):
+    smk(repo, tiny_run, "--configfile", "tiny.yaml", "--report", "report.html")
+    html = (tiny_run / "report.html").read_text()
+    figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
+    assert len(figures) > 20
+    tables = ["task-CN_vs_AD_T1w_metrics.tsv", "task-CN_vs_AD_T1w_variants.tsv", "pet_desc-syn_comparison.tsv",
+              "desc-syn_qc.tsv", "_sweep.tsv", "atlas-AAL3_groundtruth.tsv", "atlas-AAL3_robustnesssummary.tsv",
+              "method-lrpepsilon_atlas-AAL3_regionsummary.tsv"]
+    for name in figures + tables:
+        assert name in html, name
+    for caption in sorted((repo / "rules/captions").glob("*.rst")):
+        opening = re.split(r"``|{{|{%", caption.read_text())[0].strip()[:40]
+        assert opening and opening in html, caption.name
+
 # last in this module: it retrains one run of the tiny cohort
 def test_profile_runs_one_figure_through_a_real_slurm(repo, tiny_run, tmp_path_factory):
     """profiles/slurm on a real single-node SLURM: one figure's jobs are submitted with sbatch, the
