@@ -314,6 +314,30 @@ def test_one_figure_target_lists_only_its_path(repo, tiny_run):
     assert job_counts(out.stdout + out.stderr) == {"figure_roc": 1}
 
 
+@pytest.mark.parametrize("deleted, path", [
+    ("results/evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_metrics.tsv", {"evaluate": 1, "figure_roc": 1}),
+    ("results/training/task-CN_vs_AD/T1w/desc-linear/task-CN_vs_AD_desc-linear_split-02_run-01_predictions.tsv",
+     {"train": 1, "evaluate": 1, "figure_roc": 1}),
+])
+def test_deleted_intermediate_reruns_exactly_its_path_to_the_figure(repo, tiny_run, deleted, path):
+    """Snakemake keeps an up-to-date figure whose intermediate was deleted (snakemake#1978); --summary
+    names the missing file and --forcerun on it lists exactly the jobs from there to the figure."""
+    fig = "results/figures/task-CN_vs_AD_T1w_roc.png"
+    f = tiny_run / deleted
+    data, st = f.read_bytes(), f.stat()
+    f.unlink()
+    try:
+        out = smk(repo, tiny_run, fig, "-n", "--configfile", "tiny.yaml")
+        assert "Nothing to be done" in out.stdout + out.stderr
+        summary = smk(repo, tiny_run, fig, "--configfile", "tiny.yaml", "--summary").stdout
+        missing = [row.split("\t")[0] for row in summary.splitlines() if "\tmissing\t" in row]
+        assert missing == [deleted]
+        out = smk(repo, tiny_run, fig, "-n", "--configfile", "tiny.yaml", f"--forcerun={deleted}")
+        assert job_counts(out.stdout + out.stderr) == path
+    finally:
+        f.write_bytes(data)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
 def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
     """Snakemake does not see modules a script imports; the code hash param makes it."""
     copy = tmp_path / "repo"
