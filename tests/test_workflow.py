@@ -62,8 +62,8 @@ def add(*counts):
 HMFIG = {"heatmap_figure_display": 1, "heatmap_figure_statmap": 1, "heatmap_figure_regions": 1}
 
 
-def _heat_unit(n_methods):
-    per_method = {"heatmap": 2, "heatmap_groups": 1, "heatmap_regions": 1, **HMFIG}
+def _heat_unit(n_methods, n_splits=2):
+    per_method = {"heatmap": n_splits, "heatmap_groups": 1, "heatmap_regions": 1, **HMFIG}
     return add(*[per_method] * n_methods, {"heatmap_robustness": 1, "heatmap_figure_robustness": 1,
                                            "heatmap_groundtruth": 1})
 
@@ -377,6 +377,23 @@ def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
         "heatmap_figure_display": 5, "heatmap_figure_statmap": 5, "all": 1}
     assert _rerun(repo, tiny_run, "top", {"atlas": {"top_regions": 10}}) == {"heatmap_figure_regions": 5, "all": 1}
 
+
+def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
+    # dropping a registration variant: the trained runs stay, only the comparison across variants is redone
+    kept = [v for v in default_config["registration"]["variants"] if v != "none"]
+    assert _rerun(repo, tiny_run, "variants", {"registration": {"variants": kept}}) == {"evaluate": 1, **FIGS, "all": 1}
+    # one more split: new partitions, so everything from the splits on (3 splits x 3 variants of the 3D CNN,
+    # 3 models of the transfer experiment, 2 sizes + none of the sweep, 5 heatmap methods)
+    n = 3
+    heat = add(_heat_unit(3, n), _heat_unit(2, n))
+    assert _rerun(repo, tiny_run, "nsplits", {"splits": {**TINY["splits"], "n_splits": n}}) == add(
+        {"splits": 2, "train": 3 * n, "evaluate": 1, **FIGS, "train_model": 3 * n, "transfer_table": 1,
+         "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": 2 * n, "pretrain": 2 * n,
+         "finetune": 3 * n, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)
+    # another bundled atlas: the region tables and what follows, under the new atlas' file names
+    assert _rerun(repo, tiny_run, "atlasname", {"atlas": {"name": "AAL"}}) == {
+        "heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2, "heatmap_figure_robustness": 2,
+        "heatmap_groundtruth": 2, "all": 1}
 
 def test_tiny_heatmap_outputs(tiny_run, default_config):
     base = tiny_run / "results/heatmaps/task-CN_vs_AD"
