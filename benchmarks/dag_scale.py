@@ -5,7 +5,7 @@
 
 The design: the embedded synthetic cohort with ``--subjects`` subjects (one
 session each; CN/MCI/AD/DLB/FTLD in the default proportions), registration
-none/linear/SyN, 5-fold cross-validation repeated 10 times for CN vs AD on T1w,
+none/linear/SyN, 5-fold cross-validation with 10 training runs per fold for CN vs AD on T1w,
 and heatmaps of 3 methods for the two registered variants (``none`` has no
 common space). Prints the number of jobs, the wall time of ``snakemake -n all``
 (parse + DAG) and its peak memory (max RSS of the child process).

@@ -14,10 +14,10 @@
 * Robustness across runs (study 3): for each pair of runs, the L2 distance
   between their mean disease-class maps, each scaled by its maximum, and the
   percentage overlap of their top-k regions per metric.
-* Ground truth (synthetic cohort): the share of positive relevance inside the
-  mask of the regions the disease altered, against the share expected by
-  chance (the mask's share of the atlas voxels), and where the altered regions
-  rank.
+* Ground truth (synthetic cohort): the share of the positive relevance on the
+  atlas' labelled voxels that lies inside the mask of the regions the disease
+  altered, against the share expected by chance (the mask's share of those
+  voxels), and where the altered regions rank.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from braindl.crop import resample_to_box
-from braindl.io import atomic_path, write_tsv
+from braindl.io import write_tsv
 from braindl.templates import atlas_labels, atlas_on_grid
 
 METRICS = ("sum", "density", "gain")
@@ -56,7 +56,9 @@ def load_atlas(settings: dict, affine: np.ndarray, shape) -> tuple[np.ndarray, p
     """(labels on the grid, table with index, name, region) for the ``atlas`` config section."""
     shape = tuple(int(s) for s in shape)
     if settings.get("image"):
-        img_path, tsv = Path(settings["image"]), Path(settings["labels"] or "")
+        if not settings.get("labels"):
+            raise AtlasError(f"atlas.image {settings['image']} needs atlas.labels, its label table (TSV: index, name)")
+        img_path, tsv = Path(settings["image"]), Path(settings["labels"])
         for p in (img_path, tsv):
             if not p.is_file():
                 raise AtlasError(f"atlas file {p} not found")
@@ -129,8 +131,10 @@ def run_regions(runs: list[dict], target: str, control: str, settings: dict, pac
         frames.append(region_metrics(means[target], means[control], labels, table)
                       .assign(split=r["split"], run=r["run"]))
     per_run = pd.concat(frames, ignore_index=True)
-    cols = ["n_voxels", "sum_patients", "sum_controls", "density_patients", "density_controls", "gain"]
+    cols = ["n_voxels", "sum_patients", "sum_controls", "density_patients", "density_controls"]
     summary = per_run.groupby("region", sort=False, as_index=False)[cols].mean()
+    # gain of the run means (a mean of per-run ratios would let one run with little control relevance dominate)
+    summary["gain"] = summary.sum_patients / summary.sum_controls.where(summary.sum_controls > 0)
     summary["n_runs"] = len(runs)
     summary["sum"], summary["density"] = summary.sum_patients, summary.density_patients
     for m in METRICS:
@@ -166,8 +170,9 @@ def run_robustness(methods: dict, top_k: int, out_tsv, out_summary) -> pd.DataFr
                        same_split=ra.split == rb.split, l2=float(np.linalg.norm(ma / sa - mb / sb)))
             ta = regions[(regions.split == ra.split) & (regions.run == ra.run)]
             tb = regions[(regions.split == rb.split) & (regions.run == rb.run)]
+            k = min(top_k, len(ta), len(tb))
             for m in METRICS:
-                row[f"overlap_{m}"] = 100.0 * len(top_regions(ta, m, top_k) & top_regions(tb, m, top_k)) / top_k
+                row[f"overlap_{m}"] = 100.0 * len(top_regions(ta, m, k) & top_regions(tb, m, k)) / k
             rows.append(row)
     pairs = pd.DataFrame(rows, columns=["method", "split_a", "run_a", "split_b", "run_b", "same_split", "l2"]
                          + [f"overlap_{m}" for m in METRICS])
@@ -207,17 +212,19 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     labels, table = load_atlas(settings, affine, shape)
     inside = region_sums(mask.astype(np.float32), labels, table)
     altered = set(inside.region[inside["sum"] >= 0.5 * inside.n_voxels])
-    chance = float(mask[labels > 0].mean()) if (labels > 0).any() else float("nan")
+    # share and chance on one domain: the atlas' labelled voxels
+    brain = labels > 0
+    chance = float(mask[brain].mean()) if brain.any() else float("nan")
     rows = []
     for label, files in methods.items():
         shares = []
         for r in files["runs"]:
             data, index = read_heatmaps(r["heatmaps"], r["index"])
             for v in np.flatnonzero(index["truth"].to_numpy() == target):
-                pos = np.clip(data[..., v], 0, None)
+                pos = np.clip(data[..., v], 0, None)[brain]
                 total = float(pos.sum())
                 if total > 0:
-                    shares.append(float(pos[mask].sum()) / total)
+                    shares.append(float(pos[mask[brain]].sum()) / total)
         summary = pd.read_csv(files["summary"], sep="\t")
         row = dict(method=label, n_scans=len(shares), share_in_mask=np.mean(shares) if shares else np.nan,
                    share_in_mask_sd=np.std(shares) if shares else np.nan, chance_share=chance,
@@ -238,9 +245,7 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
 def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> None:
     """The thesis' figure: the top regions per metric (sum, density, gain) with patient and control
     values."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
 
     s = pd.read_csv(summary_tsv, sep="\t")
@@ -262,16 +267,12 @@ def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> No
         ax.set_title(f"top {n} by {m}")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
-    plt.close(fig)
+    _save(fig, out, dpi)
 
 
 def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
     """Top-k overlap per metric and L2 distance per method (study 3, Tables 1 and 2 as a figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
 
     s = pd.read_csv(summary_tsv, sep="\t")
@@ -289,6 +290,4 @@ def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
     a2.set_ylabel("L2 distance of max-scaled mean maps")
     fig.suptitle(f"{title} ({s.compared.iloc[0]})" if len(s) else title)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
-    plt.close(fig)
+    _save(fig, out, dpi)

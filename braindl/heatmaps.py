@@ -80,13 +80,18 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, 
     ``example``, not from the module order.
     """
     net = copy.deepcopy(model).eval()
-    produced, feeds = {}, {}
+    produced, feeds = {}, {}  # id -> (convolution output, its layer): the tensor is kept, so ids stay unique
+
+    def _producer(x):
+        hit = produced.get(id(x))
+        return hit[1] if hit is not None and hit[0] is x else None
+
     hooks = []
     for name, mod in _leaves(net):
         if isinstance(mod, nn.modules.conv._ConvNd):
-            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: produced.__setitem__(id(o), n)))
+            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: produced.__setitem__(id(o), (o, n))))
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: feeds.__setitem__(n, produced.get(id(i[0])))))
+            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: feeds.__setitem__(n, _producer(i[0]))))
     with torch.no_grad():
         net(example)
     for h in hooks:
@@ -207,7 +212,7 @@ def assign_lrp_rules(net: nn.Module, spec: dict) -> nn.Module:
             mod.rule = (AlphaBetaRule(spec["beta"]) if spec["method"] == "lrp_beta"
                         else EpsilonRule(spec.get("epsilon", 1e-3)))
         elif isinstance(mod, _POOLS):
-            mod.rule = EpsilonRule(spec.get("epsilon", 1e-9))
+            mod.rule = EpsilonRule(1e-9)  # captum's default for pooling, whatever the rule of the weighted layers
         elif isinstance(mod, (GreyToRGB,) + _PASS + _RESHAPE):
             mod.rule = PassRule()
         elif isinstance(mod, (nn.ReLU, nn.Dropout)):
@@ -307,9 +312,9 @@ class Attributor:
 
 
 # ---- mosaics back to volumes ---------------------------------------------------------------------
-def unmosaic(images: np.ndarray, volume_shape, layout: dict, scale: float = 1.0) -> np.ndarray:
-    """Inverse of :func:`braindl.mosaic.make_mosaics` (after :func:`~braindl.mosaic.resize` by ``scale``):
-    (sets, H, W) maps -> a volume; slices no mosaic shows are 0."""
+def unmosaic(images: np.ndarray, volume_shape, layout: dict) -> np.ndarray:
+    """Inverse of :func:`braindl.mosaic.make_mosaics` (also after :func:`~braindl.mosaic.resize`: the maps
+    are resized back to the full mosaic first): (sets, H, W) maps -> a volume; slices no mosaic shows are 0."""
     volume_shape = tuple(int(v) for v in volume_shape)
     axis = int(layout["axis"])
     sets = mosaics.slice_sets(volume_shape[axis], layout)
@@ -340,8 +345,8 @@ def outcome(truth: str, predicted: str, target: str) -> str:
 
 
 def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spec: dict, settings: dict,
-                 out_nii, out_tsv, out_json, layout: dict | None = None, scale: float = 1.0,
-                 threads: int | None = None, log=None) -> dict:
+                 out_nii, out_tsv, out_json, layout: dict | None = None, threads: int | None = None,
+                 log=None) -> dict:
     """Heatmaps of ``spec``'s method for every test scan of one run, for the disease class
     ``settings['target_class']``: a 4D NIfTI (one volume per scan, in the pack's template-space grid),
     its index table (participant, session, truth, prediction, outcome) and a JSON sidecar."""
@@ -369,7 +374,7 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
         raise HeatmapError(f"{data_index}: test scans {missing[:5]} of {predictions_tsv} are not in the data")
     meta = json.loads(Path(pack_json).read_text())
     vol_shape, affine = tuple(meta["Shape"][1:]), np.asarray(meta["Affine"])
-    is_mosaic = arr.ndim == 4 and layout is not None
+    is_mosaic = layout is not None
     dev = pick_device(settings.get("device", "cpu"))
     model = model.to(dev)
     ex = torch.as_tensor(np.asarray(arr[pos[(test.participant_id[0], test.session_id[0])]], dtype=np.float32))
@@ -384,7 +389,7 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
         if is_mosaic:  # every mosaic of a scan, mapped back onto the volume
             a = torch.stack([attr(x[:, s:s + 1], t_idx)[:, 0] for s in range(x.shape[1])], 1).cpu().numpy()
             for j in range(a.shape[0]):
-                maps[..., start + j] = unmosaic(a[j], vol_shape, layout, scale)
+                maps[..., start + j] = unmosaic(a[j], vol_shape, layout)
         else:
             a = attr(x.unsqueeze(1), t_idx)[:, 0].cpu().numpy()
             maps[..., start:start + a.shape[0]] = np.moveaxis(a, 0, -1)
@@ -392,7 +397,9 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     seconds = time.perf_counter() - t0
     if not np.isfinite(maps).all():
         raise HeatmapError(f"{model_pt}: {spec['method']} produced non-finite values")
-    predicted = test["predicted"] if "predicted" in test else test["truth"]
+    if "predicted" not in test:
+        raise HeatmapError(f"{predictions_tsv}: no 'predicted' column (a regression run has no disease class)")
+    predicted = test["predicted"]
     table = test[["participant_id", "session_id", "diagnosis", "truth"]].assign(
         predicted=predicted, **{f"prob_{target}": test.get(f"prob_{target}", np.nan)},
         outcome=[outcome(t, p, target) for t, p in zip(test["truth"], predicted)],
@@ -472,6 +479,8 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
     gtable = pd.DataFrame(dict(group=groups, volume=range(len(groups)), n_runs=[counts.get(g, 0) for g in groups]))
     arr, index = load_pack(pack_npy, pack_index)
     rows = [i for i, key in enumerate(zip(index.participant_id, index.session_id)) if key in scans]
+    if len(rows) < len(scans):
+        raise HeatmapError(f"{pack_index}: {len(scans) - len(rows)} of the heatmaps' scans are not in the pack")
     brain = np.mean([np.asarray(arr[i], dtype=np.float32) for i in rows], axis=0)
     write_nifti(out["groups"], stack.astype(np.float32), affine, np.float32)
     write_tsv(out["groups_tsv"], gtable)
@@ -485,6 +494,8 @@ def _group_map(groups_nii, groups_tsv, group):
     import nibabel as nib
 
     table = pd.read_csv(groups_tsv, sep="\t")
+    if group not in set(table.group):
+        raise HeatmapError(f"{groups_tsv}: no group {group!r}; groups: {table.group.tolist()}")
     img = nib.load(str(groups_nii))
     vol = int(table.loc[table.group == group, "volume"].iloc[0])
     return np.asarray(img.dataobj[..., vol], dtype=np.float32), img.affine
@@ -502,13 +513,9 @@ def display_slices(n_slices: int) -> np.ndarray:
 def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
     """000 Fig. 6: a group's mean heatmap over the mean brain, 49 axial slices (:func:`display_slices`)
     in a 7 x 7 mosaic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
     import nibabel as nib
-
-    from braindl.io import atomic_path
 
     heat, _ = _group_map(groups_nii, groups_tsv, group)
     brain = np.asarray(nib.load(str(meanbrain_nii)).dataobj, dtype=np.float32)
@@ -525,27 +532,19 @@ def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str
     step = "" if len(idx) == last - first + 1 else f" (every {(last - first) / (len(idx) - 1):.1f})"
     ax.set_title(f"{title}\naxial slices {first}-{last}{step}, caudal to cranial; left on the left")
     fig.colorbar(im, ax=ax, fraction=0.03, label="mean relevance")
-    with atomic_path(out) as tmp:
-        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
-    plt.close(fig)
+    _save(fig, out, dpi)
 
 
 def statmap_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
     """nilearn stat map of a group's mean heatmap over the mean brain (orthogonal cuts at the peak)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
     import nibabel as nib
     from nilearn import plotting
-
-    from braindl.io import atomic_path
 
     heat, affine = _group_map(groups_nii, groups_tsv, group)
     bg = nib.load(str(meanbrain_nii))
     fig = plt.figure(figsize=(9, 3.5))
     plotting.plot_stat_map(nib.Nifti1Image(heat, affine), bg_img=bg, figure=fig, title=title,
                            cut_coords=None, colorbar=True, draw_cross=False, black_bg=False)
-    with atomic_path(out) as tmp:
-        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
-    plt.close(fig)
+    _save(fig, out, dpi)

@@ -596,21 +596,21 @@ def heat_source(wc):
 
 
 def heat_layout(wc):
-    """Mosaic layout and scale of a 2D model (None for volumes)."""
+    """Mosaic layout of a 2D model (None for volumes)."""
     if wc.hmodel == TRAIN_MODEL or ARMS[wc.hmodel]["input"] != "mosaic":
         return None
-    return {"layout": canonical(LAYOUTS[ARMS[wc.hmodel]["layout"]]), "scale": config["mosaic"]["scale"]}
+    return canonical(LAYOUTS[ARMS[wc.hmodel]["layout"]])
 
 
 def heat_settings(wc):
-    """What one heatmap job reads from `heatmaps`: the disease class, the batch size and its method's
-    settings (occlusion patch and stride of volumes or of mosaics; the Grad-CAM layer), so that a
-    setting reruns only the heatmaps it changes."""
-    out = {"target_class": HM["target_class"], "batch_size": HM["batch_size"], "device": config["training"]["device"]}
+    """What one heatmap job reads from `heatmaps`: the disease class and its method's settings (occlusion
+    patch and stride of volumes or of mosaics; the Grad-CAM layer), so that a setting reruns only the
+    heatmaps it changes. The batch sizes change no map: the rule passes them as resources."""
+    out = {"target_class": HM["target_class"], "device": config["training"]["device"]}
     method = HM_SPECS[wc.method]["method"]
     if method == "occlusion":
         keys = ("occlusion_patch_2d", "occlusion_stride_2d") if heat_layout(wc) else ("occlusion_patch", "occlusion_stride")
-        out.update({k: HM[k] for k in keys}, occlusion_batch=HM["occlusion_batch"])
+        out.update({k: HM[k] for k in keys})
     elif method == "gradcam":
         out["gradcam_layer"] = HM["gradcam_layer"]
     return canonical(out)

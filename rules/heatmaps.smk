@@ -11,7 +11,7 @@ rule heatmap:
     params:
         spec=lambda wc: HM_SPECS[wc.method],
         settings=heat_settings,
-        mosaic=heat_layout,
+        layout=heat_layout,
         code=code_hash("heatmaps"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_split-{{split}}_run-{{run}}_method-{{method}}.log",
@@ -20,6 +20,8 @@ rule heatmap:
         ENV
     resources:
         **TRAIN_RESOURCES,
+        heatmap_batch=HM["batch_size"],
+        occlusion_batch=HM["occlusion_batch"],
     script:
         "../workflow_scripts/heatmap.py"
 

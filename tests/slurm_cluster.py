@@ -103,6 +103,7 @@ def start(work: Path) -> dict:
             _run(["mungekey", "--create"])
         out = _run(["munged", "--force"])
         if out.returncode:
+            stop(state)
             raise RuntimeError(f"munged failed to start: {out.stderr}")
         state["munged"] = True
     for daemon in ("slurmctld", "slurmd"):

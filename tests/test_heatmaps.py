@@ -171,7 +171,7 @@ def test_unmosaic_inverts_the_mosaic():
     assert not back[..., 0].any() and not back[..., 11].any()
     # resized mosaics come back at tile size, each slice's tile to its slice (edges blur into neighbours)
     slices = np.broadcast_to(np.arange(12, dtype=np.float32) / 12, (40, 30, 12))
-    back = H.unmosaic(resize(make_mosaics(slices, LAYOUT), 0.5), slices.shape, LAYOUT, 0.5)
+    back = H.unmosaic(resize(make_mosaics(slices, LAYOUT), 0.5), slices.shape, LAYOUT)
     np.testing.assert_allclose(back[4:-4, 4:-4, 1:11], slices[4:-4, 4:-4, 1:11], atol=1e-5)
 
 

@@ -376,6 +376,8 @@ def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
     assert _rerun(repo, tiny_run, "group", {"heatmaps": {**hm, "display_group": "TP"}}) == {
         "heatmap_figure_display": 5, "heatmap_figure_statmap": 5, "all": 1}
     assert _rerun(repo, tiny_run, "top", {"atlas": {"top_regions": 10}}) == {"heatmap_figure_regions": 5, "all": 1}
+    # batch sizes change no map: nothing reruns
+    assert _rerun(repo, tiny_run, "batch", {"heatmaps": {**hm, "batch_size": 2, "occlusion_batch": 4}}) == {}
 
 
 def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
