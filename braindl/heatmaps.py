@@ -47,7 +47,7 @@ from captum.attr._utils.lrp_rules import EpsilonRule, PropagationRule
 from torch import nn
 
 from braindl import mosaic as mosaics
-from braindl.architectures import BACKBONES, HEATMAP_METHODS as METHODS, heatmap_refusal, method_specs  # noqa: F401
+from braindl.architectures import BACKBONES, HEATMAP_METHODS as METHODS, heatmap_refusal
 from braindl.io import write_json, write_nifti, write_tsv
 from braindl.pack import load_pack
 from braindl.templates import TEMPLATE_SPACE
