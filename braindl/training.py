@@ -313,37 +313,20 @@ def monitor_of(task: str, settings: dict) -> tuple[str, int]:
     return col, (1 if mon == "val_balanced_accuracy" else -1)
 
 
-def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: int, run: int, out: dict,
-              state_dir, pretrained=None, threads: int | None = None, on_epoch_end=None,
-              log=None) -> dict:
-    """Train one run and write ``out``: model, history, predictions (validation + test) and summary JSON.
+def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log, on_epoch_end=None,
+        label: str = "") -> tuple[list, float, int, dict]:
+    """The epoch loop of a run: train, validate, keep the best epoch, checkpoint, stop early, resume.
 
-    ``pretrained``: checkpoint to start from (the fine-tuning source, or
-    ``settings['pretrained']`` when None); ``settings['freeze']`` then applies.
-
-    ``on_epoch_end(epoch)`` is called after each checkpoint (tests use it to
-    interrupt a run). Returns the summary.
+    ``runner`` provides ``train_epoch()``, ``score('validation')``, ``model``,
+    ``opt`` and the generators ``shuffle_gen``/``aug_gen``; ``col`` is the
+    monitored history column and ``sign`` +1 when higher is better. The whole
+    state is saved under ``state_dir`` after every epoch and reloaded when its
+    ``digest`` matches. The best epoch's weights are loaded into the model on
+    return. Returns ``(history, best value (signed), best epoch, best weights on the CPU)``.
     """
-    log = log or _progress
-    if threads:
-        torch.set_num_threads(int(threads))
-    dev = pick_device(settings.get("device", "auto"))
-    pretrained = pretrained or settings.get("pretrained")
-    arr, index = load_pack(pack_npy, index_tsv)
-    split_table = splits.read_split(split_tsv)
-    rows = task_rows(index, split_table, task)
-    seed = run_seed(settings["seed"], split, run)
-    digest = settings_digest({**settings, "task": task, "split": split, "run": run, "pretrained": str(pretrained),
-                              "pack_rows": len(index), "split_file": Path(split_tsv).name})
-    if dev.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    runner = Runner(arr, rows, task, settings, dev, seed, pretrained)
-    total = sum(p.numel() for p in runner.model.parameters())
-    log(f"{settings['model']} on {dev}: {runner.trainable:,} of {total:,} parameters trainable"
-        + (f" (freeze {settings['freeze']})" if (pretrained or runner.weights) else ""))
-    col, sign = monitor_of(task, settings)
     state_dir = Path(state_dir)
     last = state_dir / "last.pt"
+    dev = next(runner.model.parameters()).device
     history, best, best_epoch, bad, start_epoch = [], -math.inf, 0, 0, 1
     best_state = None
     if last.is_file():
@@ -358,7 +341,7 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
             history, best, best_epoch, bad = ck["history"], ck["best"], ck["best_epoch"], ck["bad"]
             best_state = ck["best_state"]
             start_epoch = ck["epoch"] + 1
-            log(f"resuming {task} split {split} run {run} from epoch {ck['epoch']} ({last})")
+            log(f"resuming {label} from epoch {ck['epoch']} ({last})")
         else:
             log(f"{last}: settings changed since this checkpoint; starting over")
     patience = int(settings["early_stopping_patience"])
@@ -391,6 +374,40 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     runner.model.load_state_dict(best_state)
+    return history, best, best_epoch, best_state
+
+
+def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: int, run: int, out: dict,
+              state_dir, pretrained=None, threads: int | None = None, on_epoch_end=None,
+              log=None) -> dict:
+    """Train one run and write ``out``: model, history, predictions (validation + test) and summary JSON.
+
+    ``pretrained``: checkpoint to start from (the fine-tuning source, or
+    ``settings['pretrained']`` when None); ``settings['freeze']`` then applies.
+
+    ``on_epoch_end(epoch)`` is called after each checkpoint (tests use it to
+    interrupt a run). Returns the summary.
+    """
+    log = log or _progress
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = pick_device(settings.get("device", "auto"))
+    pretrained = pretrained or settings.get("pretrained")
+    arr, index = load_pack(pack_npy, index_tsv)
+    split_table = splits.read_split(split_tsv)
+    rows = task_rows(index, split_table, task)
+    seed = run_seed(settings["seed"], split, run)
+    digest = settings_digest({**settings, "task": task, "split": split, "run": run, "pretrained": str(pretrained),
+                              "pack_rows": len(index), "split_file": Path(split_tsv).name})
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    runner = Runner(arr, rows, task, settings, dev, seed, pretrained)
+    total = sum(p.numel() for p in runner.model.parameters())
+    log(f"{settings['model']} on {dev}: {runner.trainable:,} of {total:,} parameters trainable"
+        + (f" (freeze {settings['freeze']})" if (pretrained or runner.weights) else ""))
+    col, sign = monitor_of(task, settings)
+    history, best, best_epoch, best_state = fit(runner, settings, col, sign, digest, state_dir, log, on_epoch_end,
+                                                f"{task} split {split} run {run}")
     preds = []
     for which in ("validation", "test"):
         _, outp = runner.predict(which)
