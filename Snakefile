@@ -36,6 +36,7 @@ include: "rules/training.smk"
 include: "rules/transfer.smk"
 include: "rules/pretraining.smk"
 include: "rules/heatmaps.smk"
+include: "rules/dose.smk"
 
 
 rule all:
@@ -47,3 +48,4 @@ rule all:
         transfer_targets(),
         sweep_targets(),
         heatmap_targets(),
+        dose_targets(),

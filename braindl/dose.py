@@ -40,18 +40,10 @@ from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from braindl.io import atomic_path, write_json, write_nifti
+from braindl.figures import _save
+from braindl.patches import DoseError, level_label
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-
-
-class DoseError(ValueError):
-    """Input the dose branch cannot use; the message names the file and the problem."""
-
-
-def level_label(level: float) -> str:
-    """BIDS-safe label of a count level in percent: 0.5 -> '0p5', 10 -> '10'."""
-    text = f"{float(level):g}"
-    return text.replace(".", "p")
 
 
 # ---- projector ------------------------------------------------------------------------------------
@@ -116,6 +108,15 @@ class ParallelProjector:
         return torch.cat(parts)
 
 
+def resolve_device(name: str = "auto") -> "torch.device":
+    """``auto``: CUDA when present, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DoseError("dose.device is cuda, but no CUDA device is available")
+    return torch.device(name)
+
+
 def subsets_of(n_angles: int, n_subsets: int) -> list[np.ndarray]:
     """Interleaved angle subsets: subset ``s`` holds angles ``s, s + S, s + 2S, ...``."""
     if not 1 <= n_subsets <= n_angles:
@@ -147,20 +148,21 @@ def osem(sinogram: torch.Tensor, projector: ParallelProjector, iterations: int, 
 
 # ---- grid and activity -------------------------------------------------------------------------
 def recon_grid(img: nib.Nifti1Image, voxel_mm: float | None = None, matrix=None,
-               threshold: float = 1e-3) -> tuple[tuple[int, int, int], np.ndarray]:
+               threshold: float = 0.02) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine of the reconstruction grid for ``img``.
 
     RAS axes, in-plane voxels of ``voxel_mm`` (default: the image's smallest),
     axial spacing the same. Without ``matrix`` the in-plane matrix is the
     smallest square centred on the image whose inscribed circle holds every
-    voxel above ``threshold`` x max, and the axial count covers the image.
+    voxel above ``threshold`` x max (after a one-voxel Gaussian smoothing, so
+    background noise does not count), and the axial count covers the image.
     """
     img = nib.as_closest_canonical(img)
     zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
     v = float(voxel_mm) if voxel_mm else float(zooms.min())
     centre = img.affine @ np.r_[(np.asarray(img.shape[:3]) - 1) / 2.0, 1.0]
     if matrix is None:
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        data = ndimage.gaussian_filter(np.asarray(img.dataobj, dtype=np.float32), 1.0)  # noise averaged out
         ijk = np.argwhere(data > threshold * max(float(data.max()), 1e-30))
         if len(ijk) == 0:
             raise DoseError("activity volume is empty (no voxel above zero)")
@@ -368,10 +370,10 @@ def run_resample(source, settings: dict, seed: int, out_npz, out_json, total_cou
         meta.update(Simulated=False)
     else:
         vol, affine, lost = activity_on_grid(source, settings.get("voxel_size_mm"), settings.get("matrix"))
-        if lost > 0.01:
+        if lost > 0.02:
             raise DoseError(f"{source}: {100 * lost:.1f} % of the activity lies outside the field of view of "
                             f"the configured dose.matrix; enlarge it")
-        expected = expected_sinogram(vol, total_counts, int(settings["angles"]), device)
+        expected = expected_sinogram(vol, total_counts, int(settings["angles"]), resolve_device(device))
         shape = expected.shape
         chunks = simulated_events(expected, rng)
         meta.update(Simulated=True, TotalCounts=float(total_counts), ActivityOutsideFOV=lost)
@@ -384,7 +386,8 @@ def run_resample(source, settings: dict, seed: int, out_npz, out_json, total_cou
         np.savez_compressed(tmp, counts=counts.astype(dtype), levels=np.asarray(levels), affine=affine)
     meta.update(SinogramShape=list(shape), Events=int(n_events),
                 CountsPerLevel={level_label(v): int(c) for v, c in zip(levels, counts.reshape(len(levels), -1).sum(1))},
-                ThinningSeconds=round(t2 - t1, 3), EventsPerSecond=round(n_events / max(t2 - t1, 1e-9)),
+                EventSeconds=round(t2 - t1, 3), EventsPerSecond=round(n_events / max(t2 - t1, 1e-9)),
+                EventSecondsDescription="drawing (simulated data) or reading the events, and thinning them",
                 Seconds=round(time.perf_counter() - t0, 3), Seed=int(seed))
     write_json(out_json, meta)
     return meta
@@ -418,8 +421,7 @@ def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json,
             raise DoseError(f"{counts_npz}: has no count level {level} (levels {levels})")
         k = levels.index(float(level))
         counts, affine = z["counts"][k], z["affine"]
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     vol = reconstruct(counts, int(settings["iterations"]), int(settings["subsets"]), dev)
     t1 = time.perf_counter()
     voxel = np.sqrt((affine[:3, :3] ** 2).sum(0))
@@ -433,3 +435,26 @@ def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json,
             "Source": str(counts_npz)}
     write_json(out_json, meta)
     return meta
+
+
+def levels_figure(recons: dict, out, style: dict) -> None:
+    """002 Fig. 1: the same axial slice (through the activity's centre) at every count level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = sorted(recons, key=float)
+    vols = {v: np.asarray(nib.load(str(recons[v])).dataobj, dtype=np.float32) for v in levels}
+    full = vols[levels[-1]]
+    z = int(round(float((full.sum((0, 1)) * np.arange(full.shape[2])).sum() / max(full.sum(), 1e-12))))
+    mask = full[:, :, z] > 0.05
+    rows_, cols_ = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (slice(rows_.min(), rows_.max() + 1), slice(cols_.min(), cols_.max() + 1)) if mask.any() else (slice(None),) * 2
+    fig, axes = plt.subplots(1, len(levels), figsize=(1.9 * len(levels) + 0.6, 2.3), squeeze=False)
+    for ax, v in zip(axes[0], levels):
+        im = ax.imshow(np.rot90(vols[v][:, :, z][box]), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"{float(v):g} %", fontsize=9)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="normalised uptake")
+    _save(fig, out, int(style.get("dpi", 150)))

@@ -296,6 +296,52 @@ class Runner:
                 f"{which}_balanced_accuracy": float(balanced_accuracy_score(truth, out.argmax(1)))}
 
 
+class ArrayRunner(Runner):
+    """A 2D backbone regressing several targets from in-memory images (002's quality scores from
+    patches): sets ``x`` ``(n, H, W)`` and targets ``y`` ``(n, k)``, MSE on the raw targets, Adam, a
+    flatten + linear head. Same interface as :class:`Runner`, for :func:`fit`."""
+
+    def __init__(self, x: dict, y: dict, settings: dict, device, seed: int, n_outputs: int):
+        self.s, self.device = settings, device
+        self.regression, self.mosaic = True, False
+        self.x = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))[:, None].to(device) for k, v in x.items()}
+        self.y = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)).to(device) for k, v in y.items()}
+        self.loss_fn = nn.MSELoss()
+        torch.manual_seed(seed)
+        self.arch = {"head": "linear", "rgb": bool(settings.get("rgb", True))}
+        self.model = backbones.build_2d(settings["model"], int(n_outputs), **self.arch).to(device)
+        self.weights = None
+        if str(settings.get("weights", "none")) != "none":
+            self.weights = str(backbones.load_imagenet(self.model, settings["model"], settings["weights"]))
+        self.trainable = models.freeze(self.model, settings["freeze"])
+        self.opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
+                                    lr=float(settings["learning_rate"]))
+        gen_dev = "cuda" if device.type == "cuda" else "cpu"
+        self.shuffle_gen = torch.Generator().manual_seed(seed)
+        self.aug_gen = torch.Generator(device=gen_dev).manual_seed(seed + 1)
+        self.amp = device.type == "cuda"
+
+    def _forward(self, xb):
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(xb.float())
+        return out.float()
+
+    def _batch(self, idx):
+        return self.x["train"][idx]
+
+    @torch.no_grad()
+    def predict(self, which: str) -> tuple[float, np.ndarray]:
+        self.model.eval()
+        bs = int(self.s["batch_size"])
+        x = self.x[which]
+        out = torch.cat([self._forward(x[i:i + bs]) for i in range(0, x.shape[0], bs)])
+        return float(self.loss_fn(out, self.y[which])), out.cpu().numpy()
+
+    def score(self, which: str) -> dict:
+        loss, out = self.predict(which)
+        return {f"{which}_loss": loss, f"{which}_mae": float(np.abs(out - self.y[which].cpu().numpy()).mean())}
+
+
 def model_arch(settings: dict) -> dict:
     """Architecture settings beyond name and dropout (2D backbones: head, head width, RGB input)."""
     if not models.is_2d(settings["model"]):

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import architectures, crop, inputs, mosaic, pretraining, registration, splits, synthetic
+from braindl import architectures, crop, inputs, mosaic, patches, pretraining, registration, splits, synthetic
+
 from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
@@ -652,4 +653,173 @@ def heatmap_targets():
             files.append(heat_figure("robustness", task, mod, reg, model))
             if SYNTHETIC:
                 files.append(heat_table("groundtruth", task, mod, reg, model))
+    return files
+
+
+# ---- 002's dose branch: resampling, reconstruction, patches, quality regression ---------------
+DOSE = f"{RESULTS}/dose"
+DCFG = config["dose"]
+DTRAIN = DCFG["training"]
+DOSE_LEVELS = [float(v) for v in DCFG["levels"]]
+DOSE_LABELS = {patches.level_label(v): v for v in DOSE_LEVELS}
+FULL_LEVEL = patches.level_label(max(DOSE_LEVELS))
+
+
+def _dose_patients():
+    """(subject, session) of the patients in the dose branch, and the scores table rows (real data)."""
+    where = "config: dose"
+    try:
+        patches.group_of(DOSE_LEVELS, DCFG["groups"])
+    except patches.DoseError as err:
+        raise WorkflowError(str(err)) from None
+    if DCFG["events_dir"] is None and "pet" not in MODALITIES:
+        return [], None
+    if DCFG["scores"]:
+        try:
+            table = patches.read_scores(DCFG["scores"], DOSE_LEVELS)
+        except patches.DoseError as err:
+            raise WorkflowError(f"{where}.scores: {err}") from None
+        pairs = sorted({(p[4:], s) for p, s in zip(table.participant_id, table.session_id)})
+    else:
+        if not SYNTHETIC and DTRAIN["models"]:
+            raise WorkflowError(f"{where}.scores: a scores table is needed for the quality regression on a "
+                                "BIDS dataset (or set dose.training.models to [])")
+        table, pairs, seen = None, [], set()
+        for sub, ses in sorted(session_pairs()):
+            if sub not in seen and (DCFG["events_dir"] or (sub, ses, "pet") in RAW):
+                seen.add(sub)
+                pairs.append((sub, ses))
+        pairs = pairs[: DCFG["patients"]] if DCFG["patients"] else pairs
+    for sub, ses in pairs:
+        if DCFG["events_dir"] is None and (sub, ses, "pet") not in RAW:
+            raise WorkflowError(f"{where}.scores: sub-{sub} ses-{ses} has no PET scan in {BIDS_DIR}")
+    return pairs, table
+
+
+DOSE_PAIRS, DOSE_SCORE_TABLE = _dose_patients()
+
+
+def dose_scored():
+    """(subject, session, level label) of every scored reconstruction: the scores table's rows, or
+    (synthetic) one level per quality group and patient, drawn by patches.scored_levels."""
+    if DOSE_SCORE_TABLE is not None:
+        return [(p[4:], s, patches.level_label(v)) for p, s, v in
+                DOSE_SCORE_TABLE[["participant_id", "session_id", "level"]].itertuples(index=False)]
+    return [(sub, ses, patches.level_label(v)) for sub, ses in DOSE_PAIRS
+            for v in patches.scored_levels(f"sub-{sub}", DOSE_LEVELS, DCFG["groups"], DCFG["seed"])]
+
+
+def _check_dose():
+    if not DTRAIN["models"] or not DOSE_PAIRS:
+        return
+    where = "config: dose.training"
+    n = len(DOSE_PAIRS)
+    need = DTRAIN["test_patients"] + DTRAIN["validation_patients"] + max(DTRAIN["sizes"])
+    if n < need:
+        raise WorkflowError(f"{where}: {n} dose patients, but test_patients + validation_patients + max(sizes) "
+                            f"= {need}")
+    for name in DTRAIN["models"]:
+        if name not in architectures.BACKBONES:
+            raise WorkflowError(f"{where}.models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
+        if DTRAIN["weights"] != "none" and not architectures.weights_path(name, DTRAIN["weights"]).is_file():
+            raise WorkflowError(f"{where}.weights {DTRAIN['weights']}: "
+                                f"{architectures.weights_path(name, DTRAIN['weights'])} not found")
+
+
+_check_dose()
+
+
+def dose_dir(subject="{subject}", session="{session}"):
+    return f"{DOSE}/sub-{subject}/ses-{session}/pet/sub-{subject}_ses-{session}"
+
+
+def dose_counts_paths(subject="{subject}", session="{session}"):
+    pre = dose_dir(subject, session)
+    return {"counts": f"{pre}_desc-counts_sinogram.npz", "json": f"{pre}_desc-counts_sinogram.json"}
+
+
+def dose_recon_paths(subject="{subject}", session="{session}", level="{level}"):
+    pre = dose_dir(subject, session)
+    return {"pet": f"{pre}_desc-dose{level}_pet.nii.gz", "json": f"{pre}_desc-dose{level}_pet.json"}
+
+
+def dose_patch_paths(subject="{subject}", session="{session}", level="{level}"):
+    pre = dose_dir(subject, session)
+    return {"patches": f"{pre}_desc-dose{level}_patches.npy", "json": f"{pre}_desc-dose{level}_patches.json"}
+
+
+def dose_source(wc):
+    """The events file of a scan (dose.events_dir), else its PET image."""
+    if DCFG["events_dir"]:
+        return f"{DCFG['events_dir']}/sub-{wc.subject}_ses-{wc.session}_events.npy"
+    return RAW[(wc.subject, wc.session, "pet")]
+
+
+def dose_total_counts(wc):
+    """Full-dose events of a simulated scan (checked when the job runs: a sidecar may not exist yet)."""
+    return DCFG["total_counts"]
+
+
+DOSE_SCORES = f"{DOSE}/quality_scores.tsv"
+DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
+                                   DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \
+    if DTRAIN["models"] and DOSE_PAIRS else []
+
+
+def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", run="{run}"):
+    pre = f"{DOSE}/models/model-{model}_freeze-{freeze}_n-{n}_fold-{fold}_run-{run}"
+    return {"predictions": f"{pre}_predictions.tsv", "history": f"{pre}_history.tsv",
+            "summary": f"{pre}_summary.json"}
+
+
+def dose_runs():
+    """Every quality run: models x regimes x sizes x folds (run 0), plus the extra ensemble runs on fold 0."""
+    out = []
+    for m in DTRAIN["models"]:
+        for r in DTRAIN["regimes"]:
+            for n in DTRAIN["sizes"]:
+                for f in range(DTRAIN["folds"]):
+                    for run in range(DTRAIN["ensemble_runs"] if f == 0 else 1):
+                        out.append(dict(model=m, freeze=r, n=n, fold=f, run=run))
+    return out
+
+
+def dose_train_settings(wc):
+    return canonical({"model": wc.dmodel, "freeze": wc.freeze, "weights": DTRAIN["weights"],
+                      "learning_rate": DTRAIN["learning_rate"], "batch_size": DTRAIN["batch_size"],
+                      "max_epochs": DTRAIN["max_epochs"], "early_stopping_patience": DTRAIN["patience"],
+                      "seed": DCFG["seed"], "device": "auto"})
+
+
+def dose_patch_inputs(wc):
+    """Patches of the scored reconstructions of the fold's training (first n), validation and test
+    patients, keyed by (participant_id, session_id, level)."""
+    fold = DOSE_FOLDS[int(wc.fold)]
+    members = set(fold["pool"][: int(wc.n)] + fold["validation"] + fold["test"])
+    return {(f"sub-{s}", t, DOSE_LABELS[lv]): dose_patch_paths(s, t, lv)["patches"] for s, t, lv in dose_scored()
+            if f"sub-{s}" in members}
+
+
+def dose_seed(*parts):
+    """A seed of its own per scan (and level), from dose.seed."""
+    import zlib
+
+    return DCFG["seed"] + zlib.crc32("_".join(parts).encode()) % 100000
+
+
+DOSE_TABLE = f"{DOSE}/quality_runs.tsv"
+
+
+def dose_figure(kind):
+    return f"{FIGURES}/dose_{kind}.{config['figures']['format']}"
+
+
+def dose_targets():
+    if not DOSE_PAIRS:
+        return []
+    sub, ses = DOSE_PAIRS[0]
+    files = [dose_figure("levels")]
+    files += [dose_recon_paths(s, t, lv)["pet"] for s, t in DOSE_PAIRS for lv in DOSE_LABELS]
+    if DTRAIN["models"]:
+        files += [DOSE_TABLE, dose_figure("training_size"), dose_figure("freezing")]
     return files

@@ -1,4 +1,4 @@
-"""Image-quality regression (braindl.quality): patches, labels, folds, training, tables, figures."""
+"""Patches, labels and folds (braindl.patches); the quality regression, tables and figures (braindl.quality)."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from braindl import quality
-from braindl.dose import DoseError
+from braindl import dose, patches, quality
+from braindl.patches import DoseError
 from braindl.io import write_json, write_nifti, write_tsv
 
 GROUPS = {"low": [0.5, 1], "medium": [5, 10], "high": [25, 50, 100]}
@@ -18,27 +18,27 @@ def test_patches_reject_background_and_cover_three_planes():
     vol = np.zeros((40, 40, 40), np.float32)
     vol[10:30, 12:28, 8:32] = 1.0
     rng = np.random.default_rng(0)
-    patches, planes, stats = quality.extract_patches(vol, 16, 400, 30, 0.125, rng)
-    assert patches.shape == (90, 16, 16) and np.bincount(planes).tolist() == [30, 30, 30]
-    assert (patches.mean((1, 2)) >= 0.125 * vol.mean()).all()
+    found, planes, stats = patches.extract_patches(vol, 16, 400, 30, 0.125, rng)
+    assert found.shape == (90, 16, 16) and np.bincount(planes).tolist() == [30, 30, 30]
+    assert (found.mean((1, 2)) >= 0.125 * vol.mean()).all()
     assert all(0 < s["foreground"] < 400 for s in stats.values())
     # a volume thinner than the patch is zero padded; few foreground patches: all of them kept
     flat = np.ones((40, 40, 6), np.float32)
-    p, pl, st = quality.extract_patches(flat, 16, 50, 100, 0.125, rng)
+    p, pl, st = patches.extract_patches(flat, 16, 50, 100, 0.125, rng)
     assert p.shape[1:] == (16, 16) and st["axial"]["kept"] == st["axial"]["foreground"] <= 50
 
 
 def test_groups_and_scored_levels():
-    g = quality.group_of(LEVELS, GROUPS)
+    g = patches.group_of(LEVELS, GROUPS)
     assert g[0.5] == "low" and g[10] == "medium" and g[100] == "high"
     with pytest.raises(DoseError, match="no group"):
-        quality.group_of([0.5, 2], GROUPS)
+        patches.group_of([0.5, 2], GROUPS)
     with pytest.raises(DoseError, match="two groups"):
-        quality.group_of([1], {"a": [1], "b": [1]})
-    picks = quality.scored_levels("sub-01", LEVELS, GROUPS, 0)
+        patches.group_of([1], {"a": [1], "b": [1]})
+    picks = patches.scored_levels("sub-01", LEVELS, GROUPS, 0)
     assert len(picks) == 3 and [g[p] for p in picks] == ["low", "medium", "high"]
-    assert picks == quality.scored_levels("sub-01", LEVELS, GROUPS, 0)
-    assert len({tuple(quality.scored_levels(f"sub-{i:02d}", LEVELS, GROUPS, 0)) for i in range(20)}) > 1
+    assert picks == patches.scored_levels("sub-01", LEVELS, GROUPS, 0)
+    assert len({tuple(patches.scored_levels(f"sub-{i:02d}", LEVELS, GROUPS, 0)) for i in range(20)}) > 1
 
 
 def test_synthetic_scores_follow_the_rule(tmp_path):
@@ -52,41 +52,41 @@ def test_synthetic_scores_follow_the_rule(tmp_path):
                  reference=tmp_path / "ref.nii.gz"),
             dict(participant_id="sub-01", session_id="01", level=1, recon=tmp_path / "noisy.nii.gz",
                  reference=tmp_path / "ref.nii.gz")]
-    t = quality.synthetic_scores(rows, GROUPS, LEVELS)
+    t = patches.synthetic_scores(rows, GROUPS, LEVELS)
     high, low = t.iloc[0], t.iloc[1]
-    assert high["ssim"] == 1.0 and (high[list(quality.METRICS)] == 3.0).all()
+    assert high["ssim"] == 1.0 and (high[list(patches.METRICS)] == 3.0).all()
     q = low["ssim"]
-    assert 0 < q < 0.9 and low["gqr"] == float(quality.half_round(3 * 0.7 * q))
-    assert low["pr"] == float(quality.half_round(3 * 0.3 * q)) and low["group"] == "low"
-    assert all((t[m] * 2 == np.round(t[m] * 2)).all() for m in quality.METRICS)
+    assert 0 < q < 0.9 and low["gqr"] == float(patches.half_round(3 * 0.7 * q))
+    assert low["pr"] == float(patches.half_round(3 * 0.3 * q)) and low["group"] == "low"
+    assert all((t[m] * 2 == np.round(t[m] * 2)).all() for m in patches.METRICS)
 
 
 def test_user_scores_are_validated(tmp_path):
     good = pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["01"], "level": [5], "gqr": [2.5],
                          "pr": [3], "dc": [2]})
     write_tsv(tmp_path / "s.tsv", good)
-    assert quality.read_scores(tmp_path / "s.tsv", LEVELS)["level"].tolist() == [5.0]
+    assert patches.read_scores(tmp_path / "s.tsv", LEVELS)["level"].tolist() == [5.0]
     write_tsv(tmp_path / "b.tsv", good.assign(gqr=2.3))
     with pytest.raises(DoseError, match="b.tsv: column gqr"):
-        quality.read_scores(tmp_path / "b.tsv", LEVELS)
+        patches.read_scores(tmp_path / "b.tsv", LEVELS)
     write_tsv(tmp_path / "l.tsv", good.assign(level=7))
     with pytest.raises(DoseError, match="levels"):
-        quality.read_scores(tmp_path / "l.tsv", LEVELS)
+        patches.read_scores(tmp_path / "l.tsv", LEVELS)
     write_tsv(tmp_path / "c.tsv", good.drop(columns="dc"))
     with pytest.raises(DoseError, match="missing columns"):
-        quality.read_scores(tmp_path / "c.tsv", LEVELS)
+        patches.read_scores(tmp_path / "c.tsv", LEVELS)
 
 
 def test_folds_fix_the_test_set_and_nest_training_pools():
     ids = [f"sub-{i:02d}" for i in range(13)]
-    folds = quality.quality_folds(ids, 3, 2, 6, seed=0)
+    folds = patches.quality_folds(ids, 3, 2, 6, seed=0)
     assert len(folds) == 6 and len({tuple(f["test"]) for f in folds}) == 1
     for f in folds:
         assert len(f["validation"]) == 2 and len(f["pool"]) == 8
         assert not set(f["test"]) & set(f["validation"]) and not set(f["pool"]) & set(f["validation"] + f["test"])
     assert len({tuple(f["validation"]) for f in folds[:5]}) == 5  # the first five folds validate on disjoint pairs
     with pytest.raises(DoseError, match="need 2 for validation"):
-        quality.quality_folds(ids[:5], 3, 2, 1, seed=0)
+        patches.quality_folds(ids[:5], 3, 2, 1, seed=0)
 
 
 def _patch_data(tmp_path, n_patients=6):
@@ -115,7 +115,7 @@ def _out(tmp_path, name):
 
 def test_train_quality_head_only_writes_consistent_outputs(tmp_path):
     files, scores, ids = _patch_data(tmp_path)
-    fold = quality.quality_folds(ids, 2, 1, 1, seed=0)[0]
+    fold = patches.quality_folds(ids, 2, 1, 1, seed=0)[0]
     out = _out(tmp_path, "a")
     s = quality.train_quality(files, scores, fold, 2, SETTINGS, 0, out, tmp_path / "state")
     assert s["trainable_parameters"] == 512 * 3 + 3  # flatten + one linear layer of three outputs
@@ -124,7 +124,7 @@ def test_train_quality_head_only_writes_consistent_outputs(tmp_path):
     test = pred[pred["set"] == "test"]
     assert len(test) == 2 * 3 * 12 and set(test["participant_id"]) == set(fold["test"])
     assert s["mae"] == pytest.approx(np.mean([np.abs(test[f"true_{m}"] - test[f"pred_{m}"]).mean()
-                                              for m in quality.METRICS]))
+                                              for m in patches.METRICS]))
     assert len(pd.read_csv(out["history"], sep="\t")) == 3 and not (tmp_path / "state").exists()
     s60 = quality.train_quality(files, scores, fold, 2, {**SETTINGS, "freeze": "first_60_percent", "max_epochs": 1},
                                 0, _out(tmp_path, "b"), tmp_path / "state")
@@ -133,7 +133,7 @@ def test_train_quality_head_only_writes_consistent_outputs(tmp_path):
 
 def test_table_adds_an_ensemble_of_repeated_runs(tmp_path):
     files, scores, ids = _patch_data(tmp_path)
-    fold = quality.quality_folds(ids, 2, 1, 1, seed=0)[0]
+    fold = patches.quality_folds(ids, 2, 1, 1, seed=0)[0]
     runs = []
     for r in range(2):
         out = _out(tmp_path, f"r{r}")
@@ -143,7 +143,7 @@ def test_table_adds_an_ensemble_of_repeated_runs(tmp_path):
     assert t["kind"].tolist().count("run") == 2 and t["kind"].tolist().count("ensemble") == 1
     preds = [pd.read_csv(r["predictions"], sep="\t", dtype={"participant_id": str, "session_id": str}) for r in runs]
     mean = preds[0].copy()
-    for m in quality.METRICS:
+    for m in patches.METRICS:
         mean[f"pred_{m}"] = (preds[0][f"pred_{m}"] + preds[1][f"pred_{m}"]) / 2
     ens = t[t["kind"] == "ensemble"].iloc[0]
     assert ens["mae"] == pytest.approx(quality.mae_of(mean[mean["set"] == "test"])["mae"])
@@ -160,5 +160,5 @@ def test_levels_figure(tmp_path):
         vol[4:16, 5:15, 3:9] = 1.0
         write_nifti(tmp_path / f"{v}.nii.gz", vol, np.eye(4))
         recons[float(v)] = tmp_path / f"{v}.nii.gz"
-    quality.levels_figure(recons, tmp_path / "levels.png", {"dpi": 60})
+    dose.levels_figure(recons, tmp_path / "levels.png", {"dpi": 60})
     assert (tmp_path / "levels.png").stat().st_size > 1000

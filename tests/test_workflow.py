@@ -41,7 +41,17 @@ TINY = {
     "heatmaps": {"variants": ["syn"], "methods": ["lrp_epsilon", "gradient_x_input", "occlusion"],
                  "transfer_models": ["resnet18"], "occlusion_patch": [32, 38, 32], "occlusion_stride": [32, 38, 32],
                  "occlusion_patch_2d": [57, 79], "occlusion_stride_2d": [57, 79]},
+    # 002's dose branch on 5 patients, coarse: 2e7 events, 4 mm voxels, three levels (one per group), small
+    # patches; ResNet-18 regressors for both freezing regimes, 1 and 2 training patients, an ensemble of 2
+    "dose": {"patients": 5, "total_counts": 2.0e7, "levels": [1, 10, 100], "voxel_size_mm": 4.0,
+             "groups": {"low": [1], "medium": [10], "high": [100]}, "angles": 24, "subsets": 4,
+             "patch_size": 24, "patches_per_plane": 6, "candidates_per_plane": 60,
+             "training": {"sizes": [1, 2], "folds": 1, "validation_patients": 1, "test_patients": 2,
+                          "ensemble_runs": 2, "max_epochs": 2}},
 }
+# jobs of the dose branch on the tiny cohort: 5 scans x 3 levels; 2 regimes x 2 sizes x 2 runs
+DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 15, "dose_patches": 15, "dose_scores": 1, "dose_train": 8,
+             "dose_table": 1, "dose_figure": 2, "dose_figure_levels": 1}
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
 XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
       "transfer_embedding": 3}
@@ -136,6 +146,12 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
                  "heatmap_figure_regions"):
         assert counts[rule] == units * len(methods)
     assert counts["heatmap_robustness"] == counts["heatmap_groundtruth"] == units
+    dc, dt = default_config["dose"], default_config["dose"]["training"]
+    assert counts["dose_resample"] == dc["patients"] and counts["dose_reconstruct"] == dc["patients"] * len(dc["levels"])
+    assert counts["dose_patches"] == dc["patients"] * len(dc["groups"]) and counts["dose_scores"] == 1
+    assert counts["dose_train"] == len(dt["models"]) * len(dt["regimes"]) * len(dt["sizes"]) * (
+        dt["folds"] + dt["ensemble_runs"] - 1)
+    assert counts["dose_table"] == counts["dose_figure_levels"] == 1 and counts["dose_figure"] == 2
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -291,7 +307,7 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
         "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
     assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == add({
         **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1},
-        *[HMFIG] * 5, {"heatmap_figure_robustness": 2})
+        *[HMFIG] * 5, {"heatmap_figure_robustness": 2, "dose_figure": 2, "dose_figure_levels": 1})
     # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
     assert _rerun(repo, tiny_run, "sizes", {"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}) == {
         "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}
@@ -501,6 +517,90 @@ def test_tiny_transfer_outputs(tiny_run):
     assert "parameters trainable" in log and "epoch   2/2" in log
 
 
+def test_tiny_dose_outputs(tiny_run):
+    d = tiny_run / "results/dose"
+    counts = sorted(d.glob("sub-*/ses-*/pet/*_desc-counts_sinogram.json"))
+    assert len(counts) == 5
+    meta = json.loads(counts[0].read_text())
+    per_level = [meta["CountsPerLevel"][k] for k in ("1", "10", "100")]
+    assert per_level[0] < per_level[1] < per_level[2] == meta["Events"] and abs(meta["Events"] / 2e7 - 1) < 0.01
+    recons = sorted(d.glob("sub-*/ses-*/pet/*_desc-dose*_pet.nii.gz"))
+    assert len(recons) == 15
+    img = nib.load(str(recons[0]))
+    assert np.allclose(np.sqrt((img.affine[:3, :3] ** 2).sum(0)), 4.0) and img.get_fdata().max() == 1.0
+    scores = pd.read_csv(d / "quality_scores.tsv", sep="\t", dtype={"session_id": str})
+    assert len(scores) == 15 and set(scores["group"]) == {"low", "medium", "high"}
+    for _, rows in scores.groupby("participant_id"):  # more counts, better (or equal) scores
+        r = rows.sort_values("level")
+        assert (r["ssim"].diff().dropna() > 0).all() and (r[["gqr", "pr", "dc"]].diff().dropna() >= 0).all().all()
+    patches = np.load(next(d.glob("sub-*/ses-*/pet/*_desc-dose1_patches.npy")))
+    assert patches.shape == (18, 24, 24) and patches.dtype == np.float16
+    table = pd.read_csv(d / "quality_runs.tsv", sep="\t")
+    runs = table[table["kind"] == "run"]
+    assert len(runs) == 8 and (table["kind"] == "ensemble").sum() == 4
+    assert set(runs[runs["freeze"] == "head_only"]["trainable_parameters"]) == {512 * 3 + 3}
+    for fig in ("dose_levels", "dose_training_size", "dose_freezing"):
+        assert (tiny_run / f"results/figures/{fig}.png").stat().st_size > 3000
+
+
+def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
+    dose = TINY["dose"]
+    after_recon = {"dose_patches": 15, "dose_scores": 1, "dose_train": 8, "dose_table": 1, "dose_figure": 2,
+                   "dose_figure_levels": 1, "all": 1}
+    # OSEM settings: the reconstructions and what follows, not the events
+    assert _rerun(repo, tiny_run, "osem", {"dose": {**dose, "iterations": 3}}) == {"dose_reconstruct": 15, **after_recon}
+    # the count scale: everything of the branch
+    assert _rerun(repo, tiny_run, "counts", {"dose": {**dose, "total_counts": 3e7}}) == {**DOSE_JOBS, "all": 1}
+    # patches: the patches and the regression
+    assert _rerun(repo, tiny_run, "npatch", {"dose": {**dose, "patches_per_plane": 5}}) == {
+        "dose_patches": 15, "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}
+    # training settings: the regression only; another regime adds its runs
+    training = dose["training"]
+    assert _rerun(repo, tiny_run, "epochs", {"dose": {**dose, "training": {**training, "max_epochs": 3}}}) == {
+        "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}
+    regimes = {**training, "regimes": ["head_only", "first_60_percent", "none"]}
+    assert _rerun(repo, tiny_run, "regimes", {"dose": {**dose, "training": regimes}}) == {
+        "dose_train": 4, "dose_table": 1, "dose_figure": 2, "all": 1}
+
+
+def test_user_events_feed_the_dose_branch(repo, tiny_run, tmp_path):
+    """A user's list-mode file (events + sidecar) replaces the simulation for that scan."""
+    from braindl import dose as dose_mod
+
+    npz = next((tiny_run / "results/dose").glob("sub-*/ses-01/pet/*_desc-counts_sinogram.npz"))
+    sub = npz.name.split("_")[0]
+    with np.load(npz) as z:
+        full, affine = z["counts"][-1].astype(np.int64), z["affine"]
+    events = np.random.default_rng(0).permutation(np.repeat(np.arange(full.size), full.ravel()))
+    (tmp_path / "events").mkdir()
+    dose_mod.write_events(tmp_path / "events" / f"{sub}_ses-01_events.npy", [events], full.shape, affine)
+    over = {**yaml.safe_load((tiny_run / "tiny.yaml").read_text())}
+    over["dose"] = {**over["dose"], "events_dir": str(tmp_path / "events")}
+    (tmp_path / "events.yaml").write_text(yaml.safe_dump(over))
+    target = f"results/dose/{sub}/ses-01/pet/{sub}_ses-01_desc-dose10_pet.nii.gz"
+    smk(repo, tmp_path, target, "--cores", "2", "--configfile", "events.yaml")
+    meta = json.loads((tmp_path / target.replace("dose10_pet.nii.gz", "counts_sinogram.json")).read_text())
+    assert not meta["Simulated"] and meta["Events"] == full.sum() == meta["CountsPerLevel"]["100"]
+    assert abs(meta["CountsPerLevel"]["10"] / full.sum() - 0.1) < 0.01
+    assert (tmp_path / target).is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"training": {"sizes": [1, 8]}}, "dose.training: 5 dose patients"),
+    ({"levels": [1, 10, 50, 100]}, "dose levels [50.0] belong to no group"),
+    ({"training": {"models": ["cnn3d_thesis"]}}, "is not a 2D backbone"),
+    ({"scores": "missing.tsv"}, "missing.tsv: dose scores table not found"),
+])
+def test_bad_dose_settings_are_refused_at_parse_time(repo, tiny_run, tmp_path, change, message):
+    over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    dose = {**over["dose"], **change}
+    if "training" in change:
+        dose["training"] = {**over["dose"]["training"], **change["training"]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**over, "dose": dose}))
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "bad.yaml", check=False)
+    assert out.returncode != 0 and message in out.stdout + out.stderr, out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("change, message", [
     ({"models": {"r": {"model": "resnet18", "input": "mosaic", "layout": "pet_000", "weights": "imagenet"}}},
      "resnet18-f37072fd.pth not found"),
@@ -560,7 +660,7 @@ def test_report_holds_every_figure_and_table_with_its_caption(repo, tiny_run):
     assert len(figures) > 20
     tables = ["task-CN_vs_AD_T1w_metrics.tsv", "task-CN_vs_AD_T1w_variants.tsv", "pet_desc-syn_comparison.tsv",
               "desc-syn_qc.tsv", "_sweep.tsv", "atlas-AAL3_groundtruth.tsv", "atlas-AAL3_robustnesssummary.tsv",
-              "method-lrpepsilon_atlas-AAL3_regionsummary.tsv"]
+              "method-lrpepsilon_atlas-AAL3_regionsummary.tsv", "quality_scores.tsv", "quality_runs.tsv"]
     for name in figures + tables:
         assert name in html, name
     for caption in sorted((repo / "rules/captions").glob("*.rst")):

@@ -1,0 +1,165 @@
+# 002's dose branch (braindl.dose, braindl.patches, braindl.quality): list-mode-style count resampling of
+# PET, OSEM per count level, patches of the scored reconstructions, quality labels, and
+# the quality regression across 2D backbones with its tables and figures.
+
+
+wildcard_constraints:
+    level="[0-9p]+",
+    freeze="none|head_only|first_60_percent",
+
+
+rule dose_resample:
+    input:
+        dose_source,
+    output:
+        **dose_counts_paths(),
+    params:
+        settings=canonical({k: DCFG[k] for k in ("levels", "angles", "voxel_size_mm", "matrix")}),
+        total_counts=dose_total_counts,
+        seed=lambda wc: dose_seed(wc.subject, wc.session),
+        device=DCFG["device"],
+        code=code_hash("dose"),
+    log:
+        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_resample.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=6000,
+    script:
+        "../workflow_scripts/dose_resample.py"
+
+
+rule dose_reconstruct:
+    input:
+        rules.dose_resample.output.counts,
+    output:
+        **dose_recon_paths(),
+    params:
+        level=lambda wc: DOSE_LABELS[wc.level],
+        settings=canonical({k: DCFG[k] for k in ("iterations", "subsets", "postfilter_fwhm_mm")}),
+        device=DCFG["device"],
+        code=code_hash("dose"),
+    log:
+        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_reconstruct.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+    script:
+        "../workflow_scripts/dose_reconstruct.py"
+
+
+rule dose_patches:
+    input:
+        dose_recon_paths()["pet"],
+    output:
+        **dose_patch_paths(),
+    params:
+        settings=canonical({k: DCFG[k] for k in ("patch_size", "patches_per_plane", "candidates_per_plane",
+                                                 "background_fraction")}),
+        seed=lambda wc: dose_seed(wc.subject, wc.session, wc.level),
+        code=code_hash("patches"),
+    log:
+        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_patches.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/dose_patches.py"
+
+
+rule dose_scores:
+    input:
+        # a user's scores table, or the reconstructions the synthetic rule measures
+        [DCFG["scores"]] if DCFG["scores"] else sorted({f for s, t, lv in dose_scored()
+                                                        for f in (dose_recon_paths(s, t, lv)["pet"],
+                                                                  dose_recon_paths(s, t, FULL_LEVEL)["pet"])}),
+    output:
+        captioned(DOSE_SCORES, "dose_scores", "Dose"),
+    params:
+        rows=[dict(participant_id=f"sub-{s}", session_id=t, level=DOSE_LABELS[lv],
+                   recon=dose_recon_paths(s, t, lv)["pet"], reference=dose_recon_paths(s, t, FULL_LEVEL)["pet"])
+              for s, t, lv in dose_scored()],
+        groups=DCFG["groups"],
+        levels=DOSE_LEVELS,
+        scores=DCFG["scores"],
+        code=code_hash("patches"),
+    log:
+        f"{DOSE}/logs/quality_scores.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/dose_scores.py"
+
+
+rule dose_train:
+    input:
+        patches=lambda wc: list(dose_patch_inputs(wc).values()),
+        scores=DOSE_SCORES,
+    output:
+        **dose_run_paths(),
+    params:
+        settings=dose_train_settings,
+        fold=lambda wc: DOSE_FOLDS[int(wc.fold)],
+        patch_keys=lambda wc: list(dose_patch_inputs(wc)),
+        state_dir=lambda wc, output: str(Path(output.summary).with_suffix("")) + "_state",
+        code=code_hash("quality"),
+    log:
+        f"{DOSE}/logs/model-{{dmodel}}_freeze-{{freeze}}_n-{{n}}_fold-{{fold}}_run-{{run}}.log",
+    threads: TRAIN_THREADS
+    conda:
+        ENV
+    resources:
+        **TRAIN_RESOURCES,
+    script:
+        "../workflow_scripts/dose_train.py"
+
+
+rule dose_table:
+    input:
+        [dose_run_paths(**r)[k] for r in dose_runs() for k in ("predictions", "summary")],
+    output:
+        captioned(DOSE_TABLE, "dose_table", "Dose"),
+    params:
+        runs=[dose_run_paths(**r) for r in dose_runs()],
+        code=code_hash("quality"),
+    log:
+        f"{DOSE}/logs/quality_runs.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/dose_table.py"
+
+
+rule dose_figure:
+    input:
+        table=DOSE_TABLE,
+    output:
+        captioned(f"{FIGURES}/dose_{{dkind}}.{config['figures']['format']}", "dose_figure", "Dose"),
+    wildcard_constraints:
+        dkind="training_size|freezing",
+    params:
+        style=canonical(config["figures"]),
+        code=code_hash("quality"),
+    log:
+        f"{DOSE}/logs/figure_{{dkind}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/dose_figure.py"
+
+
+rule dose_figure_levels:
+    input:
+        [dose_recon_paths(*DOSE_PAIRS[0], lv)["pet"] for lv in DOSE_LABELS] if DOSE_PAIRS else [],
+    output:
+        captioned(dose_figure("levels"), "dose_levels", "Dose"),
+    params:
+        levels=list(DOSE_LABELS.values()),
+        style=canonical(config["figures"]),
+        code=code_hash("dose"),
+    log:
+        f"{DOSE}/logs/figure_levels.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/dose_levels_figure.py"
