@@ -28,7 +28,7 @@ BACKBONES = {
     "se_resnext101_32x4d": ("senet", "se_resnext101_32x4d-3b2fe3d8.pth"),
     "senet154": ("senet", "senet154-c7b49a05.pth"),
 }
-HEADS = ("linear", "fc256", "sigmoid")
+HEADS = ("linear", "fc256", "sigmoid", "flatten")
 
 
 def hub_dir():

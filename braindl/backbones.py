@@ -6,7 +6,11 @@ normalisation, when ``rgb``) followed by a MONAI backbone whose classifier is
 replaced by the identity, so it returns the pooled feature vector; ``head``
 is one of
 
-* ``linear``: one fully connected layer (002's flatten + FC);
+* ``linear``: one fully connected layer on the pooled features;
+* ``flatten``: 002's flatten + FC: the backbone's global pooling is removed
+  and one fully connected layer reads the flattened feature map, so its size
+  depends on the input (``input_size``; 3 outputs of DenseNet121 on 80 x 80
+  patches: 1024 x 2 x 2 x 3 + 3 = 12,291 parameters, as 002's Table II);
 * ``fc256``: FC ``head_width`` + BatchNorm + ReLU + dropout + FC (001);
 * ``sigmoid``: one FC layer with sigmoid outputs, trained with class-weighted
   binary cross-entropy (003; usually with the backbone frozen).
@@ -56,8 +60,9 @@ class GreyToRGB(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _monai_backbone(name: str, in_channels: int) -> nn.Module:
-    """The MONAI network of ``name`` with its classifier replaced by the identity."""
+def _monai_backbone(name: str, in_channels: int, pool: bool = True) -> nn.Module:
+    """The MONAI network of ``name`` with its classifier replaced by the identity; without ``pool`` its
+    global average pooling is removed too (the output is the flattened feature map)."""
     from monai.networks import nets
 
     family = BACKBONES[name][0]
@@ -65,33 +70,41 @@ def _monai_backbone(name: str, in_channels: int) -> nn.Module:
         net = getattr(nets, name.replace("densenet", "DenseNet"))(spatial_dims=2, in_channels=in_channels,
                                                                    out_channels=1)
         net.class_layers.out = nn.Identity()
+        if not pool:
+            net.class_layers.pool = nn.Identity()
     elif family == "resnet":
         # torchvision's stem (7x7 stride-2 convolution, max-pool) and bias-free shortcuts
         net = getattr(nets, name)(spatial_dims=2, n_input_channels=in_channels, feed_forward=False,
                                   conv1_t_size=7, conv1_t_stride=2, bias_downsample=False)
+        if not pool:
+            net.avgpool = nn.Identity()
     elif family == "efficientnet":
         net = nets.EfficientNetBN(name, pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=1)
         net._fc = nn.Identity()
+        if not pool:
+            net._avg_pooling = nn.Identity()
     else:
         cls = {"se_resnet50": nets.SEResNet50, "se_resnet101": nets.SEResNet101, "se_resnet152": nets.SEResNet152,
                "se_resnext50_32x4d": nets.SEResNext50, "se_resnext101_32x4d": nets.SEResNext101,
                "senet154": nets.SENet154}[name]
         net = cls(spatial_dims=2, in_channels=in_channels, num_classes=1, pretrained=False)
         net.last_linear = nn.Identity()
+        if not pool:
+            net.adaptive_avg_pool = nn.Identity()
     return net
 
 
-def feature_size(backbone: nn.Module, in_channels: int) -> int:
+def feature_size(backbone: nn.Module, in_channels: int, input_size=(64, 64)) -> int:
     was = backbone.training
     backbone.eval()
     with torch.no_grad():
-        n = int(backbone(torch.zeros(1, in_channels, 64, 64)).flatten(1).shape[1])
+        n = int(backbone(torch.zeros(1, in_channels, *input_size)).flatten(1).shape[1])
     backbone.train(was)
     return n
 
 
 def make_head(kind: str, n_features: int, n_outputs: int, dropout: float = 0.5, width: int = 256) -> nn.Sequential:
-    if kind in ("linear", "sigmoid"):
+    if kind in ("linear", "sigmoid", "flatten"):
         return nn.Sequential(nn.Linear(n_features, n_outputs))
     if kind == "fc256":
         return nn.Sequential(nn.Linear(n_features, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
@@ -100,16 +113,21 @@ def make_head(kind: str, n_features: int, n_outputs: int, dropout: float = 0.5, 
 
 
 def build_2d(name: str, n_outputs: int, head: str = "fc256", dropout: float = 0.5, head_width: int = 256,
-             rgb: bool = True):
-    """A 2D backbone + head as ``models.Net``; ``model.output`` is ``sigmoid`` or ``softmax``."""
+             rgb: bool = True, input_size=None):
+    """A 2D backbone + head as ``models.Net``; ``model.output`` is ``sigmoid`` or ``softmax``.
+
+    ``input_size`` (H, W): required by the ``flatten`` head, whose size follows the feature map."""
     from braindl.models import Net
 
     if name not in BACKBONES:
         raise ValueError(f"unknown 2D backbone {name!r}; known: {sorted(BACKBONES)}")
+    if head == "flatten" and input_size is None:
+        raise ValueError("the flatten head needs the input size")
     c = 3 if rgb else 1
-    backbone = _monai_backbone(name, c)
-    net = Net(nn.Sequential(GreyToRGB(rgb), backbone), make_head(head, feature_size(backbone, c), n_outputs,
-                                                                    dropout, head_width), name)
+    backbone = _monai_backbone(name, c, pool=head != "flatten")
+    n_features = feature_size(backbone, c, tuple(input_size) if head == "flatten" else (64, 64))
+    net = Net(nn.Sequential(GreyToRGB(rgb), backbone), make_head(head, n_features, n_outputs, dropout, head_width),
+              name)
     net.output = "sigmoid" if head == "sigmoid" else "softmax"
     return net
 

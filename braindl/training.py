@@ -298,8 +298,8 @@ class Runner:
 
 class ArrayRunner(Runner):
     """A 2D backbone regressing several targets from in-memory images (002's quality scores from
-    patches): sets ``x`` ``(n, H, W)`` and targets ``y`` ``(n, k)``, MSE on the raw targets, Adam, a
-    flatten + linear head. Same interface as :class:`Runner`, for :func:`fit`."""
+    patches): sets ``x`` ``(n, H, W)`` and targets ``y`` ``(n, k)``, MSE on the raw targets, Adam, 002's
+    flatten + FC head (``flatten``). Same interface as :class:`Runner`, for :func:`fit`."""
 
     def __init__(self, x: dict, y: dict, settings: dict, device, seed: int, n_outputs: int):
         self.s, self.device = settings, device
@@ -308,7 +308,8 @@ class ArrayRunner(Runner):
         self.y = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)).to(device) for k, v in y.items()}
         self.loss_fn = nn.MSELoss()
         torch.manual_seed(seed)
-        self.arch = {"head": "linear", "rgb": bool(settings.get("rgb", True))}
+        self.arch = {"head": "flatten", "rgb": bool(settings.get("rgb", True)),
+                     "input_size": list(next(iter(x.values())).shape[1:])}
         self.model = backbones.build_2d(settings["model"], int(n_outputs), **self.arch).to(device)
         self.weights = None
         if str(settings.get("weights", "none")) != "none":

@@ -114,3 +114,13 @@ def test_the_papers_mosaic_sizes_pass_through():
         assert m(torch.rand(1, 1, 570, 790)).shape == (1, 4)
     with torch.no_grad():
         assert np.isclose(float(m(torch.rand(1, 1, 380, 380)).softmax(1).sum()), 1.0)
+
+
+def test_flatten_head_matches_002s_trainable_parameters():
+    """002's flatten + FC head on 80 x 80 patches, three outputs (Table II)."""
+    for name, expected in (("densenet121", 12_291), ("densenet169", 19_971), ("resnet50", 55_299)):
+        model = backbones.build_2d(name, 3, head="flatten", input_size=(80, 80))
+        assert models.freeze(model, "head_only") == expected, name
+        assert model(torch.rand(2, 1, 80, 80)).shape == (2, 3)
+    with pytest.raises(ValueError, match="input size"):
+        backbones.build_2d("resnet18", 3, head="flatten")

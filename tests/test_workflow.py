@@ -469,6 +469,9 @@ def _hub_with_weights(tmp_path, config):
         arm = {**defaults.get(name, {}), **arm}  # Snakemake merges the config files key by key
         if arm.get("weights") == "imagenet":
             (ckpt / BACKBONES[arm["model"]][1]).write_bytes(b"")
+    if config.get("dose", {}).get("training", {}).get("weights") == "imagenet":
+        for name in config["dose"]["training"]["models"]:
+            (ckpt / BACKBONES[name][1]).write_bytes(b"")
     return {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
 
 
@@ -591,8 +594,8 @@ def test_user_events_feed_the_dose_branch(repo, tiny_run, tmp_path):
     ({"training": {"models": ["cnn3d_thesis"]}}, "is not a 2D backbone"),
     ({"scores": "missing.tsv"}, "missing.tsv: dose scores table not found"),
 ])
-def test_bad_dose_settings_are_refused_at_parse_time(repo, tiny_run, tmp_path, change, message):
-    over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+def test_bad_dose_settings_are_refused_at_parse_time(repo, tmp_path, change, message):
+    over = yaml.safe_load(yaml.safe_dump({k: TINY[k] for k in ("synthetic", "dose")}))
     dose = {**over["dose"], **change}
     if "training" in change:
         dose["training"] = {**over["dose"]["training"], **change["training"]}
