@@ -353,13 +353,15 @@ def total_counts_of(pet_path, configured: float | None) -> float:
 
 
 def run_resample(source, settings: dict, seed: int, out_npz, out_json, total_counts: float | None = None,
-                 device: str = "cpu") -> dict:
+                 device: str = "cpu", threads: int | None = None) -> dict:
     """Simulate (or read) the events of one scan and write the counts of every level.
 
     ``source``: a PET NIfTI (simulated acquisition with ``total_counts``) or a
     user's ``*_events.npy``. ``out_npz`` holds ``counts`` ``(levels, planes,
     angles, radial)``, ``levels`` (percent), ``affine`` and ``expected_total``.
     """
+    if threads:
+        torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
     source = Path(source)
     levels = [float(v) for v in settings["levels"]]
@@ -412,8 +414,11 @@ def reconstruct(counts: np.ndarray, iterations: int, subsets: int, device="cpu")
     return from_planes(osem(sino, proj, iterations, subsets).cpu().numpy())
 
 
-def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json, device: str = "cpu") -> dict:
+def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json, device: str = "cpu",
+                    threads: int | None = None) -> dict:
     """Reconstruct one count level of ``counts_npz``: OSEM, post-filter, [0, 1]; NIfTI + JSON."""
+    if threads:
+        torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
     with np.load(counts_npz) as z:
         levels = [float(v) for v in z["levels"]]

@@ -674,6 +674,10 @@ def _dose_patients():
         raise WorkflowError(str(err)) from None
     if DCFG["events_dir"] is None and "pet" not in MODALITIES:
         return [], None
+    if not SYNTHETIC and not (DCFG["total_counts"] or DCFG["events_dir"] or DCFG["scores"]):
+        print("dose: 002's dose branch is off for this BIDS dataset; set dose.total_counts (the full-dose "
+              "events of your PET), dose.events_dir or dose.scores to run it", file=sys.stderr)
+        return [], None
     if DCFG["scores"]:
         try:
             table = patches.read_scores(DCFG["scores"], DOSE_LEVELS)
@@ -682,8 +686,8 @@ def _dose_patients():
         pairs = sorted({(p[4:], s) for p, s in zip(table.participant_id, table.session_id)})
     else:
         if not SYNTHETIC and DTRAIN["models"]:
-            raise WorkflowError(f"{where}.scores: a scores table is needed for the quality regression on a "
-                                "BIDS dataset (or set dose.training.models to [])")
+            print("dose: no dose.scores for this BIDS dataset: reconstructions only, no quality regression",
+                  file=sys.stderr)
         table, pairs, seen = None, [], set()
         for sub, ses in sorted(session_pairs()):
             if sub not in seen and (DCFG["events_dir"] or (sub, ses, "pet") in RAW):
@@ -697,6 +701,8 @@ def _dose_patients():
 
 
 DOSE_PAIRS, DOSE_SCORE_TABLE = _dose_patients()
+# the quality regression needs labels: the synthetic rule's, or a scores table
+DOSE_REGRESSION = bool(DTRAIN["models"] and DOSE_PAIRS and (SYNTHETIC or DOSE_SCORE_TABLE is not None))
 
 
 def dose_scored():
@@ -710,7 +716,7 @@ def dose_scored():
 
 
 def _check_dose():
-    if not DTRAIN["models"] or not DOSE_PAIRS:
+    if not DOSE_REGRESSION:
         return
     where = "config: dose.training"
     n = len(DOSE_PAIRS)
@@ -763,7 +769,7 @@ def dose_total_counts(wc):
 DOSE_SCORES = f"{DOSE}/quality_scores.tsv"
 DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
                                    DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \
-    if DTRAIN["models"] and DOSE_PAIRS else []
+    if DOSE_REGRESSION else []
 
 
 def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", run="{run}"):
@@ -774,6 +780,8 @@ def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", 
 
 def dose_runs():
     """Every quality run: models x regimes x sizes x folds (run 0), plus the extra ensemble runs on fold 0."""
+    if not DOSE_REGRESSION:
+        return []
     out = []
     for m in DTRAIN["models"]:
         for r in DTRAIN["regimes"]:
@@ -820,6 +828,6 @@ def dose_targets():
     sub, ses = DOSE_PAIRS[0]
     files = [dose_figure("levels")]
     files += [dose_recon_paths(s, t, lv)["pet"] for s, t in DOSE_PAIRS for lv in DOSE_LABELS]
-    if DTRAIN["models"]:
+    if DOSE_REGRESSION:
         files += [DOSE_TABLE, dose_figure("training_size"), dose_figure("freezing")]
     return files

@@ -21,6 +21,7 @@ rule dose_resample:
         code=code_hash("dose"),
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_resample.log",
+    threads: 2
     conda:
         ENV
     resources:
@@ -41,6 +42,7 @@ rule dose_reconstruct:
         code=code_hash("dose"),
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_reconstruct.log",
+    threads: 2
     conda:
         ENV
     resources:

@@ -457,6 +457,21 @@ def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
     assert not (tmp_path / "results/inputs/manifest.tsv").exists()
 
 
+def test_dose_branch_on_a_bids_dataset_needs_its_count_scale(repo, tiny_run, tmp_path):
+    """Real PET has no TotalCounts: the branch is off until dose.total_counts (or events, or scores) is set;
+    without a scores table it reconstructs but trains no regressor."""
+    bids = str(tiny_run / "results/synthetic/bids")
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump({"dataset": {"bids_dir": bids}}))
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "real.yaml")
+    assert "dose branch is off for this BIDS dataset" in out.stderr and "dose_resample" not in job_counts(out.stdout)
+    (tmp_path / "counts.yaml").write_text(yaml.safe_dump({"dataset": {"bids_dir": bids},
+                                                          "dose": {"total_counts": 1.0e7, "patients": 4}}))
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "counts.yaml")
+    counts = job_counts(out.stdout)
+    assert counts["dose_resample"] == 4 and counts["dose_reconstruct"] == 4 * 7 and "dose_train" not in counts
+    assert "no quality regression" in out.stderr
+
+
 def _hub_with_weights(tmp_path, config):
     """A torch hub cache holding a file for every ImageNet backbone ``config`` asks for (the dry run only
     checks that they exist; loading them is tested in test_backbones)."""

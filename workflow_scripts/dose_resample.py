@@ -5,4 +5,4 @@ with to_log(snakemake.log):
     source = snakemake.input[0]
     counts = None if source.endswith("_events.npy") else total_counts_of(source, snakemake.params.total_counts)
     run_resample(source, snakemake.params.settings, snakemake.params.seed, snakemake.output.counts,
-                 snakemake.output.json, counts, snakemake.params.device)
+                 snakemake.output.json, counts, snakemake.params.device, threads=snakemake.threads)

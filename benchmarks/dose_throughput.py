@@ -1,0 +1,111 @@
+"""Speed of the dose branch (braindl.dose): list-mode events per second, seconds per OSEM reconstruction.
+
+    python benchmarks/dose_throughput.py                       # CPU, default settings
+    python benchmarks/dose_throughput.py --device cuda         # projector on the GPU
+    python benchmarks/dose_throughput.py --full                # also 002's 344 x 344 x 127, 252 angles, 2 x 21
+    python benchmarks/dose_throughput.py --full --full-levels 0.5 100
+
+Phantom: an FDG-like activity from the MNI152 2009 tissue maps nilearn bundles
+(grey matter 1, white matter 0.25, CSF 0.05) on the reconstruction grid of
+each setting: ``default`` = config.yaml's dose section on a 2.3 mm PET grid
+(the synthetic cohort's), ``full`` = configs/full_protocol.yaml's.
+Per setting it prints the grid, the events drawn (Poisson, list mode) and
+thinned into the seven levels, both in events per second, then one line per
+count level with the OSEM + post-filter seconds. OSEM's cost does not depend on
+the count level; the lines show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+import yaml
+from nilearn import datasets, image
+
+from braindl import dose
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def phantom(voxel_mm: float) -> nib.Nifti1Image:
+    gm = datasets.load_mni152_gm_template(resolution=2)
+    wm = datasets.load_mni152_wm_template(resolution=2)
+    csf = datasets.load_mni152_csf_template(resolution=2)
+    act = 1.0 * gm.get_fdata() + 0.25 * wm.get_fdata() + 0.05 * csf.get_fdata()
+    img = nib.Nifti1Image(act.astype(np.float32), gm.affine)
+    return image.resample_img(img, target_affine=np.diag([voxel_mm] * 3), interpolation="linear",
+                              force_resample=True, copy_header=True)
+
+
+def _peak(device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB GPU"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+
+
+def bench(name: str, settings: dict, counts: float, levels, device, tmp: Path) -> None:
+    img = phantom(2.3 if settings["voxel_size_mm"] is None else float(settings["voxel_size_mm"]))
+    path = tmp / f"{name}_pet.nii.gz"
+    nib.save(img, str(path))
+    vol, _, lost = dose.activity_on_grid(path, settings["voxel_size_mm"], settings["matrix"])
+    print(f"{name}: grid {vol.shape}, {settings['angles']} angles, OSEM {settings['iterations']} x "
+          f"{settings['subsets']}, {settings['postfilter_fwhm_mm']} mm post-filter, {counts:.3g} events, "
+          f"device {device}", flush=True)
+    t0 = time.perf_counter()
+    expected = dose.expected_sinogram(vol, counts, int(settings["angles"]), device)
+    t1 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    chunks = list(dose.simulated_events(expected, rng))
+    t2 = time.perf_counter()
+    n_events = sum(len(c) for c in chunks)
+    fractions = [v / 100 for v in settings["levels"]]
+    hist, _ = dose.thin(iter(chunks), expected.size, fractions, rng)
+    t3 = time.perf_counter()
+    del chunks
+    print(f"  forward projection {t1 - t0:.2f} s; {n_events:,} events drawn in {t2 - t1:.2f} s "
+          f"({n_events / (t2 - t1) / 1e6:.1f} M events/s), thinned into {len(fractions)} levels in {t3 - t2:.2f} s "
+          f"({n_events / (t3 - t2) / 1e6:.1f} M events/s)", flush=True)
+    for lv in levels:
+        k = [float(v) for v in settings["levels"]].index(float(lv))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        rec = dose.reconstruct(hist[k].reshape(expected.shape), int(settings["iterations"]), int(settings["subsets"]),
+                               device)
+        t1 = time.perf_counter()
+        dose.postfilter(rec, float(settings["postfilter_fwhm_mm"]), settings["voxel_size_mm"] or 2.3)
+        t2 = time.perf_counter()
+        print(f"  level {float(lv):5g} %: {int(hist[k].sum()):>12,} counts  OSEM {t1 - t0:7.2f} s  "
+              f"post-filter {t2 - t1:5.2f} s  (peak {_peak(device)})", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--counts", type=float, default=None, help="full-dose events (default: synthetic.pet_total_counts)")
+    ap.add_argument("--full", action="store_true", help="also the full-size protocol")
+    ap.add_argument("--full-levels", type=float, nargs="+", default=None,
+                    help="count levels reconstructed at full size (default: all)")
+    ap.add_argument("--tmp", default="/tmp")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    counts = args.counts or float(config["synthetic"]["pet_total_counts"])
+    default = config["dose"]
+    bench("default", default, counts, default["levels"], device, Path(args.tmp))
+    if args.full:
+        full = {**default, **yaml.safe_load((REPO / "configs/full_protocol.yaml").read_text())["dose"]}
+        bench("full", full, counts, args.full_levels or full["levels"], device, Path(args.tmp))
+
+
+if __name__ == "__main__":
+    main()
