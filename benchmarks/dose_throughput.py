@@ -6,7 +6,7 @@
     python benchmarks/dose_throughput.py --full --full-levels 0.5 100
 
 Phantom: an FDG-like activity from the MNI152 2009 tissue maps nilearn bundles
-(grey matter 1, white matter 0.25, CSF 0.05) on the reconstruction grid of
+(grey matter 1, white matter 0.25, the rest of the brain mask 0.05) on the reconstruction grid of
 each setting: ``default`` = config.yaml's dose section on a 2.3 mm PET grid
 (the synthetic cohort's), ``full`` = configs/full_protocol.yaml's.
 Per setting it prints the grid, the events drawn (Poisson, list mode) and
@@ -36,8 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 def phantom(voxel_mm: float) -> nib.Nifti1Image:
     gm = datasets.load_mni152_gm_template(resolution=2)
     wm = datasets.load_mni152_wm_template(resolution=2)
-    csf = datasets.load_mni152_csf_template(resolution=2)
-    act = 1.0 * gm.get_fdata() + 0.25 * wm.get_fdata() + 0.05 * csf.get_fdata()
+    brain = datasets.load_mni152_brain_mask(resolution=2)
+    g, w = gm.get_fdata(), wm.get_fdata()
+    rest = np.clip(brain.get_fdata() - g - w, 0, 1)  # CSF and the rest of the brain mask
+    act = 1.0 * g + 0.25 * w + 0.05 * rest
     img = nib.Nifti1Image(act.astype(np.float32), gm.affine)
     return image.resample_img(img, target_affine=np.diag([voxel_mm] * 3), interpolation="linear",
                               force_resample=True, copy_header=True)
