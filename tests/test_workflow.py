@@ -41,16 +41,16 @@ TINY = {
     "heatmaps": {"variants": ["syn"], "methods": ["lrp_epsilon", "gradient_x_input", "occlusion"],
                  "transfer_models": ["resnet18"], "occlusion_patch": [32, 38, 32], "occlusion_stride": [32, 38, 32],
                  "occlusion_patch_2d": [57, 79], "occlusion_stride_2d": [57, 79]},
-    # 002's dose branch on 5 patients, coarse: 2e7 events, 4 mm voxels, three levels (one per group), small
+    # 002's dose branch on 5 patients, coarse: 2e7 events, 4 mm voxels, two levels (one per group), small
     # patches; ResNet-18 regressors for both freezing regimes, 1 and 2 training patients, an ensemble of 2
-    "dose": {"patients": 5, "total_counts": 2.0e7, "levels": [1, 10, 100], "voxel_size_mm": 4.0,
-             "groups": {"low": [1], "medium": [10], "high": [100]}, "angles": 24, "subsets": 4,
+    "dose": {"patients": 5, "total_counts": 2.0e7, "levels": [1, 100], "voxel_size_mm": 4.0,
+             "groups": {"low": [1], "high": [100]}, "angles": 24, "subsets": 4,
              "patch_size": 24, "patches_per_plane": 6, "candidates_per_plane": 60,
              "training": {"sizes": [1, 2], "folds": 1, "validation_patients": 1, "test_patients": 2,
                           "ensemble_runs": 2, "max_epochs": 2}},
 }
-# jobs of the dose branch on the tiny cohort: 5 scans x 3 levels; 2 regimes x 2 sizes x 2 runs
-DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 15, "dose_patches": 15, "dose_scores": 1, "dose_train": 8,
+# jobs of the dose branch on the tiny cohort: 5 scans x 2 levels; 2 regimes x 2 sizes x 2 runs
+DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 10, "dose_patches": 10, "dose_scores": 1, "dose_train": 8,
              "dose_table": 1, "dose_figure": 2, "dose_figure_levels": 1}
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
 XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
@@ -540,14 +540,14 @@ def test_tiny_dose_outputs(tiny_run):
     counts = sorted(d.glob("sub-*/ses-*/pet/*_desc-counts_sinogram.json"))
     assert len(counts) == 5
     meta = json.loads(counts[0].read_text())
-    per_level = [meta["CountsPerLevel"][k] for k in ("1", "10", "100")]
-    assert per_level[0] < per_level[1] < per_level[2] == meta["Events"] and abs(meta["Events"] / 2e7 - 1) < 0.01
+    low, full = meta["CountsPerLevel"]["1"], meta["CountsPerLevel"]["100"]
+    assert full == meta["Events"] and abs(full / 2e7 - 1) < 0.01 and abs(low / full - 0.01) < 0.001
     recons = sorted(d.glob("sub-*/ses-*/pet/*_desc-dose*_pet.nii.gz"))
-    assert len(recons) == 15
+    assert len(recons) == 10
     img = nib.load(str(recons[0]))
     assert np.allclose(np.sqrt((img.affine[:3, :3] ** 2).sum(0)), 4.0) and img.get_fdata().max() == 1.0
     scores = pd.read_csv(d / "quality_scores.tsv", sep="\t", dtype={"session_id": str})
-    assert len(scores) == 15 and set(scores["group"]) == {"low", "medium", "high"}
+    assert len(scores) == 10 and set(scores["group"]) == {"low", "high"}
     for _, rows in scores.groupby("participant_id"):  # more counts, better (or equal) scores
         r = rows.sort_values("level")
         assert (r["ssim"].diff().dropna() > 0).all() and (r[["gqr", "pr", "dc"]].diff().dropna() >= 0).all().all()
@@ -563,15 +563,15 @@ def test_tiny_dose_outputs(tiny_run):
 
 def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
     dose = TINY["dose"]
-    after_recon = {"dose_patches": 15, "dose_scores": 1, "dose_train": 8, "dose_table": 1, "dose_figure": 2,
+    after_recon = {"dose_patches": 10, "dose_scores": 1, "dose_train": 8, "dose_table": 1, "dose_figure": 2,
                    "dose_figure_levels": 1, "all": 1}
     # OSEM settings: the reconstructions and what follows, not the events
-    assert _rerun(repo, tiny_run, "osem", {"dose": {**dose, "iterations": 3}}) == {"dose_reconstruct": 15, **after_recon}
+    assert _rerun(repo, tiny_run, "osem", {"dose": {**dose, "iterations": 3}}) == {"dose_reconstruct": 10, **after_recon}
     # the count scale: everything of the branch
     assert _rerun(repo, tiny_run, "counts", {"dose": {**dose, "total_counts": 3e7}}) == {**DOSE_JOBS, "all": 1}
     # patches: the patches and the regression
     assert _rerun(repo, tiny_run, "npatch", {"dose": {**dose, "patches_per_plane": 5}}) == {
-        "dose_patches": 15, "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}
+        "dose_patches": 10, "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}
     # training settings: the regression only; another regime adds its runs
     training = dose["training"]
     assert _rerun(repo, tiny_run, "epochs", {"dose": {**dose, "training": {**training, "max_epochs": 3}}}) == {
@@ -592,20 +592,19 @@ def test_user_events_feed_the_dose_branch(repo, tiny_run, tmp_path):
     events = np.random.default_rng(0).permutation(np.repeat(np.arange(full.size), full.ravel()))
     (tmp_path / "events").mkdir()
     dose_mod.write_events(tmp_path / "events" / f"{sub}_ses-01_events.npy", [events], full.shape, affine)
-    over = {**yaml.safe_load((tiny_run / "tiny.yaml").read_text())}
-    over["dose"] = {**over["dose"], "events_dir": str(tmp_path / "events")}
+    over = {"synthetic": TINY["synthetic"], "dose": {**TINY["dose"], "events_dir": str(tmp_path / "events")}}
     (tmp_path / "events.yaml").write_text(yaml.safe_dump(over))
-    target = f"results/dose/{sub}/ses-01/pet/{sub}_ses-01_desc-dose10_pet.nii.gz"
+    target = f"results/dose/{sub}/ses-01/pet/{sub}_ses-01_desc-dose1_pet.nii.gz"
     smk(repo, tmp_path, target, "--cores", "2", "--configfile", "events.yaml")
-    meta = json.loads((tmp_path / target.replace("dose10_pet.nii.gz", "counts_sinogram.json")).read_text())
+    meta = json.loads((tmp_path / target.replace("dose1_pet.nii.gz", "counts_sinogram.json")).read_text())
     assert not meta["Simulated"] and meta["Events"] == full.sum() == meta["CountsPerLevel"]["100"]
-    assert abs(meta["CountsPerLevel"]["10"] / full.sum() - 0.1) < 0.01
+    assert abs(meta["CountsPerLevel"]["1"] / full.sum() - 0.01) < 0.002
     assert (tmp_path / target).is_file()
 
 
 @pytest.mark.parametrize("change, message", [
     ({"training": {"sizes": [1, 8]}}, "dose.training: 5 dose patients"),
-    ({"levels": [1, 10, 50, 100]}, "dose levels [50.0] belong to no group"),
+    ({"levels": [1, 50, 100]}, "dose levels [50.0] belong to no group"),
     ({"training": {"models": ["cnn3d_thesis"]}}, "is not a 2D backbone"),
     ({"scores": "missing.tsv"}, "missing.tsv: dose scores table not found"),
 ])
