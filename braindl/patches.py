@@ -1,7 +1,7 @@
 """Patches and quality labels of the dose reconstructions (002).
 
 - Count levels: :func:`level_label` (file names), quality groups
-  (:func:`group_of`, :func:`group_ranks`) and the levels scored per patient
+  (:func:`group_of`, :func:`active_groups`, :func:`group_ranks`) and the levels scored per patient
   (:func:`scored_levels`: one per group, as 002's clinicians saw 3 of 7).
 - :func:`extract_patches`: random 2D patches from the three planes of a
   reconstruction, background patches (mean below ``background_fraction`` of
@@ -105,6 +105,14 @@ def run_patches(recon_nii, settings: dict, seed: int, out_npy, out_json) -> dict
 
 
 # ---- labels -------------------------------------------------------------------------------------------
+def active_groups(levels, groups: dict) -> dict[str, list[float]]:
+    """The groups restricted to the configured ``levels``; groups without any are left out (a config
+    file merged into config.yaml cannot delete a group, only leave it without levels)."""
+    levels = [float(v) for v in levels]
+    out = {g: [float(m) for m in members if float(m) in levels] for g, members in groups.items()}
+    return {g: members for g, members in out.items() if members}
+
+
 def group_of(levels, groups: dict) -> dict[float, str]:
     """Map each count level to its quality group; every level must be in exactly one group."""
     out = {}
@@ -116,21 +124,13 @@ def group_of(levels, groups: dict) -> dict[float, str]:
     missing = [v for v in levels if float(v) not in out]
     if missing:
         raise DoseError(f"config: dose levels {missing} belong to no group of dose.groups")
-    empty = [g for g, members in groups.items() if not any(float(m) in map(float, levels) for m in members)]
-    if empty:
-        raise DoseError(f"config: dose.groups {empty} have none of the configured dose.levels")
     return out
 
 
 def scored_levels(participant: str, levels, groups: dict, seed: int) -> list[float]:
     """The levels scored for one patient: one level per group, drawn at random (002: 3 of 7)."""
     rng = np.random.default_rng([int(seed), zlib.crc32(participant.encode())])
-    levels = [float(v) for v in levels]
-    out = []
-    for members in groups.values():
-        present = [float(m) for m in members if float(m) in levels]
-        out.append(float(rng.choice(present)))
-    return sorted(out)
+    return sorted(float(rng.choice(present)) for present in active_groups(levels, groups).values())
 
 
 def quality_index(recon: np.ndarray, reference: np.ndarray, head: float = 0.1) -> float:
@@ -144,15 +144,17 @@ def quality_index(recon: np.ndarray, reference: np.ndarray, head: float = 0.1) -
     return float(ssim_map[mask].mean() if mask.any() else ssim_map.mean())
 
 
-def group_ranks(groups: dict) -> dict[str, float]:
-    """Rank of each quality group scaled to [0, 1], groups ordered by their mean count level."""
-    order = sorted(groups, key=lambda g: float(np.mean([float(v) for v in groups[g]])))
+def group_ranks(levels, groups: dict) -> dict[str, float]:
+    """Rank of each quality group with configured levels, scaled to [0, 1], groups ordered by their
+    mean count level."""
+    groups = active_groups(levels, groups)
+    order = sorted(groups, key=lambda g: float(np.mean(groups[g])))
     return {g: i / max(len(order) - 1, 1) for i, g in enumerate(order)}
 
 
 def synthetic_scores(rows: list[dict], groups: dict, levels) -> pd.DataFrame:
     """Scores by :data:`SCORE_RULE` for ``rows`` of ``participant_id, session_id, level, recon, reference``."""
-    ranks = group_ranks(groups)
+    ranks = group_ranks(levels, groups)
     g_of = group_of(levels, groups)
     out = []
     for r in rows:

@@ -39,6 +39,9 @@ def test_groups_and_scored_levels():
     assert len(picks) == 3 and [g[p] for p in picks] == ["low", "medium", "high"]
     assert picks == patches.scored_levels("sub-01", LEVELS, GROUPS, 0)
     assert len({tuple(patches.scored_levels(f"sub-{i:02d}", LEVELS, GROUPS, 0)) for i in range(20)}) > 1
+    # a group without configured levels (left over from config.yaml after a merge) is not used
+    assert patches.scored_levels("sub-01", [1, 100], GROUPS, 0) == [1.0, 100.0]
+    assert patches.group_ranks([1, 100], GROUPS) == {"low": 0.0, "high": 1.0}
 
 
 def test_synthetic_scores_follow_the_rule(tmp_path):
