@@ -31,7 +31,6 @@ import pandas as pd
 from braindl.io import atomic_path, write_json, write_tsv
 
 METRICS = ("gqr", "pr", "dc")
-METRIC_NAMES = {"gqr": "global quality rating", "pr": "pattern recognition", "dc": "diagnostic confidence"}
 PLANES = ("sagittal", "coronal", "axial")
 # Synthetic labels: score = 3 * (w_group * g + w_index * q), rounded to 0.5, where g is the rank of the
 # level's quality group scaled to [0, 1] (groups ordered by count level: low 0, medium 0.5, high 1) and q
