@@ -218,10 +218,14 @@ class Runner:
         self.trainable = models.freeze(self.model, settings["freeze"] if started else "none")
         self.opt = _optimizer(settings["optimizer"], [p for p in self.model.parameters() if p.requires_grad],
                               float(settings["learning_rate"]), float(settings["weight_decay"]))
-        gen_dev = "cuda" if device.type == "cuda" else "cpu"
+        self._seed_generators(seed)
+
+    def _seed_generators(self, seed: int) -> None:
+        """Batch-order and augmentation generators (the latter on the device), bf16 autocast on CUDA."""
+        gen_dev = "cuda" if self.device.type == "cuda" else "cpu"
         self.shuffle_gen = torch.Generator().manual_seed(seed)
         self.aug_gen = torch.Generator(device=gen_dev).manual_seed(seed + 1)
-        self.amp = device.type == "cuda"
+        self.amp = self.device.type == "cuda"
 
     def _forward(self, xb):
         xb = xb.float()
@@ -317,10 +321,7 @@ class ArrayRunner(Runner):
         self.trainable = models.freeze(self.model, settings["freeze"])
         self.opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
                                     lr=float(settings["learning_rate"]))
-        gen_dev = "cuda" if device.type == "cuda" else "cpu"
-        self.shuffle_gen = torch.Generator().manual_seed(seed)
-        self.aug_gen = torch.Generator(device=gen_dev).manual_seed(seed + 1)
-        self.amp = device.type == "cuda"
+        self._seed_generators(seed)
 
     def _forward(self, xb):
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):

@@ -761,11 +761,6 @@ def dose_source(wc):
     return RAW[(wc.subject, wc.session, "pet")]
 
 
-def dose_total_counts(wc):
-    """Full-dose events of a simulated scan (checked when the job runs: a sidecar may not exist yet)."""
-    return DCFG["total_counts"]
-
-
 DOSE_SCORES = f"{DOSE}/quality_scores.tsv"
 DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
                                    DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \

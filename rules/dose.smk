@@ -15,7 +15,8 @@ rule dose_resample:
         **dose_counts_paths(),
     params:
         settings=canonical({k: DCFG[k] for k in ("levels", "angles", "voxel_size_mm", "matrix")}),
-        total_counts=dose_total_counts,
+        # null: the PET sidecar's TotalCounts, read by the job (the synthetic sidecars do not exist yet)
+        total_counts=DCFG["total_counts"],
         seed=lambda wc: dose_seed(wc.subject, wc.session),
         device=DCFG["device"],
         code=code_hash("dose"),

@@ -168,7 +168,8 @@ def test_bad_events_and_counts_are_refused_with_the_file_named(tmp_path):
     (tmp_path / "sub-04_ses-01_events.json").write_text(json.dumps({"SinogramShape": [1, 1, 3], "Affine": np.eye(4).tolist()}))
     with pytest.raises(dose.DoseError, match="integer"):
         dose.read_events(json_only)
-    pet = _pet(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, sidecar=False)
+    (tmp_path / "x").mkdir()
+    pet = _pet(tmp_path / "x", sidecar=False)
     with pytest.raises(dose.DoseError, match="TotalCounts"):
         dose.total_counts_of(pet, None)
     assert dose.total_counts_of(pet, 5e5) == 5e5
