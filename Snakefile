@@ -27,7 +27,13 @@ export_library_path(workflow.basedir)
 
 
 include: "rules/common.smk"
-include: "rules/synthetic.smk"
+
+
+if SYNTHETIC:  # a BIDS dataset of the user's has no generator rules
+
+    include: "rules/synthetic.smk"
+
+
 include: "rules/inputs.smk"
 include: "rules/registration.smk"
 include: "rules/skullstrip.smk"

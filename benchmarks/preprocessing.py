@@ -31,14 +31,8 @@ MODS = ("T1w", "pet")
 def make_cohort(root: Path, settings: dict, n: int) -> list[str]:
     groups = {"CN": (n + 1) // 2, "MCI": 0, "AD": n // 2, "DLB": 0, "FTLD": 0}
     s = {**settings, "groups": groups, "sessions": [1, 1]}
-    synthetic.run_model(s, root / "model.npz")
-    table = synthetic.cohort_table(s)
-    for dx in table["diagnosis"].unique():
-        synthetic.run_disease(s, root / "model.npz", dx, root / f"dx-{dx}.npz", root / "truth")
-    for row in table.itertuples():
-        synthetic.run_subject(s, root / "model.npz", root / f"dx-{row.diagnosis}.npz", row.participant_id[4:],
-                              ["01"], root / "bids", root / "truth", threads=2)
-    return [p[4:] for p in table["participant_id"]]
+    synthetic.run_cohort(s, root / "bids", root / "truth", threads=2, log=lambda msg: None)
+    return [p[4:] for p in synthetic.cohort_table(s)["participant_id"]]
 
 
 def main() -> None:

@@ -1,14 +1,18 @@
 """Benchmark the synthetic cohort generator and print its figures.
 
-    python benchmarks/synthetic_cohort.py [--sessions 4] [--threads 1]
+    python benchmarks/synthetic_cohort.py [--threads 2] [--subjects N]
 
-Prints seconds for the template model, one diagnosis' effect maps, and per
-session (T1w + PET + ground truth), plus the extrapolated CPU time of the
-default cohort of config.yaml. For the wall time of the whole workflow run
-`time snakemake --cores 2 all` on a clean results folder.
+Runs what the workflow's `synthetic_cohort` job runs (``synthetic.run_cohort``) on
+the default cohort of config.yaml, or on N subjects in its proportions: the
+template head model and every diagnosis' effect maps, then every session,
+``--threads`` subjects at once. Prints seconds per step and per session and the
+peak memory. The job adds about 3 s of Python start-up;
+`time snakemake --cores 2 check_inputs` on a clean results folder measures all
+of it, with the input check.
 """
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -22,37 +26,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sessions", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--subjects", type=int, help="N subjects in the default cohort's proportions")
     args = ap.parse_args()
     settings = yaml.safe_load((REPO / "config.yaml").read_text())["synthetic"]
-    t = time.perf_counter()
-    model = synthetic.build_model(settings)
-    t_model = time.perf_counter() - t
-    t = time.perf_counter()
-    weights = synthetic.disease_weights(model, settings, "AD")
-    t_dx = time.perf_counter() - t
+    if args.subjects:
+        total = sum(settings["groups"].values())
+        settings["groups"] = {dx: max(1, round(n * args.subjects / total)) for dx, n in settings["groups"].items()}
     table = synthetic.cohort_table(settings)
-    ad = table[table.diagnosis == "AD"].participant_id.str[4:].tolist()
-    volumes = synthetic.sampling_volumes(model, weights)  # once per subject job, as in the workflow
-    times = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for sub in ad[: args.sessions]:
-            t = time.perf_counter()
-            synthetic.generate_session(settings, model, weights, sub, "01", Path(tmp) / "bids",
-                                       Path(tmp) / "truth", threads=args.threads, volumes=volumes)
-            times.append(time.perf_counter() - t)
-    per = sum(times) / len(times)
     n_sessions = int(table.n_sessions.sum())
-    n_dx = table.diagnosis.nunique()
-    print(f"template model       {t_model:6.1f} s (once)")
-    print(f"disease effect maps  {t_dx:6.1f} s (per diagnosis, {n_dx} diagnoses)")
-    print(f"one session          {per:6.1f} s (T1w + PET + ground truth, {args.threads} thread(s), "
-          f"mean of {len(times)})")
-    print(f"default cohort       {len(table)} subjects, {n_sessions} sessions")
-    cpu = t_model + n_dx * t_dx + n_sessions * per
-    print(f"cohort CPU time      {cpu:6.1f} s -> about {cpu / 2:5.1f} s wall on 2 cores "
-          f"(plus ~3 s start-up per job)")
+    marks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        synthetic.run_cohort(settings, tmp / "bids", tmp / "truth", threads=args.threads,
+                             log=lambda msg: marks.append(time.perf_counter()))
+        end = time.perf_counter()
+        size = sum(p.stat().st_size for p in tmp.rglob("*.nii.gz")) / 2**20
+    t_model = marks[0] - start
+    t_sessions = marks[-1] - marks[0]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"cohort               {len(table)} subjects, {n_sessions} sessions, {args.threads} thread(s)")
+    print(f"model + effect maps  {t_model:6.1f} s ({len(synthetic.cohort_diagnoses(settings))} diagnoses)")
+    print(f"sessions             {t_sessions:6.1f} s ({t_sessions / n_sessions:.2f} s per session, "
+          f"{t_sessions * args.threads / n_sessions:.2f} s of thread time per session)")
+    print(f"total                {end - start:6.1f} s, {size:.0f} MiB of NIfTI, peak RSS {peak:.1f} GiB")
 
 
 if __name__ == "__main__":

@@ -352,9 +352,10 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     its index table (participant, session, truth, prediction, outcome) and a JSON sidecar."""
     import json
 
-    from braindl.training import _progress, load_model, pick_device
+    from braindl.logs import progress
+    from braindl.training import load_model, pick_device
 
-    log = log or _progress
+    log = log or progress
     if threads:
         torch.set_num_threads(int(threads))
     model, ck = load_model(model_pt)

@@ -7,6 +7,12 @@ import logging
 import sys
 
 
+def progress(line: str) -> None:
+    """A progress line on stdout (the terminal) and, through ``logging``, in the job's log."""
+    print(line, flush=True)
+    logging.getLogger("braindl").info(line)
+
+
 @contextlib.contextmanager
 def to_log(log_files):
     """Route ``logging``, ``warnings`` and stderr to the first log file, if any."""

@@ -23,6 +23,7 @@ import torch
 from braindl import training
 from braindl.figures import _save
 from braindl.io import write_json, write_tsv
+from braindl.logs import progress
 from braindl.patches import METRICS, DoseError
 
 
@@ -56,7 +57,7 @@ def train_quality(patch_files: dict, scores_tsv, fold: dict, n_train: int, setti
     patch), history and a summary JSON with the test MAE (per patch and per
     reconstruction, overall and per score).
     """
-    log = log or training._progress
+    log = log or progress
     if threads:
         torch.set_num_threads(int(threads))
     dev = training.pick_device(settings.get("device", "auto"))

@@ -133,8 +133,15 @@ def atlas_on_grid(affine: np.ndarray, shape: tuple[int, int, int], name: str = "
     data = np.asarray(img.dataobj).astype(np.int16)
     # voxel coordinates of the target grid in the atlas grid
     vox2vox = np.linalg.inv(img.affine) @ affine
+    lin = vox2vox[:3, :3]
+    if np.allclose(lin, np.diag(np.diag(lin))):  # axis-aligned grids: one index vector per axis
+        idx = [np.rint(lin[k, k] * np.arange(n) + vox2vox[k, 3]).astype(np.int64) for k, n in enumerate(shape)]
+        keep = [np.flatnonzero((i >= 0) & (i < m)) for i, m in zip(idx, data.shape)]
+        out = np.zeros(shape, dtype=np.int16)
+        out[np.ix_(*keep)] = data[np.ix_(*(i[k] for i, k in zip(idx, keep)))]
+        return out
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    src = vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4]
+    src = lin @ ijk + vox2vox[:3, 3:4]
     src = np.rint(src).astype(np.int64)
     inside = np.all((src >= 0) & (src < np.array(data.shape)[:, None]), axis=0)
     out = np.zeros(ijk.shape[1], dtype=np.int16)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import shutil
 import time
@@ -37,16 +36,8 @@ from torch import nn
 
 from braindl import backbones, models, splits
 from braindl.io import atomic_path, write_json, write_tsv
+from braindl.logs import progress
 from braindl.pack import load_pack
-
-
-LOGGER = logging.getLogger("braindl.training")
-
-
-def _progress(line: str) -> None:
-    """A progress line on stdout (the terminal) and in the job's log."""
-    print(line, flush=True)
-    LOGGER.info(line)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -436,7 +427,7 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
     ``on_epoch_end(epoch)`` is called after each checkpoint (tests use it to
     interrupt a run). Returns the summary.
     """
-    log = log or _progress
+    log = log or progress
     if threads:
         torch.set_num_threads(int(threads))
     dev = pick_device(settings.get("device", "auto"))

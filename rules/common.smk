@@ -29,10 +29,7 @@ if SYNTHETIC:
             for ses in synthetic.session_labels(row.n_sessions)
         ]
     )
-    SUBJECTS_BY_NSESSIONS = {
-        int(n): sorted(p[4:] for p in grp.participant_id)
-        for n, grp in COHORT.groupby("n_sessions")
-    }
+    SYN_DIAGNOSES = synthetic.cohort_diagnoses(config["synthetic"])
     RAW = {
         (r.subject, r.session, m): str(synthetic.raw_paths(BIDS_DIR, r.subject, r.session)[m])
         for r in SESSIONS.itertuples()
@@ -40,7 +37,7 @@ if SYNTHETIC:
     }
 else:
     BIDS_DIR = config["dataset"]["bids_dir"]
-    SUBJECTS_BY_NSESSIONS = {}
+    SYN_DIAGNOSES = []
     _files = inputs.discover(BIDS_DIR, MODALITIES)
     SESSIONS = (
         _files.assign(subject=_files.participant_id.str[4:], session=_files.session_id)[
@@ -83,26 +80,23 @@ wildcard_constraints:
 SYN = f"{RESULTS}/synthetic"
 
 
-def _subject_outputs(n_sessions):
-    """Output patterns (wildcard ``subject``) of all sessions of one subject."""
-    outs = {}
-    for ses in synthetic.session_labels(n_sessions):
-        paths = {
-            **synthetic.truth_paths(TRUTH_DIR, "{subject}", ses),
-            **synthetic.raw_paths(BIDS_DIR, "{subject}", ses),
-        }
-        outs.update({f"{k}_{ses}": str(v) for k, v in paths.items()})
-    return outs
+def _cohort_files():
+    """Every image, sidecar and ground-truth file of the synthetic cohort's sessions, and its sessions tables."""
+    files = []
+    for sub, ses in zip(SESSIONS.subject, SESSIONS.session):
+        files += [str(p) for p in synthetic.truth_paths(TRUTH_DIR, sub, ses).values()]
+        files += [str(p) for p in synthetic.raw_paths(BIDS_DIR, sub, ses).values()]
+    files += [f"{BIDS_DIR}/sub-{sub}/sub-{sub}_sessions.tsv" for sub in sorted(SESSIONS.subject.unique())]
+    return files
 
 
-def _diagnosis_of(wildcards):
-    return SESSIONS.loc[SESSIONS.subject == wildcards.subject, "diagnosis"].iloc[0]
+COHORT_FILES = _cohort_files() if SYNTHETIC else []
 
 
 def _check_inputs_input(wildcards):
     files = {"images": IMAGES, "participants": f"{BIDS_DIR}/participants.tsv"}
     if SYNTHETIC:
-        files["sessions"] = rules.synthetic_metadata.output.sessions
+        files["sessions"] = [f for f in COHORT_FILES if f.endswith("_sessions.tsv")]
     return files
 
 

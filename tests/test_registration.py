@@ -81,15 +81,8 @@ COHORT = {"groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0}, "sessions
 def cohort(tmp_path_factory, default_config):
     root = tmp_path_factory.mktemp("cohort")
     settings = {**default_config["synthetic"], **COHORT}
-    synthetic.run_model(settings, root / "model.npz")
-    table = synthetic.cohort_table(settings)
-    for dx in table["diagnosis"].unique():
-        synthetic.run_disease(settings, root / "model.npz", dx, root / f"dx-{dx}.npz", root / "truth")
-    for row in table.itertuples():
-        sub = row.participant_id[4:]
-        synthetic.run_subject(settings, root / "model.npz", root / f"dx-{row.diagnosis}.npz", sub, ["01"],
-                              root / "bids", root / "truth", threads=2)
-    return root, [p[4:] for p in table["participant_id"]]
+    synthetic.run_cohort(settings, root / "bids", root / "truth", threads=2, log=lambda msg: None)
+    return root, [p[4:] for p in synthetic.cohort_table(settings)["participant_id"]]
 
 
 def _preprocess(root, sub, config):

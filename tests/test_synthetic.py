@@ -17,14 +17,10 @@ def small(default_config, tmp_path_factory):
     settings["groups"] = {"CN": 1, "AD": 1, "DLB": 1}
     settings["sessions"] = [2, 2]
     root = tmp_path_factory.mktemp("syn")
+    synthetic.run_cohort(settings, root / "bids", root / "truth", threads=2, log=lambda msg: None)
     model = synthetic.build_model(settings)
     weights = {dx: synthetic.disease_weights(model, settings, dx) for dx in settings["groups"]}
     table = synthetic.cohort_table(settings)
-    for row in table.itertuples():
-        for ses in synthetic.session_labels(row.n_sessions):
-            synthetic.generate_session(settings, model, weights[row.diagnosis], row.participant_id[4:], ses,
-                                       root / "bids", root / "truth", threads=2)
-    synthetic.write_dataset_metadata(settings, root / "bids", root / "truth")
     return dict(settings=settings, model=model, weights=weights, table=table, root=root)
 
 
@@ -58,6 +54,15 @@ def test_bids_layout_and_sidecars(small):
             assert side["TotalCounts"] == small["settings"]["pet_total_counts"]
             assert side["Units"] == "Bq/mL"
     assert (root / "bids" / "participants.tsv").read_text().count("sub-") == 3
+    # template-space truth per diagnosis: the effect regions on the unpadded template grid
+    tpl = templates.load_template(1.0)
+    pad = int(small["model"]["pad"])
+    for dx, w in small["weights"].items():
+        for effect in ("atrophy", "hypometabolism"):
+            img = nib.load(str(root / "truth" / f"tpl-{synthetic.SPACE}_dx-{dx}_desc-{effect}_mask.nii.gz"))
+            np.testing.assert_allclose(img.affine, tpl.affine)
+            crop = tuple(slice(pad, -pad) for _ in range(3))
+            np.testing.assert_array_equal(np.asarray(img.dataobj), w[f"{effect}_mask"][crop])
 
 
 def test_header_variety(small):
@@ -101,6 +106,7 @@ def test_ground_truth_transforms_map_masks_onto_template(small, tmp_path):
 
 
 def test_generation_is_deterministic(small, tmp_path):
+    """A session generated on its own equals the one the threaded cohort run wrote."""
     s, row = small["settings"], small["table"].iloc[1]
     sub = row.participant_id[4:]
     synthetic.generate_session(s, small["model"], small["weights"][row.diagnosis], sub, "02",

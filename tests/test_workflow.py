@@ -106,11 +106,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     out = smk(repo, tmp_path, "-n", "all")
     counts = job_counts(out.stdout + out.stderr)
     cohort = synthetic.cohort_table(default_config["synthetic"])
-    per_subject = {k: v for k, v in counts.items() if k.startswith("synthetic_subject_")}
-    assert sum(per_subject.values()) == len(cohort)
-    for n, count in cohort["n_sessions"].value_counts().items():
-        assert per_subject[f"synthetic_subject_{n}ses"] == count
-    assert counts["synthetic_disease"] == cohort["diagnosis"].nunique()
+    assert counts["synthetic_cohort"] == 1  # model, effect maps and every session in one job
     assert counts["check_inputs"] == 1 and counts["all"] == 1
     n_sessions = int(cohort["n_sessions"].sum())
     variants = default_config["registration"]["variants"]
@@ -196,8 +192,7 @@ def test_changed_setting_reruns_generation_only_where_needed(repo, tiny_run):
     (tiny_run / "changed.yaml").write_text(yaml.safe_dump(over))
     out = smk(repo, tiny_run, "-n", "--configfile", "changed.yaml", "all")
     counts = job_counts(out.stdout + out.stderr)
-    assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == 8
-    assert counts.get("check_inputs") == 1
+    assert counts.get("synthetic_cohort") == 1 and counts.get("check_inputs") == 1
     # a setting of a later stage leaves the cohort alone
     over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     over["dataset"] = {"diagnoses": ["CN", "MCI", "AD", "DLB", "FTLD", "PD"]}
@@ -497,8 +492,9 @@ def test_full_protocol_dry_run(repo, tmp_path):
     out = smk(repo, tmp_path, "-n", "all", "--cores", "32", "--configfile", str(repo / "configs/full_protocol.yaml"),
               env=env)
     counts = job_counts(out.stdout + out.stderr)
-    n_subjects = sum(full["synthetic"]["groups"].values())
-    assert sum(v for k, v in counts.items() if k.startswith("synthetic_subject_")) == n_subjects
+    n_sessions = int(synthetic.cohort_table(full["synthetic"])["n_sessions"].sum())
+    assert counts["synthetic_cohort"] == 1
+    assert all(counts[f"register_{v}"] == n_sessions for v in full["registration"]["variants"])
 
 
 def test_finetuning_runs_depend_on_their_source_task(repo, tmp_path):
