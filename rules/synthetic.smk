@@ -27,7 +27,8 @@ rule synthetic_cohort:
         code=code_hash("synthetic"),
     log:
         f"{SYN}/logs/cohort.log",
-    threads: workflow.cores
+    # scaled down to --cores when run locally; profiles set it with set-threads
+    threads: 16
     conda:
         ENV
     resources:

@@ -485,14 +485,14 @@ def _hub_with_weights(tmp_path, config):
     return {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
 
 
-def test_full_protocol_dry_run(repo, tmp_path):
+def test_full_protocol_dry_run(repo, tmp_path, default_config):
     """The README's full-protocol command builds its DAG (targets before --configfile)."""
     full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
     env = _hub_with_weights(tmp_path, full)
     out = smk(repo, tmp_path, "-n", "all", "--cores", "32", "--configfile", str(repo / "configs/full_protocol.yaml"),
               env=env)
     counts = job_counts(out.stdout + out.stderr)
-    n_sessions = int(synthetic.cohort_table(full["synthetic"])["n_sessions"].sum())
+    n_sessions = int(synthetic.cohort_table({**default_config["synthetic"], **full["synthetic"]})["n_sessions"].sum())
     assert counts["synthetic_cohort"] == 1
     assert all(counts[f"register_{v}"] == n_sessions for v in full["registration"]["variants"])
 
