@@ -494,7 +494,8 @@ def test_full_protocol_dry_run(repo, tmp_path, default_config):
     counts = job_counts(out.stdout + out.stderr)
     n_sessions = int(synthetic.cohort_table({**default_config["synthetic"], **full["synthetic"]})["n_sessions"].sum())
     assert counts["synthetic_cohort"] == 1
-    assert all(counts[f"register_{v}"] == n_sessions for v in full["registration"]["variants"])
+    variants = {**default_config["registration"], **full.get("registration", {})}["variants"]
+    assert all(counts[f"register_{v}"] == n_sessions for v in variants)
 
 
 def test_finetuning_runs_depend_on_their_source_task(repo, tmp_path):
