@@ -335,44 +335,38 @@ def _sample_world(volumes: np.ndarray, vol_affine: np.ndarray, pts: np.ndarray,
     return out.view(volumes.shape[0], -1).numpy()
 
 
-def _template_grid(geometry: dict, native_to_tpl: np.ndarray, shape, model_affine: np.ndarray, model_shape,
-                   step: int = 2):
-    """Where every voxel of a native grid samples the template model, as a ``grid_sample`` grid.
+#: native voxels between the points where a native grid's template coordinates are computed
+#: exactly (trilinear in between)
+_COARSE_STEP = 2
 
-    ``native_to_tpl`` maps native voxels to template points before the anatomy warp
+
+def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to_tpl: np.ndarray, shape,
+                  model_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample a model-grid ``image`` (trilinear) and ``code`` (nearest) on a native grid,
+    through the anatomy warp.
+
+    ``native_to_tpl`` maps native voxels to template points before the warp
     (``A @ affine``); the voxel ``p`` samples ``phi(p) = A p + u(A p)``. ``phi`` is
-    evaluated exactly on every ``step``-th voxel and trilinearly interpolated in
-    between: ``u`` is trilinear on a grid of ``truth_field_spacing_mm`` (4 mm) and
-    smooth over ``warp_smoothness_mm``, so the interpolation moves points by
-    0.003 mm on average and 0.13 mm at most (a default T1w at step 2), while the
-    full-resolution warp lookup it replaces cost as much as sampling the images. Returns a (1, Z, Y, X, 3) tensor: voxel
-    axes reversed, so that :func:`_sample_grid` gives Fortran-ordered (NIfTI-ordered)
-    arrays.
+    evaluated exactly on every ``_COARSE_STEP``-th voxel and trilinearly interpolated
+    in between: ``u`` is trilinear on a grid of ``truth_field_spacing_mm`` (4 mm) and
+    smooth over ``warp_smoothness_mm``, so the interpolation moves points by about
+    0.003 mm on average and 0.13 mm at most (a default T1w), while a full-resolution
+    warp lookup costs as much as sampling the images. Returns Fortran-ordered
+    (x, y, z) arrays: the image as float32, the code as ``code.dtype``.
     """
-    import torch
+    from braindl._synthetic_kernels import sample_kernel  # numba: imported (and compiled) on first use
 
     n = np.asarray(shape)
-    coarse = np.maximum(np.ceil((n - 1) / step).astype(int), 1) + 1
-    spacing = (n - 1) / (coarse - 1)
-    q = _grid_world(native_to_tpl @ np.diag([*spacing, 1.0]), coarse).reshape(-1, 3)
+    coarse = np.maximum(np.ceil((n - 1) / _COARSE_STEP).astype(int), 1) + 1  # point k at voxel k * step
+    q = _grid_world(native_to_tpl @ np.diag([_COARSE_STEP] * 3 + [1.0]), coarse).reshape(-1, 3)
     q += _sample_world(np.moveaxis(geometry["u"], -1, 0), geometry["grid_affine"], q, padding="border").T
-    m, t = _normalised(model_affine, model_shape)
-    g = q @ m.T
-    g += t
-    g = torch.from_numpy(g.reshape(*coarse, 3)).permute(3, 2, 1, 0)[None].contiguous()  # (1, 3, Z', Y', X')
-    fine = torch.nn.functional.interpolate(g, size=tuple(int(k) for k in n[::-1]), mode="trilinear",
-                                           align_corners=True)
-    return fine.permute(0, 2, 3, 4, 1)
-
-
-def _sample_grid(volumes: np.ndarray, grid, mode: str = "bilinear") -> np.ndarray:
-    """Sample (C, X, Y, Z) ``volumes`` on a :func:`_template_grid`; (C, x, y, z), each channel
-    Fortran-ordered."""
-    import torch
-
-    vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))
-    out = torch.nn.functional.grid_sample(vol[None], grid, mode=mode, padding_mode="zeros", align_corners=True)
-    return out[0].numpy().transpose(0, 3, 2, 1)
+    inv = np.linalg.inv(model_affine).astype(np.float32)
+    g = (q @ inv[:3, :3].T + inv[:3, 3]).reshape(*coarse, 3)  # model voxel coordinates
+    out_image = np.empty(tuple(shape), np.float32, order="F")
+    out_code = np.empty(tuple(shape), code.dtype, order="F")
+    sample_kernel(np.ascontiguousarray(g, dtype=np.float32), _COARSE_STEP, np.ascontiguousarray(image, np.float32),
+                  np.ascontiguousarray(code), out_image, out_code)
+    return out_image, out_code
 
 
 def random_smooth_field(rng, shape, spacing_mm, amplitude_mm, smoothness_mm) -> np.ndarray:
@@ -485,18 +479,29 @@ def _pose(rng, settings, scale) -> np.ndarray:
     return pose
 
 
+def _label_code(model: dict) -> np.ndarray:
+    """Labels and brain mask as one volume, ``2 * label + mask`` (int16), for nearest sampling."""
+    return (2 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
+
+
+def _nonzero_box(a: np.ndarray):
+    """Slices of the bounding box of the non-zero voxels of ``a``; None when there are none."""
+    box = ndimage.find_objects((a != 0).astype(np.int8))
+    return box[0] if box and box[0] is not None else None
+
+
 def sampling_volumes(model: dict, dx_weights: dict, code: np.ndarray | None = None) -> dict:
     """What a diagnosis' sessions sample from the model, built once per diagnosis.
 
-    Per modality the image and the map its disease effect subtracts (interpolation
-    is linear, so a session samples ``image - severity * effect`` in one pass);
-    ``code``: labels and brain mask in one channel (``2 * label + mask``), sampled
-    nearest-neighbour; pass the ``code`` of an earlier call to share it between diagnoses.
+    Per modality the image, the map its disease effect subtracts (a session samples
+    ``image - severity * effect``) and the effect's bounding box;
+    ``code``: :func:`_label_code` of the model (computed when not given), sampled
+    nearest-neighbour; diagnoses share it.
     """
-    if code is None:
-        code = (2.0 * model["labels"].astype(np.float32) + (model["mask"] > 0.5))[None].astype(np.float32)
-    return {"T1w": (model["t1"], dx_weights["atrophy_gm"]), "pet": (model["pet"], dx_weights["hypo_gm"]),
-            "code": code}
+    code = _label_code(model) if code is None else code
+    t1_effect, pet_effect = dx_weights["atrophy_gm"], dx_weights["hypo_gm"]
+    return {"T1w": (model["t1"], t1_effect, _nonzero_box(t1_effect)),
+            "pet": (model["pet"], pet_effect, _nonzero_box(pet_effect)), "code": code}
 
 
 def _effect_scale(settings: dict, modality: str) -> float:
@@ -516,11 +521,13 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
     pose = _pose(rng, settings, geometry["scale"])  # template -> native
     A = np.linalg.inv(pose)  # native -> template (before the anatomy warp)
     affine, shape, orient = _native_grid(rng, settings, modality, pose, model["head_points"])
-    grid = _template_grid(geometry, A @ affine, shape, model["affine"], model["t1"].shape)
-    image, effect = volumes[modality]
-    img = _sample_grid((image - np.float32(severity * _effect_scale(settings, modality)) * effect)[None], grid)[0]
-    code = np.rint(_sample_grid(volumes["code"], grid, mode="nearest")[0]).astype(np.int16)
-    del grid
+    image, effect, box = volumes[modality]
+    src = image
+    if severity and box is not None:  # image - severity * effect, computed where the effect lives
+        src = image.copy()
+        src[box] -= np.float32(severity * _effect_scale(settings, modality)) * effect[box]
+    img, code = sample_native(src, volumes["code"], geometry, A @ affine, shape, model["affine"])
+    del src
     mask = (code & 1).astype(np.uint8)
     labels = code >> 1
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))  # torch draws normals twice as fast
@@ -639,7 +646,9 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
         pattern = settings["patterns"].get(row["diagnosis"], {})
         effect = "atrophy" if modality == "T1w" else "hypometabolism"
         idx = templates.region_indices(pattern.get(effect, []), settings["atlas"]) if pattern.get(effect) else []
-        write_nifti(truth[f"{modality}_altered"], np.isin(out["labels"], idx), out["affine"], np.uint8)
+        lut = np.zeros(int(out["labels"].max()) + 1, np.uint8)
+        lut[[i for i in idx if i < len(lut)]] = 1
+        write_nifti(truth[f"{modality}_altered"], lut[out["labels"]], out["affine"])
         write_nifti(raw[modality], out["data"], out["affine"])
         vs = np.sqrt((out["affine"][:3, :3] ** 2).sum(0))
         if modality == "T1w":
@@ -706,10 +715,12 @@ def run_cohort(settings: dict, bids_dir, truth_dir, threads: int = 1, log=None) 
     torch.set_num_threads(max(1, int(threads) // workers))
     model = build_model(settings)
 
+    def pattern(dx):  # diagnoses with one pattern (MCI: AD's, milder) share their effect maps
+        p = settings["patterns"].get(dx, {})
+        return tuple(tuple(sorted(p.get(key) or ())) for key in ("atrophy", "hypometabolism"))
+
     def effects(dx):
-        w = disease_weights(model, settings, dx)
-        write_template_truth(settings, model, truth_dir, dx, w)
-        return w
+        return disease_weights(model, settings, dx)
 
     def subject(row):
         for ses in session_labels(row.n_sessions):
@@ -718,8 +729,13 @@ def run_cohort(settings: dict, bids_dir, truth_dir, threads: int = 1, log=None) 
         return row.participant_id
 
     with ThreadPoolExecutor(workers) as pool:
-        weights = dict(zip(diagnoses, pool.map(effects, diagnoses)))
-        code = sampling_volumes(model, weights[diagnoses[0]])["code"]
+        first = {}
+        for dx in diagnoses:
+            first.setdefault(pattern(dx), dx)
+        computed = dict(zip(first.values(), pool.map(effects, first.values())))
+        weights = {dx: computed[first[pattern(dx)]] for dx in diagnoses}
+        list(pool.map(lambda dx: write_template_truth(settings, model, truth_dir, dx, weights[dx]), diagnoses))
+        code = _label_code(model)
         volumes = {dx: sampling_volumes(model, w, code) for dx, w in weights.items()}
         log(f"template model and effect maps of {', '.join(diagnoses)} built")
         for k, sub in enumerate(pool.map(subject, rows), 1):

