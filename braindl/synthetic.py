@@ -699,20 +699,31 @@ def run_cohort(settings: dict, bids_dir, truth_dir, threads: int = 1, log=None) 
     sidecars, ground truth), then the dataset's metadata tables.
 
     ``threads`` subjects are generated at once, in threads of this process: the model
-    is shared, and the heavy steps (``grid_sample``, numpy, ISA-L gzip) release the
-    GIL. Each session draws from its own seeded stream, so the files do not depend
-    on ``threads`` or on the order subjects finish in.
+    is shared, and the heavy steps (the compiled sampler, torch, numpy, ISA-L gzip)
+    release the GIL. Each session draws from its own seeded stream, so the files do
+    not depend on ``threads`` or on the order subjects finish in. Torch's thread count
+    is set for the generation and restored after it.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
 
     log = log or progress
     table = cohort_table(settings)
+    workers = max(1, min(int(threads), len(table)))
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads) // workers))
+    try:
+        _generate_all(settings, bids_dir, truth_dir, table, workers, log)
+    finally:
+        torch.set_num_threads(torch_threads)
+    write_dataset_metadata(settings, bids_dir, truth_dir)
+
+
+def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, workers: int, log) -> None:
+    """The model, the effect maps and every session of :func:`run_cohort`, ``workers`` at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     diagnoses = cohort_diagnoses(settings)
     rows = sorted(table.itertuples(), key=lambda r: -r.n_sessions)  # longest first
-    workers = max(1, min(int(threads), len(rows)))
-    torch.set_num_threads(max(1, int(threads) // workers))
     model = build_model(settings)
 
     def pattern(dx):  # diagnoses with one pattern (MCI: AD's, milder) share their effect maps
@@ -740,4 +751,3 @@ def run_cohort(settings: dict, bids_dir, truth_dir, threads: int = 1, log=None) 
         log(f"template model and effect maps of {', '.join(diagnoses)} built")
         for k, sub in enumerate(pool.map(subject, rows), 1):
             log(f"{sub} written ({k}/{len(rows)})")
-    write_dataset_metadata(settings, bids_dir, truth_dir)
