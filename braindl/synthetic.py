@@ -177,15 +177,21 @@ def _smooth_noise(rng, shape, res_mm: float, sigma_mm: float) -> np.ndarray:
     return ndimage.zoom(field, step, order=1)[tuple(slice(0, n) for n in shape)]
 
 
+def _nonzero_box(a: np.ndarray):
+    """Slices of the bounding box of the non-zero voxels of ``a``; None when there are none."""
+    box = ndimage.find_objects((a != 0).astype(np.int8))
+    return box[0] if box and box[0] is not None else None
+
+
 def _smooth_in_box(region: np.ndarray, sigma: float) -> np.ndarray:
     """``gaussian_filter(region, sigma)`` computed on the region's bounding box plus 4 sigma
     (the filter's reach); zero elsewhere."""
     out = np.zeros(region.shape, np.float32)
-    box = ndimage.find_objects((region > 0).astype(np.int8))
-    if not box or box[0] is None:
+    box = _nonzero_box(region)
+    if box is None:
         return out
     margin = int(np.ceil(4 * sigma)) + 1
-    box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in box[0])
+    box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in box)
     out[box] = ndimage.gaussian_filter(region[box].astype(np.float32), sigma, mode="constant")
     return out
 
@@ -484,12 +490,6 @@ def _label_code(model: dict) -> np.ndarray:
     return (2 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
 
 
-def _nonzero_box(a: np.ndarray):
-    """Slices of the bounding box of the non-zero voxels of ``a``; None when there are none."""
-    box = ndimage.find_objects((a != 0).astype(np.int8))
-    return box[0] if box and box[0] is not None else None
-
-
 def sampling_volumes(model: dict, dx_weights: dict, code: np.ndarray | None = None) -> dict:
     """What a diagnosis' sessions sample from the model, built once per diagnosis.
 
@@ -747,7 +747,8 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
         weights = {dx: computed[first[pattern(dx)]] for dx in diagnoses}
         list(pool.map(lambda dx: write_template_truth(settings, model, truth_dir, dx, weights[dx]), diagnoses))
         code = _label_code(model)
-        volumes = {dx: sampling_volumes(model, w, code) for dx, w in weights.items()}
+        shared = {dx: sampling_volumes(model, computed[dx], code) for dx in computed}
+        volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
         log(f"template model and effect maps of {', '.join(diagnoses)} built")
         for k, sub in enumerate(pool.map(subject, rows), 1):
             log(f"{sub} written ({k}/{len(rows)})")

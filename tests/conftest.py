@@ -24,7 +24,6 @@ def config(default_config):
     return copy.deepcopy(default_config)
 
 
-
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """Job entry points set torch's thread count for their process; a test that calls
