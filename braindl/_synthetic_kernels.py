@@ -84,3 +84,30 @@ def sample_point(image, code, px, py, pz):  # pragma: no cover (compiled)
                 if 0 <= xx < X and 0 <= yy < Y and 0 <= zz < Z:
                     v += (tx if dx else 1 - tx) * (ty if dy else 1 - ty) * (tz if dz else 1 - tz) * image[xx, yy, zz]
     return np.float32(v), label
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def field_at(field, world_to_vox, pts, out):  # pragma: no cover (compiled)
+    """Trilinear lookup of a vector ``field`` (X, Y, Z, C) at world points ``pts`` (N, 3).
+
+    ``world_to_vox`` (3, 4): the field grid's world-to-voxel affine. Points outside
+    the grid take the value at the nearest border (``grid_sample``'s border padding,
+    with ``align_corners``). ``out`` (N, C), written in place.
+    """
+    X, Y, Z, C = field.shape
+    m = world_to_vox
+    for n in range(pts.shape[0]):
+        wx, wy, wz = pts[n, 0], pts[n, 1], pts[n, 2]
+        px = min(max(m[0, 0] * wx + m[0, 1] * wy + m[0, 2] * wz + m[0, 3], 0.0), X - 1.0)
+        py = min(max(m[1, 0] * wx + m[1, 1] * wy + m[1, 2] * wz + m[1, 3], 0.0), Y - 1.0)
+        pz = min(max(m[2, 0] * wx + m[2, 1] * wy + m[2, 2] * wz + m[2, 3], 0.0), Z - 1.0)
+        ix, iy, iz = min(int(px), X - 2), min(int(py), Y - 2), min(int(pz), Z - 2)
+        tx, ty, tz = np.float32(px - ix), np.float32(py - iy), np.float32(pz - iz)
+        for c in range(C):
+            c00 = field[ix, iy, iz, c] + tz * (field[ix, iy, iz + 1, c] - field[ix, iy, iz, c])
+            c01 = field[ix, iy + 1, iz, c] + tz * (field[ix, iy + 1, iz + 1, c] - field[ix, iy + 1, iz, c])
+            c10 = field[ix + 1, iy, iz, c] + tz * (field[ix + 1, iy, iz + 1, c] - field[ix + 1, iy, iz, c])
+            c11 = field[ix + 1, iy + 1, iz, c] + tz * (field[ix + 1, iy + 1, iz + 1, c] - field[ix + 1, iy + 1, iz, c])
+            c0 = c00 + ty * (c01 - c00)
+            c1 = c10 + ty * (c11 - c10)
+            out[n, c] = c0 + tx * (c1 - c0)

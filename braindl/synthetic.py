@@ -23,6 +23,7 @@ in parallel (:func:`run_cohort`).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,13 @@ def _smooth_in_box(region: np.ndarray, sigma: float) -> np.ndarray:
 
 def build_model(settings: dict) -> dict[str, np.ndarray]:
     """Compute the template-space head model (brain + skull + scalp) as arrays."""
+    return add_head(brain_model(settings), settings)
+
+
+def brain_model(settings: dict) -> dict[str, np.ndarray]:
+    """The brain part of :func:`build_model`: tissue maps, brain mask and atlas labels on
+    the template grid padded by 16 mm (room for the head). What effect maps need
+    (:func:`disease_weights`), so they can be computed while :func:`add_head` runs."""
     res = float(settings["template_resolution_mm"])
     tpl = templates.load_template(res)
     pad = int(np.ceil(16.0 / res))
@@ -205,34 +213,50 @@ def build_model(settings: dict) -> dict[str, np.ndarray]:
     mask = np.pad(tpl.brain_mask, padw)
     affine = tpl.affine.copy()
     affine[:3, 3] -= pad * res
+    gm, wm, csf = (np.pad(a, padw) for a in (tpl.gm, tpl.wm, tpl.csf))
+    labels = templates.atlas_on_grid(affine, mask.shape, settings["atlas"])
+    labels[mask == 0] = 0
+    return dict(brain_t1=np.pad(tpl.t1, padw), gm=gm.astype(np.float32), wm=wm, csf=csf,
+                mask=mask.astype(np.float32), labels=labels, affine=affine, pad=np.array(pad))
+
+
+def add_head(brain: dict, settings: dict) -> dict[str, np.ndarray]:
+    """:func:`build_model` from :func:`brain_model`: layers of CSF, skull and scalp at a
+    smoothly varying distance outside the brain, the T1w and PET images of the head, and
+    points on the head's outer surface."""
+    res = float(settings["template_resolution_mm"])
+    mask, affine = brain["mask"] > 0, brain["affine"]
     rng = np.random.default_rng([int(settings["seed"]), 1])
-    # distance (mm) outside the brain, with a smooth thickness modulation
-    dist = ndimage.distance_transform_edt(mask == 0, sampling=res).astype(np.float32)
     wobble = _smooth_noise(rng, mask.shape, res, 12.0)
     wobble *= 1.5 / (wobble.std() + 1e-6)
-    d = dist * (1.0 + 0.12 * wobble)
+    wobble = 1.0 + 0.12 * wobble
+    # distance (mm) outside the brain, with a smooth thickness modulation; computed in the
+    # brain's bounding box grown by the farthest distance a head layer can reach
+    reach = _HEAD_LAYERS[-1][0] / max(float(wobble.min()), 0.1)
+    margin = int(np.ceil(reach / res)) + 1
+    box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in _nonzero_box(mask))
+    d = np.full(mask.shape, np.inf, np.float32)
+    d[box] = ndimage.distance_transform_edt(~mask[box], sampling=res)
+    d *= wobble
     t1_head = np.zeros(mask.shape, np.float32)
     pet_head = np.zeros(mask.shape, np.float32)
     inner = 0.0
     for outer, t1v, petv in _HEAD_LAYERS:
-        sel = (d > inner) & (d <= outer) & (mask == 0)
+        sel = (d > inner) & (d <= outer) & ~mask
         t1_head[sel], pet_head[sel] = t1v, petv
         inner = outer
     # partial-volume edges
     t1_head = ndimage.gaussian_filter(t1_head, 0.6 / res)
     pet_head = ndimage.gaussian_filter(pet_head, 0.6 / res)
-    t1 = np.where(mask > 0, np.pad(tpl.t1, padw), t1_head).astype(np.float32)
-    gm, wm, csf = (np.pad(a, padw) for a in (tpl.gm, tpl.wm, tpl.csf))
-    pet_brain = _PET_TISSUE["gm"] * gm + _PET_TISSUE["wm"] * wm + _PET_TISSUE["csf"] * csf
-    pet = np.where(mask > 0, pet_brain, pet_head).astype(np.float32)
-    labels = templates.atlas_on_grid(affine, mask.shape, settings["atlas"])
-    labels[mask == 0] = 0
+    t1 = np.where(mask, brain["brain_t1"], t1_head).astype(np.float32)
+    pet_brain = _PET_TISSUE["gm"] * brain["gm"] + _PET_TISSUE["wm"] * brain["wm"] + _PET_TISSUE["csf"] * brain["csf"]
+    pet = np.where(mask, pet_brain, pet_head).astype(np.float32)
     # points on the head's outer surface, for tight native fields of view
     head = d <= _HEAD_LAYERS[-1][0]
     surface = np.argwhere(head & ~ndimage.binary_erosion(head))[::7].astype(np.float64)
     head_points = surface @ affine[:3, :3].T + affine[:3, 3]
-    return dict(t1=t1, pet=pet, gm=gm.astype(np.float32), mask=mask.astype(np.float32),
-                labels=labels, affine=affine, head_points=head_points, pad=np.array(pad))
+    return dict(t1=t1, pet=pet, gm=brain["gm"], mask=brain["mask"], labels=brain["labels"], affine=affine,
+                head_points=head_points, pad=brain["pad"])
 
 
 def disease_weights(model: dict, settings: dict, diagnosis: str) -> dict[str, np.ndarray]:
@@ -282,7 +306,7 @@ def truth_grid(model: dict, settings: dict) -> tuple[np.ndarray, tuple[int, int,
     """Affine and shape of the coarse grid the anatomy warps live on."""
     s = float(settings["truth_field_spacing_mm"])
     lo = model["affine"][:3, 3]
-    extent = np.array(model["t1"].shape) * model["affine"][0, 0]
+    extent = np.array(model["mask"].shape) * model["affine"][0, 0]
     shape = tuple(int(np.ceil(e / s)) + 1 for e in extent)
     aff = np.diag([s, s, s, 1.0])
     aff[:3, 3] = lo
@@ -312,33 +336,16 @@ def _world_to_vox(inv_affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normalised(vol_affine: np.ndarray, dims) -> tuple[np.ndarray, np.ndarray]:
-    """``(M, t)`` with ``pts @ M.T + t`` the ``torch.grid_sample`` coordinates (align_corners,
-    (z, y, x) order) of world points in a volume of shape ``dims`` with voxel-to-world ``vol_affine``."""
-    dims = np.asarray(dims, dtype=np.float64)
-    inv = np.linalg.inv(vol_affine)
-    scale = 2.0 / np.maximum(dims - 1, 1)
-    m = (scale[:, None] * inv[:3, :3])[::-1]
-    t = (scale * inv[:3, 3] - 1.0)[::-1]
-    return np.ascontiguousarray(m, dtype=np.float32), t.astype(np.float32)
+def _field_at(u: np.ndarray, grid_affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Trilinear lookup of a displacement field ``u`` (X, Y, Z, 3; voxel-to-world
+    ``grid_affine``) at world points (N, 3); outside the grid, the nearest border value.
+    Returns (N, 3) float32."""
+    from braindl._synthetic_kernels import field_at  # numba: imported (and compiled) on first use
 
-
-def _sample_world(volumes: np.ndarray, vol_affine: np.ndarray, pts: np.ndarray,
-                  mode: str = "bilinear", padding: str = "zeros") -> np.ndarray:
-    """Sample (C, X, Y, Z) ``volumes`` (voxel-to-world ``vol_affine``) at world points (N, 3).
-
-    The world -> normalised-grid mapping of ``torch.grid_sample`` is folded into one
-    affine, so the points are transformed once; returns (C, N).
-    """
-    import torch
-
-    m, t = _normalised(vol_affine, volumes.shape[1:])
-    grid = pts.reshape(-1, 3) @ m.T
-    grid += t
-    vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))[None]
-    out = torch.nn.functional.grid_sample(vol, torch.from_numpy(grid).view(1, 1, 1, -1, 3), mode=mode,
-                                          padding_mode=padding, align_corners=True)
-    return out.view(volumes.shape[0], -1).numpy()
+    pts = np.ascontiguousarray(pts, dtype=np.float32)
+    out = np.empty_like(pts)
+    field_at(np.ascontiguousarray(u, dtype=np.float32), np.linalg.inv(grid_affine)[:3], pts, out)
+    return out
 
 
 #: native voxels between the points where a native grid's template coordinates are computed
@@ -365,7 +372,7 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     n = np.asarray(shape)
     coarse = np.maximum(np.ceil((n - 1) / _COARSE_STEP).astype(int), 1) + 1  # point k at voxel k * step
     q = _grid_world(native_to_tpl @ np.diag([_COARSE_STEP] * 3 + [1.0]), coarse).reshape(-1, 3)
-    q += _sample_world(np.moveaxis(geometry["u"], -1, 0), geometry["grid_affine"], q, padding="border").T
+    q += _field_at(geometry["u"], geometry["grid_affine"], q)
     inv = np.linalg.inv(model_affine).astype(np.float32)
     g = (q @ inv[:3, :3].T + inv[:3, 3]).reshape(*coarse, 3)  # model voxel coordinates
     out_image = np.empty(tuple(shape), np.float32, order="F")
@@ -391,10 +398,10 @@ def invert_field(u: np.ndarray, grid_affine: np.ndarray, iterations: int = 20, t
     default warps; the residual is then below 1e-4 mm) or after ``iterations``.
     """
     pts = _grid_world(grid_affine, u.shape[:3]).reshape(-1, 3)
-    comps = np.moveaxis(u, -1, 0)
     v = -u.reshape(-1, 3).copy()
     for _ in range(iterations):
-        new = -_sample_world(comps, grid_affine, pts + v, padding="border").T
+        new = _field_at(u, grid_affine, pts + v)
+        np.negative(new, out=new)
         step = float(np.abs(new - v).max())
         v = new
         if step < tol_mm:
@@ -463,15 +470,26 @@ def session_geometry(settings: dict, model: dict, dx_weights: dict, subject_inde
                      session_index: int, severity: float) -> dict:
     """Anatomy warp of one session: u (template -> subject) and its inverse v."""
     grid_aff, grid_shape = truth_grid(model, settings)
-    rng_subj = np.random.default_rng([int(settings["seed"]), 2, subject_index])
-    u = random_smooth_field(rng_subj, grid_shape, float(settings["truth_field_spacing_mm"]),
-                            float(settings["warp_mm"]), float(settings["warp_smoothness_mm"]))
-    u = u + float(severity) * dx_weights["shrink"]
+    base, scale = _subject_anatomy(int(settings["seed"]), subject_index, grid_shape,
+                                   *(float(settings[k]) for k in ("truth_field_spacing_mm", "warp_mm",
+                                                                  "warp_smoothness_mm", "scaling")))
+    u = base + float(severity) * dx_weights["shrink"]
     v = invert_field(u, grid_aff)
+    return dict(u=u, v=v, grid_affine=grid_aff, scale=scale.copy())
+
+
+@functools.lru_cache(maxsize=8)
+def _subject_anatomy(seed: int, subject_index: int, grid_shape: tuple, spacing_mm: float, warp_mm: float,
+                     smoothness_mm: float, scaling: float) -> tuple[np.ndarray, np.ndarray]:
+    """A subject's own warp (before disease) and head size, shared by its sessions
+    (cached: a subject's sessions are generated one after the other). Read-only arrays."""
+    rng_subj = np.random.default_rng([seed, 2, subject_index])
+    u = random_smooth_field(rng_subj, grid_shape, spacing_mm, warp_mm, smoothness_mm)
     # head size is the subject's: one scaling for all sessions and modalities, so a
     # session's PET and T1w differ by a rigid motion only
-    scale = 1.0 + rng_subj.uniform(-1, 1, 3) * float(settings["scaling"])
-    return dict(u=u, v=v, grid_affine=grid_aff, scale=scale)
+    scale = 1.0 + rng_subj.uniform(-1, 1, 3) * scaling
+    u.flags.writeable = scale.flags.writeable = False
+    return u, scale
 
 
 def _pose(rng, settings, scale) -> np.ndarray:
@@ -724,14 +742,11 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
 
     diagnoses = cohort_diagnoses(settings)
     rows = sorted(table.itertuples(), key=lambda r: -r.n_sessions)  # longest first
-    model = build_model(settings)
+    brain = brain_model(settings)
 
     def pattern(dx):  # diagnoses with one pattern (MCI: AD's, milder) share their effect maps
         p = settings["patterns"].get(dx, {})
         return tuple(tuple(sorted(p.get(key) or ())) for key in ("atrophy", "hypometabolism"))
-
-    def effects(dx):
-        return disease_weights(model, settings, dx)
 
     def subject(row):
         for ses in session_labels(row.n_sessions):
@@ -740,15 +755,22 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
         return row.participant_id
 
     with ThreadPoolExecutor(workers) as pool:
+        # the head (its distance transform) and the effect maps need only the brain: at once
+        head = pool.submit(add_head, brain, settings)
         first = {}
         for dx in diagnoses:
             first.setdefault(pattern(dx), dx)
-        computed = dict(zip(first.values(), pool.map(effects, first.values())))
+        computed = {dx: pool.submit(disease_weights, brain, settings, dx) for dx in first.values()}
+        computed = {dx: f.result() for dx, f in computed.items()}
         weights = {dx: computed[first[pattern(dx)]] for dx in diagnoses}
-        list(pool.map(lambda dx: write_template_truth(settings, model, truth_dir, dx, weights[dx]), diagnoses))
-        code = _label_code(model)
+        masks = [pool.submit(write_template_truth, settings, brain, truth_dir, dx, weights[dx]) for dx in diagnoses]
+        code = _label_code(brain)
+        model = head.result()
+        del brain
         shared = {dx: sampling_volumes(model, computed[dx], code) for dx in computed}
         volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
         log(f"template model and effect maps of {', '.join(diagnoses)} built")
         for k, sub in enumerate(pool.map(subject, rows), 1):
             log(f"{sub} written ({k}/{len(rows)})")
+        for f in masks:
+            f.result()

@@ -147,6 +147,44 @@ def test_disease_effects_follow_the_truth(small):
     assert small["weights"]["CN"]["atrophy_mask"].sum() == 0
 
 
+def _grid_sample_coords(vol_affine, dims, pts):
+    """``torch.grid_sample`` coordinates (align_corners; z, y, x order) of world points
+    (N, 3) in a volume of shape ``dims`` with voxel-to-world ``vol_affine``."""
+    dims = np.asarray(dims, dtype=np.float64)
+    inv = np.linalg.inv(vol_affine)
+    scale = 2.0 / np.maximum(dims - 1, 1)
+    vox = pts @ inv[:3, :3].T + inv[:3, 3]
+    return ((scale * vox - 1.0)[:, ::-1]).astype(np.float32)
+
+
+def _torch_field_at(u, grid_affine, pts):
+    """Reference for ``synthetic._field_at``: ``grid_sample`` with border padding."""
+    import torch
+    import torch.nn.functional as F
+
+    grid = torch.from_numpy(np.ascontiguousarray(_grid_sample_coords(grid_affine, u.shape[:3], pts)))
+    vol = torch.from_numpy(np.ascontiguousarray(np.moveaxis(u, -1, 0), np.float32))[None]
+    out = F.grid_sample(vol, grid.view(1, 1, 1, -1, 3), padding_mode="border", align_corners=True)
+    return out.view(u.shape[-1], -1).numpy().T
+
+
+def test_field_lookup_matches_torch_grid_sample(small):
+    """The compiled warp lookup equals ``grid_sample`` with border padding, also for
+    points beyond the field's grid, and the inverse warp it computes undoes the warp."""
+    s, model, w = small["settings"], small["model"], small["weights"]["AD"]
+    geom = synthetic.session_geometry(s, model, w, 1, 0, 1.0)
+    u, aff = geom["u"], geom["grid_affine"]
+    lo, hi = aff[:3, 3], aff[:3, 3] + (np.array(u.shape[:3]) - 1) * aff[0, 0]
+    pts = np.random.default_rng(0).uniform(lo - 30, hi + 30, (5000, 3))  # some outside the grid
+    assert ((pts < lo) | (pts > hi)).any(1).mean() > 0.2
+    np.testing.assert_allclose(synthetic._field_at(u, aff, pts), _torch_field_at(u, aff, pts), atol=1e-4)
+    q = synthetic._grid_world(aff, u.shape[:3]).reshape(-1, 3)
+    inner = np.all((q > lo + 20) & (q < hi - 20), axis=1)  # away from the border padding
+    v = geom["v"].reshape(-1, 3)[inner]
+    residual = v + _torch_field_at(u, aff, q[inner] + v)  # v(q) = -u(q + v(q))
+    assert np.abs(residual).max() < 1e-3
+
+
 def test_native_sampling_matches_torch_grid_sample(small):
     """The one-pass sampler equals ``torch.grid_sample`` (trilinear image, nearest
     labels, zero padding) on the same template coordinates, for a T1w and a PET grid,
@@ -170,9 +208,9 @@ def test_native_sampling_matches_torch_grid_sample(small):
         n, step = np.asarray(shape), synthetic._COARSE_STEP
         coarse = np.maximum(np.ceil((n - 1) / step).astype(int), 1) + 1
         q = synthetic._grid_world(to_tpl @ np.diag([step] * 3 + [1.0]), coarse).reshape(-1, 3)
-        q += synthetic._sample_world(np.moveaxis(geom["u"], -1, 0), geom["grid_affine"], q, padding="border").T
-        m, t = synthetic._normalised(model["affine"], model["t1"].shape)
-        g = torch.from_numpy((q @ m.T + t).reshape(*coarse, 3)).permute(3, 2, 1, 0)[None]
+        q += _torch_field_at(geom["u"], geom["grid_affine"], q)
+        g = _grid_sample_coords(model["affine"], model["t1"].shape, q)
+        g = torch.from_numpy(g.reshape(*coarse, 3)).permute(3, 2, 1, 0)[None]
         size = tuple(int(c - 1) * step + 1 for c in coarse[::-1])
         g = F.interpolate(g, size=size, mode="trilinear", align_corners=True)[:, :, :n[2], :n[1], :n[0]]
         g = g.permute(0, 2, 3, 4, 1).contiguous()
