@@ -229,15 +229,16 @@ def add_head(brain: dict, settings: dict) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([int(settings["seed"]), 1])
     wobble = _smooth_noise(rng, mask.shape, res, 12.0)
     wobble *= 1.5 / (wobble.std() + 1e-6)
-    wobble = 1.0 + 0.12 * wobble
-    # distance (mm) outside the brain, with a smooth thickness modulation; computed in the
-    # brain's bounding box grown by the farthest distance a head layer can reach
-    reach = _HEAD_LAYERS[-1][0] / max(float(wobble.min()), 0.1)
+    stretch = 1.0 + 0.12 * wobble  # smooth modulation of the layers' thickness
+    del wobble
+    # distance (mm) outside the brain times the stretch; computed in the brain's bounding
+    # box grown by the farthest distance the outermost layer can reach
+    reach = _HEAD_LAYERS[-1][0] / max(float(stretch.min()), 0.1)
     margin = int(np.ceil(reach / res)) + 1
     box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in _nonzero_box(mask))
     d = np.full(mask.shape, np.inf, np.float32)
     d[box] = ndimage.distance_transform_edt(~mask[box], sampling=res)
-    d *= wobble
+    d *= stretch
     t1_head = np.zeros(mask.shape, np.float32)
     pet_head = np.zeros(mask.shape, np.float32)
     inner = 0.0
