@@ -184,6 +184,12 @@ def _nonzero_box(a: np.ndarray):
     return box[0] if box and box[0] is not None else None
 
 
+def _grow(box, margin: int) -> tuple[slice, ...]:
+    """``box`` (slices) grown by ``margin`` voxels on every side, clipped at 0 (slicing
+    clips the far end)."""
+    return tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in box)
+
+
 def _smooth_in_box(region: np.ndarray, sigma: float) -> np.ndarray:
     """``gaussian_filter(region, sigma)`` computed on the region's bounding box plus 4 sigma
     (the filter's reach); zero elsewhere."""
@@ -192,7 +198,7 @@ def _smooth_in_box(region: np.ndarray, sigma: float) -> np.ndarray:
     if box is None:
         return out
     margin = int(np.ceil(4 * sigma)) + 1
-    box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in box)
+    box = _grow(box, margin)
     out[box] = ndimage.gaussian_filter(region[box].astype(np.float32), sigma, mode="constant")
     return out
 
@@ -235,7 +241,7 @@ def add_head(brain: dict, settings: dict) -> dict[str, np.ndarray]:
     # box grown by the farthest distance the outermost layer can reach
     reach = _HEAD_LAYERS[-1][0] / max(float(stretch.min()), 0.1)
     margin = int(np.ceil(reach / res)) + 1
-    box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in _nonzero_box(mask))
+    box = _grow(_nonzero_box(mask), margin)
     d = np.full(mask.shape, np.inf, np.float32)
     d[box] = ndimage.distance_transform_edt(~mask[box], sampling=res)
     d *= stretch
@@ -290,7 +296,7 @@ def disease_weights(model: dict, settings: dict, diagnosis: str) -> dict[str, np
         for lab, box in zip(range(1, int(model["labels"].max()) + 1), ndimage.find_objects(model["labels"])):
             if lab not in idx or box is None:
                 continue
-            box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in box)
+            box = _grow(box, margin)
             region = (model["labels"][box] == lab).astype(np.float32)
             origin = np.array([b.start for b in box], dtype=np.float32)
             com = np.array(ndimage.center_of_mass(region)) + origin
