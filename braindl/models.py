@@ -12,6 +12,9 @@
 Every model ends in logits (``n_outputs`` classes, or 1 for regression); the
 loss adds the softmax. ``model.features`` is the convolutional part and
 ``model.head`` the classifier, which the freezing regimes and Grad-CAM use.
+``model.entry`` runs before the features: the identity, or (3D networks with
+``input_pool`` k > 1) an average pooling by k, so that a 2 mm crop trains at
+4 mm while inputs, checkpoints' input shapes and heatmaps stay on the crop's grid.
 """
 
 from __future__ import annotations
@@ -46,16 +49,17 @@ def _out_shape(shape, pools):
 
 
 class Net(nn.Module):
-    """features -> flatten -> head."""
+    """entry -> features -> flatten -> head (``entry``: the identity unless given)."""
 
-    def __init__(self, features: nn.Sequential, head: nn.Sequential, name: str):
+    def __init__(self, features: nn.Sequential, head: nn.Sequential, name: str, entry: nn.Module | None = None):
         super().__init__()
+        self.entry = nn.Identity() if entry is None else entry
         self.features = features
         self.head = head
         self.name = name
 
     def forward(self, x):
-        return self.head(torch.flatten(self.features(x), 1))
+        return self.head(torch.flatten(self.features(self.entry(x)), 1))
 
 
 def cnn3d_thesis(input_shape, n_outputs, dropout=0.4, spatial_dims=3, filters=(8, 16, 32, 64),
@@ -99,21 +103,36 @@ def is_2d(name: str) -> bool:
 
 
 def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = None, spatial_dims: int = 3,
-                **arch) -> Net:
+                input_pool: int = 1, **arch) -> Net:
     """A model by name for inputs of ``input_shape`` (without channel).
 
     3D networks of this module, or the 2D backbones of :mod:`braindl.backbones`
-    (``arch``: ``head``, ``head_width``, ``rgb``).
+    (``arch``: ``head``, ``head_width``, ``rgb``). ``input_pool`` k > 1 (3D
+    networks only) average-pools the input by k before the first convolution.
     """
+    input_pool = int(input_pool)
+    if input_pool < 1:
+        raise ValueError(f"input_pool must be a positive integer, got {input_pool}")
     builders = {"cnn3d_thesis": cnn3d_thesis, "cnn3d_ms": cnn3d_ms, "vgg3d_pet": vgg3d_pet}
     kwargs = {} if dropout is None else {"dropout": dropout}
     if is_2d(name):
+        if input_pool != 1:
+            raise ValueError(f"input_pool applies to 3D networks; {name} is a 2D backbone (scale mosaics instead)")
         from braindl.backbones import build_2d
 
         return build_2d(name, int(n_outputs), **kwargs, **arch)
     if name not in builders:
         raise ValueError(f"unknown model {name!r}; known: {sorted(builders) + sorted(BACKBONES)}")
-    net = builders[name](tuple(input_shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
+    shape = _out_shape(input_shape, (input_pool,))
+    try:
+        net = builders[name](tuple(shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
+    except ValueError as err:
+        if input_pool == 1:
+            raise
+        raise ValueError(f"input shape {tuple(input_shape)} is too small for input_pool {input_pool} and {name}'s "
+                         f"pooling ({err})") from None
+    if input_pool > 1:
+        net.entry = (nn.AvgPool3d if spatial_dims == 3 else nn.AvgPool2d)(input_pool)
     net.output = "softmax"
     return net
 

@@ -336,9 +336,11 @@ class ArrayRunner(Runner):
 
 
 def model_arch(settings: dict) -> dict:
-    """Architecture settings beyond name and dropout (2D backbones: head, head width, RGB input)."""
+    """Architecture settings beyond name and dropout (3D networks: input pooling when not 1;
+    2D backbones: head, head width, RGB input)."""
     if not models.is_2d(settings["model"]):
-        return {}
+        pool = int(settings.get("input_pool", 1))
+        return {"input_pool": pool} if pool != 1 else {}
     return {"head": settings.get("head", "fc256"), "head_width": int(settings.get("head_width", 256)),
             "rgb": bool(settings.get("rgb", True))}
 

@@ -143,6 +143,22 @@ def test_gradcam_layer_default_and_unknown():
     assert cam.shape == x.shape and float(cam.min()) >= 0
 
 
+def test_pooled_input_gives_maps_on_the_input_grid():
+    """With ``input_pool`` 2 the maps stay on the crop's grid; LRP (epsilon -> 0) through the average
+    pooling shares a block's relevance in proportion to its voxels' values, as gradient x input does."""
+    torch.manual_seed(0)
+    model = models.build_model("cnn3d_thesis", (72, 72, 72), 2, input_pool=2).eval()
+    x = torch.rand(2, 1, 72, 72, 72) + 0.1
+    r = H.Attributor(model, dict(method="lrp_epsilon", epsilon=1e-9), x[:1])(x, 1)
+    assert r.shape == x.shape and r.abs().sum() > 0
+    ratio = (r / x).reshape(2, 36, 2, 36, 2, 36, 2)
+    spread = ratio.amax(dim=(2, 4, 6)) - ratio.amin(dim=(2, 4, 6))
+    assert float(spread.max()) <= 1e-4 * float(ratio.abs().max())
+    assert H.gradcam_layer(model) == "features.6"
+    cam = H.Attributor(model, dict(method="gradcam"), x[:1])(x, 1)
+    assert cam.shape == x.shape
+
+
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_2d_methods_on_backbones(name):
     model = models.build_model(name, (64, 64), 2, head="linear").eval()

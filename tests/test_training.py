@@ -17,7 +17,8 @@ SHAPE = (36, 40, 36)
 
 def _settings(default_config, **over):
     s = {k: v for k, v in default_config["training"].items() if k not in ("tasks", "modalities", "finetune_from")}
-    s.update(batch_size=4, max_epochs=4, early_stopping_patience=10, learning_rate=1e-3)
+    # the toy volumes are too small to pool before the thesis network's 2/3/2/3 pooling
+    s.update(batch_size=4, max_epochs=4, early_stopping_patience=10, learning_rate=1e-3, input_pool=1)
     s.update(over)
     return s
 
@@ -70,6 +71,29 @@ def test_models_give_logits_for_the_papers_shapes(name):
     # the thesis network's flattened size for the 96x114x96 box: 64 x 2 x 3 x 2
     if name == "cnn3d_thesis":
         assert models.build_model(name, (96, 114, 96), 2).head[1].in_features == 64 * 2 * 3 * 2
+
+
+def test_input_pool_is_the_network_on_the_pooled_volume(tmp_path):
+    torch.manual_seed(0)
+    pooled = models.build_model("cnn3d_thesis", (96, 114, 96), 2, input_pool=2).eval()
+    plain = models.build_model("cnn3d_thesis", (48, 57, 48), 2).eval()
+    # the pooling owns no weights: one state dict fits both, and the flattened size is 48x57x48's
+    plain.load_state_dict(pooled.state_dict())
+    assert pooled.head[1].in_features == 64 * 1 * 1 * 1
+    x = torch.rand(2, 1, 96, 114, 96)
+    want = plain(torch.nn.functional.avg_pool3d(x, 2))
+    torch.testing.assert_close(pooled(x), want, rtol=1e-5, atol=1e-6)
+    # a checkpoint written by a run keeps the pooling (model_arch) and rebuilds the same network
+    arch = training.model_arch({"model": "cnn3d_thesis", "input_pool": 2})
+    assert arch == {"input_pool": 2} and training.model_arch({"model": "cnn3d_thesis", "input_pool": 1}) == {}
+    torch.save({"model": pooled.state_dict(), "model_name": "cnn3d_thesis", "input_shape": [96, 114, 96],
+                "n_outputs": 2, "dropout": 0.4, "arch": arch}, tmp_path / "m.pt")
+    back, _ = training.load_model(tmp_path / "m.pt")
+    torch.testing.assert_close(back(x), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"input shape \(36, 40, 36\) is too small"):
+        models.build_model("cnn3d_thesis", SHAPE, 2, input_pool=2)
+    with pytest.raises(ValueError, match="resnet18 is a 2D backbone"):
+        models.build_model("resnet18", (64, 64), 2, input_pool=2)
 
 
 def test_freezing_regimes_count_trainable_parameters():
