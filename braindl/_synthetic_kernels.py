@@ -10,16 +10,21 @@ import numpy as np
 
 #: native voxels per side of the tiles :func:`sample_kernel` walks the grid in
 _TILE = 32
+#: model voxels per side of the occupancy blocks (:func:`occupancy`): 2 ** OCC_SHIFT
+OCC_SHIFT = 2
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def sample_kernel(g, step, image, code, out_image, out_code):  # pragma: no cover (compiled)
+def sample_kernel(g, step, image, code, occ, out_image, out_code):  # pragma: no cover (compiled)
     """Sample ``image`` (trilinear) and ``code`` (nearest) at every voxel of a native grid.
 
     ``g`` (cx, cy, cz, 3): model voxel coordinates of the coarse points, point ``k``
     at native voxel ``k * step``; in between, coordinates are trilinear in ``g``.
     Points outside the model sample zero (``grid_sample``'s zero padding, with
-    ``align_corners``). ``out_image``, ``out_code``: (x, y, z), written in place.
+    ``align_corners``). ``occ``: :func:`braindl.synthetic.occupancy` of ``image`` and
+    ``code``; points whose 2x2x2 neighbourhood lies in a block without it sample zero
+    without reading the model (the air around the head, about half of a scan's field
+    of view). ``out_image``, ``out_code``: (x, y, z), written in place.
 
     One pass: a row's coordinates are interpolated once and shared by both volumes.
     The grid is walked in ``_TILE``-voxel tiles, so the model voxels a tile reads stay
@@ -54,19 +59,23 @@ def sample_kernel(g, step, image, code, out_image, out_code):  # pragma: no cove
                             px = row[x0, 0] + fx * (row[x0 + 1, 0] - row[x0, 0])
                             py = row[x0, 1] + fx * (row[x0 + 1, 1] - row[x0, 1])
                             pz = row[x0, 2] + fx * (row[x0 + 1, 2] - row[x0, 2])
-                            out_image[i, j, k], out_code[i, j, k] = sample_point(image, code, px, py, pz)
+                            out_image[i, j, k], out_code[i, j, k] = sample_point(image, code, occ, px, py, pz)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True, inline="always")
-def sample_point(image, code, px, py, pz):  # pragma: no cover (compiled)
+def sample_point(image, code, occ, px, py, pz):  # pragma: no cover (compiled)
     """Trilinear ``image`` and nearest ``code`` at voxel coordinates (px, py, pz); 0 outside."""
     X, Y, Z = image.shape
     rx, ry, rz = int(np.rint(px)), int(np.rint(py)), int(np.rint(pz))
-    label = code[rx, ry, rz] if (0 <= rx < X and 0 <= ry < Y and 0 <= rz < Z) else code.dtype.type(0)
     if not (px > -1 and py > -1 and pz > -1 and px < X and py < Y and pz < Z):
+        label = code[rx, ry, rz] if (0 <= rx < X and 0 <= ry < Y and 0 <= rz < Z) else code.dtype.type(0)
         return np.float32(0.0), label
     fx0, fy0, fz0 = np.floor(px), np.floor(py), np.floor(pz)
     ix, iy, iz = int(fx0), int(fy0), int(fz0)
+    # both lookups read voxels floor(p) .. floor(p) + 1 only: an empty block means zeros
+    if occ[max(ix, 0) >> OCC_SHIFT, max(iy, 0) >> OCC_SHIFT, max(iz, 0) >> OCC_SHIFT] == 0:
+        return np.float32(0.0), code.dtype.type(0)
+    label = code[rx, ry, rz] if (0 <= rx < X and 0 <= ry < Y and 0 <= rz < Z) else code.dtype.type(0)
     tx, ty, tz = px - fx0, py - fy0, pz - fz0
     if 0 <= ix < X - 1 and 0 <= iy < Y - 1 and 0 <= iz < Z - 1:
         c00 = image[ix, iy, iz] + tz * (image[ix, iy, iz + 1] - image[ix, iy, iz])

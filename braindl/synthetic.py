@@ -360,8 +360,32 @@ def _field_at(u: np.ndarray, grid_affine: np.ndarray, pts: np.ndarray) -> np.nda
 _COARSE_STEP = 2
 
 
+def occupancy(*volumes: np.ndarray) -> np.ndarray:
+    """Blocks of ``2 ** OCC_SHIFT`` model voxels (per side) where a sample can be nonzero.
+
+    Block ``b`` (per axis) is set when any of ``volumes`` (same shape) is nonzero at a
+    voxel ``4 b .. 4 b + 4``: the voxels a trilinear or nearest lookup reads for a
+    point whose floor lies in the block. :func:`sample_native` skips the empty ones.
+    """
+    from braindl._synthetic_kernels import OCC_SHIFT
+
+    block = 2 ** OCC_SHIFT
+    occ = volumes[0] != 0
+    for v in volumes[1:]:
+        occ |= v != 0
+    for axis in range(3):
+        n = occ.shape[axis]
+        nb = -(-n // block)
+        pad = [(0, 0)] * 3
+        pad[axis] = (0, nb * block + 1 - n)
+        a = np.moveaxis(np.pad(occ, pad), axis, 0)
+        reduced = a[: nb * block].reshape(nb, block, *a.shape[1:]).any(1) | a[block::block]
+        occ = np.moveaxis(reduced, 0, axis)
+    return np.ascontiguousarray(occ, dtype=np.uint8)
+
+
 def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to_tpl: np.ndarray, shape,
-                  model_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  model_affine: np.ndarray, occ: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sample a model-grid ``image`` (trilinear) and ``code`` (nearest) on a native grid,
     through the anatomy warp.
 
@@ -371,8 +395,10 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     in between: ``u`` is trilinear on a grid of ``truth_field_spacing_mm`` (4 mm) and
     smooth over ``warp_smoothness_mm``, so the interpolation moves points by about
     0.003 mm on average and 0.13 mm at most (a default T1w), while a full-resolution
-    warp lookup costs as much as sampling the images. Returns Fortran-ordered
-    (x, y, z) arrays: the image as float32, the code as ``code.dtype``.
+    warp lookup costs as much as sampling the images. ``occ``: :func:`occupancy` of
+    ``image`` and ``code`` (of volumes that are zero wherever both are), computed when
+    not given. Returns Fortran-ordered (x, y, z) arrays: the image as float32, the
+    code as ``code.dtype``.
     """
     from braindl._synthetic_kernels import sample_kernel  # numba: imported (and compiled) on first use
 
@@ -384,8 +410,10 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     g = (q @ inv[:3, :3].T + inv[:3, 3]).reshape(*coarse, 3)  # model voxel coordinates
     out_image = np.empty(tuple(shape), np.float32, order="F")
     out_code = np.empty(tuple(shape), code.dtype, order="F")
+    if occ is None:
+        occ = occupancy(image, code)
     sample_kernel(np.ascontiguousarray(g, dtype=np.float32), _COARSE_STEP, np.ascontiguousarray(image, np.float32),
-                  np.ascontiguousarray(code), out_image, out_code)
+                  np.ascontiguousarray(code), occ, out_image, out_code)
     return out_image, out_code
 
 
@@ -521,12 +549,14 @@ def sampling_volumes(model: dict, dx_weights: dict, code: np.ndarray | None = No
     Per modality the image, the map its disease effect subtracts (a session samples
     ``image - severity * effect``) and the effect's bounding box;
     ``code``: :func:`_label_code` of the model (computed when not given), sampled
-    nearest-neighbour; diagnoses share it.
+    nearest-neighbour; diagnoses share it; ``occupancy``: :func:`occupancy` of all of
+    them, for :func:`sample_native`.
     """
     code = _label_code(model) if code is None else code
     t1_effect, pet_effect = dx_weights["atrophy_gm"], dx_weights["hypo_gm"]
     return {"T1w": (model["t1"], t1_effect, _nonzero_box(t1_effect)),
-            "pet": (model["pet"], pet_effect, _nonzero_box(pet_effect)), "code": code}
+            "pet": (model["pet"], pet_effect, _nonzero_box(pet_effect)), "code": code,
+            "occupancy": occupancy(model["t1"], model["pet"], code, t1_effect, pet_effect)}
 
 
 def _effect_scale(settings: dict, modality: str) -> float:
@@ -551,7 +581,8 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
     if severity and box is not None:  # image - severity * effect, computed where the effect lives
         src = image.copy()
         src[box] -= np.float32(severity * _effect_scale(settings, modality)) * effect[box]
-    img, code = sample_native(src, volumes["code"], geometry, A @ affine, shape, model["affine"])
+    img, code = sample_native(src, volumes["code"], geometry, A @ affine, shape, model["affine"],
+                              volumes["occupancy"])
     del src
     mask = (code & 1).astype(np.uint8)
     labels = code >> 1

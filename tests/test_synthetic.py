@@ -222,3 +222,38 @@ def test_native_sampling_matches_torch_grid_sample(small):
         np.testing.assert_allclose(image, ref(volumes[modality][0], "bilinear"), atol=1e-4)
         assert (image == 0).mean() > 0.01 and (code > 0).mean() > 0.05  # outside the model, and the brain
         assert (code != ref(volumes["code"], "nearest")).mean() < 1e-4  # ties at .5 may round apart
+
+
+def test_occupancy_marks_every_block_a_lookup_can_read():
+    """Block b is set exactly when a voxel 4b .. 4b+4 (per axis) is nonzero in any volume."""
+    rng = np.random.default_rng(0)
+    a = np.zeros((13, 9, 17), np.float32)
+    a[rng.random(a.shape) < 0.01] = 1.0
+    code = np.zeros(a.shape, np.int16)
+    code[12, 8, 16] = 3  # the last voxel: only the last block along each axis reads it
+    occ = synthetic.occupancy(a, code)
+    assert occ.shape == (4, 3, 5) and occ.dtype == np.uint8
+    nz = (a != 0) | (code != 0)
+    want = np.array([[[nz[4 * i:4 * i + 5, 4 * j:4 * j + 5, 4 * k:4 * k + 5].any() for k in range(5)]
+                      for j in range(3)] for i in range(4)])
+    np.testing.assert_array_equal(occ.astype(bool), want)
+    assert occ[-1, -1, -1] and 0 < occ.mean() < 1
+
+
+def test_skipping_empty_blocks_changes_no_voxel(small):
+    """The sampler with the occupancy gives the same voxels as with every block marked."""
+    s, model, w = small["settings"], small["model"], small["weights"]["AD"]
+    volumes = synthetic.sampling_volumes(model, w)
+    assert 0.05 < volumes["occupancy"].mean() < 0.95  # the air around the head is skipped
+    geom = synthetic.session_geometry(s, model, w, 1, 0, 1.0)
+    for k, modality in enumerate(synthetic.MODALITIES):
+        rng = np.random.default_rng(k)
+        pose = synthetic._pose(rng, s, geom["scale"])
+        affine, shape, _ = synthetic._native_grid(rng, s, modality, pose, model["head_points"])
+        to_tpl = np.linalg.inv(pose) @ affine
+        args = (volumes[modality][0], volumes["code"], geom, to_tpl, shape, model["affine"])
+        image, code = synthetic.sample_native(*args, volumes["occupancy"])
+        full_image, full_code = synthetic.sample_native(*args, np.ones_like(volumes["occupancy"]))
+        np.testing.assert_array_equal(image, full_image)
+        np.testing.assert_array_equal(code, full_code)
+        assert (image == 0).mean() > 0.1
