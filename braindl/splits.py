@@ -2,7 +2,8 @@
 
 A participant's sessions always go to one set; test sets keep only each
 participant's baseline session. Splits are stratified on diagnosis, sex and age
-bin; strata too small to split fall back to diagnosis x sex, then diagnosis.
+bin; strata too small to split, or more strata than a small holdout has places,
+fall back to diagnosis x sex, then diagnosis.
 Optionally sex is balanced first by undersampling within diagnosis x age bin
 (004 study 4).
 
@@ -88,24 +89,36 @@ def balance_sex(subjects: pd.DataFrame, seed: int) -> pd.DataFrame:
     return subjects.loc[sorted(keep)].reset_index(drop=True)
 
 
+_LEVELS = (("diagnosis", "sex", "age_bin"), ("diagnosis", "sex"), ("diagnosis",))
+
+
+def _label(subjects: pd.DataFrame, cols) -> pd.Series:
+    return subjects[list(cols)].astype(str).agg("|".join, axis=1)
+
+
 def strata(subjects: pd.DataFrame, min_count: int) -> pd.Series:
     """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have min_count members."""
-    levels = [["diagnosis", "sex", "age_bin"], ["diagnosis", "sex"], ["diagnosis"]]
-    for cols in levels:
-        label = subjects[cols].astype(str).agg("|".join, axis=1)
+    for cols in _LEVELS:
+        label = _label(subjects, cols)
         if label.value_counts().min() >= min_count:
             return label
     return subjects["diagnosis"].astype(str)
 
 
-def _holdout(ids: np.ndarray, labels: pd.Series, fraction: float, seed: int):
-    """Stratified holdout of ``fraction`` of ``ids`` (falls back to coarser labels, then none)."""
+def _holdout(subjects: pd.DataFrame, fraction: float, seed: int, min_count: int = 2):
+    """Stratified holdout of ``fraction`` of ``subjects``' participants: on the finest label
+    (dx x sex x age bin, dx x sex, dx) whose strata all have ``min_count`` (>= 2) members
+    and number no more than either side holds, so that a small holdout still gets every
+    diagnosis; random when not even the diagnosis can stratify it."""
+    ids = subjects["participant_id"].to_numpy()
     n_hold = max(1, int(round(fraction * len(ids))))
-    lab = labels.to_numpy()
-    if n_hold >= len(set(lab)) and len(ids) - n_hold >= len(set(lab)) and pd.Series(lab).value_counts().min() >= 2:
-        stratify = lab
-    else:
-        stratify = None
+    stratify = None
+    for cols in _LEVELS:
+        lab = _label(subjects, cols).to_numpy()
+        k = len(set(lab))
+        if n_hold >= k and len(ids) - n_hold >= k and pd.Series(lab).value_counts().min() >= max(2, min_count):
+            stratify = lab
+            break
     rest, hold = train_test_split(ids, test_size=n_hold, random_state=seed, stratify=stratify)
     return np.sort(rest), np.sort(hold)
 
@@ -129,10 +142,9 @@ def make_splits(subjects: pd.DataFrame, settings: dict) -> list[pd.Series]:
     out = []
     if method == "repeated_holdout":
         for k in range(int(settings["n_splits"])):
-            lab = strata(subjects, 3)
-            rest, test = _holdout(ids, lab, float(settings["test_fraction"]), seed + k)
-            rest_lab = strata(subjects.set_index("participant_id").loc[rest].reset_index(), 2)
-            train, val = _holdout(rest, rest_lab, float(settings["validation_fraction"]), seed + k)
+            rest, test = _holdout(subjects, float(settings["test_fraction"]), seed + k, min_count=3)
+            rest_subjects = subjects.set_index("participant_id").loc[rest].reset_index()
+            train, val = _holdout(rest_subjects, float(settings["validation_fraction"]), seed + k)
             out.append(_assign(subjects, test, val))
     elif method == "kfold":
         n = int(settings["n_splits"])
@@ -143,9 +155,8 @@ def make_splits(subjects: pd.DataFrame, settings: dict) -> list[pd.Series]:
             raise SplitError(f"kfold with {n} folds: a diagnosis has fewer than {n} participants")
         folds = StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
         for rest_idx, test_idx in folds.split(ids, lab):
-            rest = ids[rest_idx]
-            rest_lab = strata(subjects.iloc[rest_idx].reset_index(drop=True), 2)
-            train, val = _holdout(rest, rest_lab, float(settings["validation_fraction"]), seed)
+            train, val = _holdout(subjects.iloc[rest_idx].reset_index(drop=True),
+                                  float(settings["validation_fraction"]), seed)
             out.append(_assign(subjects, ids[test_idx], val))
     else:
         raise SplitError(f"unknown splits.method {method!r}")

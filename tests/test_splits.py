@@ -89,3 +89,17 @@ def test_too_few_participants_is_a_clear_error():
     subjects = splits.subject_table(manifest(8), "CN_vs_AD", 5)
     with pytest.raises(splits.SplitError, match="too few"):
         splits.make_splits(subjects, SETTINGS)
+
+
+def test_small_holdouts_still_get_every_diagnosis():
+    """18 participants (10 CN, 8 AD, as the default cohort): the validation share is 3 participants,
+    fewer than the diagnosis x sex strata, so it is stratified on the diagnosis alone."""
+    rng = np.random.default_rng(3)
+    rows = [dict(participant_id=f"sub-{i:03d}", session_id="01", modality="T1w", diagnosis="CN" if i < 10 else "AD",
+                 age=round(60 + 25 * rng.random(), 1), sex="MF"[i % 2], mmse=25) for i in range(18)]
+    subjects = splits.subject_table(pd.DataFrame(rows), "CN_vs_AD", 5)
+    for seed in range(10):
+        for sets in splits.make_splits(subjects, {**SETTINGS, "n_splits": 3, "seed": seed}):
+            for name in ("validation", "test"):
+                held = subjects.set_index("participant_id").loc[sets[sets == name].index, "diagnosis"]
+                assert set(held) == {"CN", "AD"}, (seed, name, list(held))
