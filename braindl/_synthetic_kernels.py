@@ -120,3 +120,26 @@ def field_at(field, world_to_vox, pts, out):  # pragma: no cover (compiled)
             c0 = c00 + ty * (c01 - c00)
             c1 = c10 + ty * (c11 - c10)
             out[n, c] = c0 + tx * (c1 - c0)
+
+
+@numba.njit(nogil=True, cache=True)
+def mark_occupancy(volume, occ):  # pragma: no cover (compiled)
+    """Set ``occ`` (uint8 blocks of 2 ** OCC_SHIFT voxels per side) where ``volume`` is nonzero
+    at a voxel 4 b .. 4 b + 4 of block b (per axis): a nonzero voxel ``v`` marks block
+    ``v >> OCC_SHIFT`` and, when it is a block's first voxel, the block before too."""
+    X, Y, Z = volume.shape
+    m = (1 << OCC_SHIFT) - 1
+    for i in range(X):
+        bi0 = i >> OCC_SHIFT
+        bi1 = bi0 - 1 if (i & m) == 0 and bi0 > 0 else bi0
+        for j in range(Y):
+            bj0 = j >> OCC_SHIFT
+            bj1 = bj0 - 1 if (j & m) == 0 and bj0 > 0 else bj0
+            for k in range(Z):
+                if volume[i, j, k] != 0:
+                    bk0 = k >> OCC_SHIFT
+                    bk1 = bk0 - 1 if (k & m) == 0 and bk0 > 0 else bk0
+                    for bi in (bi1, bi0):
+                        for bj in (bj1, bj0):
+                            occ[bi, bj, bk1] = 1
+                            occ[bi, bj, bk0] = 1

@@ -367,21 +367,13 @@ def occupancy(*volumes: np.ndarray) -> np.ndarray:
     voxel ``4 b .. 4 b + 4``: the voxels a trilinear or nearest lookup reads for a
     point whose floor lies in the block. :func:`sample_native` skips the empty ones.
     """
-    from braindl._synthetic_kernels import OCC_SHIFT
+    from braindl._synthetic_kernels import OCC_SHIFT, mark_occupancy
 
     block = 2 ** OCC_SHIFT
-    occ = volumes[0] != 0
-    for v in volumes[1:]:
-        occ |= v != 0
-    for axis in range(3):
-        n = occ.shape[axis]
-        nb = -(-n // block)
-        pad = [(0, 0)] * 3
-        pad[axis] = (0, nb * block + 1 - n)
-        a = np.moveaxis(np.pad(occ, pad), axis, 0)
-        reduced = a[: nb * block].reshape(nb, block, *a.shape[1:]).any(1) | a[block::block]
-        occ = np.moveaxis(reduced, 0, axis)
-    return np.ascontiguousarray(occ, dtype=np.uint8)
+    occ = np.zeros(tuple(-(-n // block) for n in volumes[0].shape), np.uint8)
+    for v in volumes:
+        mark_occupancy(np.ascontiguousarray(v), occ)
+    return occ
 
 
 def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to_tpl: np.ndarray, shape,
@@ -543,20 +535,28 @@ def _label_code(model: dict) -> np.ndarray:
     return (2 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
 
 
-def sampling_volumes(model: dict, dx_weights: dict, code: np.ndarray | None = None) -> dict:
+def sampling_volumes(model: dict, dx_weights: dict, code: np.ndarray | None = None,
+                     occ: np.ndarray | None = None) -> dict:
     """What a diagnosis' sessions sample from the model, built once per diagnosis.
 
     Per modality the image, the map its disease effect subtracts (a session samples
     ``image - severity * effect``) and the effect's bounding box;
     ``code``: :func:`_label_code` of the model (computed when not given), sampled
-    nearest-neighbour; diagnoses share it; ``occupancy``: :func:`occupancy` of all of
-    them, for :func:`sample_native`.
+    nearest-neighbour; diagnoses share it; ``occupancy``: ``occ``, or (when not given)
+    :func:`occupancy` of all of them, for :func:`sample_native`. The effect maps are grey
+    matter, inside the brain mask the code holds, so the occupancy of the images and the
+    code (:func:`model_occupancy`) is every diagnosis' too.
     """
     code = _label_code(model) if code is None else code
     t1_effect, pet_effect = dx_weights["atrophy_gm"], dx_weights["hypo_gm"]
     return {"T1w": (model["t1"], t1_effect, _nonzero_box(t1_effect)),
             "pet": (model["pet"], pet_effect, _nonzero_box(pet_effect)), "code": code,
-            "occupancy": occupancy(model["t1"], model["pet"], code, t1_effect, pet_effect)}
+            "occupancy": occupancy(model["t1"], model["pet"], code, t1_effect, pet_effect) if occ is None else occ}
+
+
+def model_occupancy(model: dict, code: np.ndarray) -> np.ndarray:
+    """:func:`occupancy` of the model's images and label code, shared by all diagnoses."""
+    return occupancy(model["t1"], model["pet"], code)
 
 
 def _effect_scale(settings: dict, modality: str) -> float:
@@ -805,7 +805,8 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
         code = _label_code(brain)
         model = head.result()
         del brain
-        shared = {dx: sampling_volumes(model, computed[dx], code) for dx in computed}
+        occ = model_occupancy(model, code)
+        shared = {dx: sampling_volumes(model, computed[dx], code, occ) for dx in computed}
         volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
         log(f"template model and effect maps of {', '.join(diagnoses)} built")
         for k, sub in enumerate(pool.map(subject, rows), 1):

@@ -245,6 +245,8 @@ def test_skipping_empty_blocks_changes_no_voxel(small):
     s, model, w = small["settings"], small["model"], small["weights"]["AD"]
     volumes = synthetic.sampling_volumes(model, w)
     assert 0.05 < volumes["occupancy"].mean() < 0.95  # the air around the head is skipped
+    # the effect maps lie inside the brain: the images' and code's occupancy is the diagnosis' too
+    np.testing.assert_array_equal(synthetic.model_occupancy(model, volumes["code"]), volumes["occupancy"])
     geom = synthetic.session_geometry(s, model, w, 1, 0, 1.0)
     for k, modality in enumerate(synthetic.MODALITIES):
         rng = np.random.default_rng(k)
