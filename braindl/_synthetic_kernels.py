@@ -143,3 +143,72 @@ def mark_occupancy(volume, occ):  # pragma: no cover (compiled)
                         for bj in (bj1, bj0):
                             occ[bi, bj, bk1] = 1
                             occ[bi, bj, bk0] = 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _parabola_envelope(f, w2, out, v, z):  # pragma: no cover (compiled)
+    """1D squared distance transform (Felzenszwalb & Huttenlocher): ``out[q] = min_p w2 (q - p)^2 + f[p]``
+    over the finite ``f[p]``; all infinite: ``out`` infinite. ``v``, ``z``: scratch of n and n + 1."""
+    n = f.shape[0]
+    k = -1
+    for q in range(n):
+        if f[q] == np.inf:
+            continue
+        if k < 0:
+            k = 0
+            v[0] = q
+            z[0] = -np.inf
+            z[1] = np.inf
+            continue
+        while True:
+            p = v[k]
+            s = ((f[q] + w2 * q * q) - (f[p] + w2 * p * p)) / (2.0 * w2 * (q - p))
+            if s <= z[k]:
+                k -= 1  # z[0] is -inf: k stays >= 0
+            else:
+                break
+        k += 1
+        v[k] = q
+        z[k] = s
+        z[k + 1] = np.inf
+    if k < 0:
+        out[:] = np.inf
+        return
+    j = 0
+    for q in range(n):
+        while z[j + 1] < q:
+            j += 1
+        p = v[j]
+        out[q] = w2 * (q - p) * (q - p) + f[p]
+
+
+@numba.njit(nogil=True, cache=True)
+def distance_to(mask, sx, sy, sz):  # pragma: no cover (compiled)
+    """Euclidean distance (float64, voxel sizes ``sx``, ``sy``, ``sz``) from every voxel to the
+    nearest nonzero voxel of ``mask`` (0 on it): separable exact squared transform, one
+    axis at a time. ``scipy.ndimage.distance_transform_edt(mask == 0, sampling)``."""
+    X, Y, Z = mask.shape
+    d = np.empty((X, Y, Z), np.float64)
+    for i in range(X):
+        for j in range(Y):
+            for k in range(Z):
+                d[i, j, k] = 0.0 if mask[i, j, k] else np.inf
+    n = max(X, Y, Z)
+    f, out = np.empty(n), np.empty(n)
+    v, z = np.empty(n, np.int64), np.empty(n + 1)
+    for i in range(X):
+        for j in range(Y):
+            f[:Z] = d[i, j, :]
+            _parabola_envelope(f[:Z], sz * sz, out[:Z], v, z)
+            d[i, j, :] = out[:Z]
+    for i in range(X):
+        for k in range(Z):
+            f[:Y] = d[i, :, k]
+            _parabola_envelope(f[:Y], sy * sy, out[:Y], v, z)
+            d[i, :, k] = out[:Y]
+    for j in range(Y):
+        for k in range(Z):
+            f[:X] = d[:, j, k]
+            _parabola_envelope(f[:X], sx * sx, out[:X], v, z)
+            d[:, j, k] = out[:X]
+    return np.sqrt(d)

@@ -243,7 +243,9 @@ def add_head(brain: dict, settings: dict) -> dict[str, np.ndarray]:
     margin = int(np.ceil(reach / res)) + 1
     box = _grow(_nonzero_box(mask), margin)
     d = np.full(mask.shape, np.inf, np.float32)
-    d[box] = ndimage.distance_transform_edt(~mask[box], sampling=res)
+    from braindl._synthetic_kernels import distance_to  # numba: scipy's exact EDT, about 5x faster
+
+    d[box] = distance_to(np.ascontiguousarray(mask[box], dtype=np.uint8), res, res, res)
     d *= stretch
     t1_head = np.zeros(mask.shape, np.float32)
     pet_head = np.zeros(mask.shape, np.float32)
