@@ -49,10 +49,11 @@ def write_nifti(path, data: np.ndarray, affine: np.ndarray, dtype=None, intent: 
     """Write ``data`` with ``affine`` (qform and sform both set, code 'scanner').
 
     ``.nii.gz`` is compressed with ISA-L (``isal.igzip``, a standard gzip stream with
-    mtime 0, so equal images give equal files). A Fortran-ordered ``data`` is written
-    without a transposing copy.
+    mtime 0, so equal images give equal files). NIfTI stores Fortran order: other
+    arrays are copied to it in one pass first (nibabel would transpose them slab by
+    slab, about 5x slower); a Fortran-ordered ``data`` is written without a copy.
     """
-    arr = np.asarray(data if dtype is None else data.astype(dtype))
+    arr = np.asfortranarray(data if dtype is None else data.astype(dtype, order="F"))
     img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64))
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)

@@ -760,26 +760,26 @@ def run_cohort(settings: dict, bids_dir, truth_dir, threads: int = 1, log=None) 
     is shared, and the heavy steps (the compiled sampler, torch, numpy, ISA-L gzip)
     release the GIL. Each session draws from its own seeded stream, so the files do
     not depend on ``threads`` or on the order subjects finish in. Torch's thread count
-    is set for the generation and restored after it.
+    is set for the sessions and restored after them.
     """
-    import torch
-
     log = log or progress
     table = cohort_table(settings)
     workers = max(1, min(int(threads), len(table)))
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(threads) // workers))
-    try:
-        _generate_all(settings, bids_dir, truth_dir, table, workers, log)
-    finally:
-        torch.set_num_threads(torch_threads)
+    _generate_all(settings, bids_dir, truth_dir, table, workers, max(1, int(threads) // workers), log)
     write_dataset_metadata(settings, bids_dir, truth_dir)
 
 
-def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, workers: int, log) -> None:
-    """The model, the effect maps and every session of :func:`run_cohort`, ``workers`` at once."""
+def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, workers: int, torch_threads: int,
+                  log) -> None:
+    """The model, the effect maps and every session of :func:`run_cohort`, ``workers`` at once
+    (with ``torch_threads`` torch threads each)."""
+    import importlib
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    # torch (the sessions' noise) takes about 2 s to import: done while the model is built
+    torch_import = threading.Thread(target=importlib.import_module, args=("torch",), daemon=True)
+    torch_import.start()
     diagnoses = cohort_diagnoses(settings)
     rows = sorted(table.itertuples(), key=lambda r: -r.n_sessions)  # longest first
     brain = brain_model(settings)
@@ -811,7 +811,15 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
         shared = {dx: sampling_volumes(model, computed[dx], code, occ) for dx in computed}
         volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
         log(f"template model and effect maps of {', '.join(diagnoses)} built")
-        for k, sub in enumerate(pool.map(subject, rows), 1):
-            log(f"{sub} written ({k}/{len(rows)})")
+        torch_import.join()
+        import torch
+
+        saved = torch.get_num_threads()
+        torch.set_num_threads(torch_threads)
+        try:
+            for k, sub in enumerate(pool.map(subject, rows), 1):
+                log(f"{sub} written ({k}/{len(rows)})")
+        finally:
+            torch.set_num_threads(saved)
         for f in masks:
             f.result()
