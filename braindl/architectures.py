@@ -7,6 +7,29 @@ file each one reads from the torch hub cache.
 
 MODELS_3D = ("cnn3d_thesis", "cnn3d_ms", "vgg3d_pet")
 
+#: max-pooling factors of the 3D networks' blocks (0: no pooling after that block)
+POOLS_3D = {"cnn3d_thesis": (2, 3, 2, 3), "cnn3d_ms": (2, 2, 0, 2), "vgg3d_pet": (2, 2, 2, 2)}
+
+
+def pooled_shape(shape, pools) -> list[int]:
+    """Shape after pooling by each factor of ``pools`` in turn (floor); refuses a side below 1."""
+    s = [int(v) for v in shape]
+    for k in pools:
+        if k:
+            s = [v // k for v in s]
+    if min(s) < 1:
+        raise ValueError(f"input shape {tuple(int(v) for v in shape)} is too small for pooling {tuple(pools)}")
+    return s
+
+
+def check_3d_input(name: str, shape, input_pool: int = 1) -> None:
+    """Refuse a volume ``shape`` that ``name`` (a 3D network) cannot take after ``input_pool``."""
+    try:
+        pooled_shape(pooled_shape(shape, (int(input_pool),)), POOLS_3D[name])
+    except ValueError:
+        raise ValueError(f"a {tuple(int(v) for v in shape)} volume is too small for input_pool {input_pool} and "
+                         f"{name}'s pooling {POOLS_3D[name]}") from None
+
 # name: (family, upstream file name in the torch hub cache)
 BACKBONES = {
     "densenet121": ("densenet", "densenet121-a639ec97.pth"),

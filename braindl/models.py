@@ -25,7 +25,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from braindl.architectures import BACKBONES, MODELS_3D
+from braindl.architectures import BACKBONES, MODELS_3D, POOLS_3D, check_3d_input, pooled_shape
 
 MODELS = MODELS_3D
 
@@ -39,13 +39,7 @@ def _drop(dims, p):
 
 
 def _out_shape(shape, pools):
-    s = list(shape)
-    for k in pools:
-        if k:
-            s = [math.floor(v / k) for v in s]
-    if min(s) < 1:
-        raise ValueError(f"input shape {tuple(shape)} is too small for pooling {pools}")
-    return s
+    return pooled_shape(shape, pools)
 
 
 class Net(nn.Module):
@@ -63,7 +57,7 @@ class Net(nn.Module):
 
 
 def cnn3d_thesis(input_shape, n_outputs, dropout=0.4, spatial_dims=3, filters=(8, 16, 32, 64),
-                 pools=(2, 3, 2, 3), fc=128) -> Net:
+                 pools=POOLS_3D["cnn3d_thesis"], fc=128) -> Net:
     layers, c = [], 1
     for f, k in zip(filters, pools):
         layers += [Convolution(spatial_dims, c, f, kernel_size=3, act="RELU", norm="BATCH"), _pool(spatial_dims, k)]
@@ -74,7 +68,7 @@ def cnn3d_thesis(input_shape, n_outputs, dropout=0.4, spatial_dims=3, filters=(8
     return Net(nn.Sequential(*layers), head, "cnn3d_thesis")
 
 
-def cnn3d_ms(input_shape, n_outputs, dropout=0.3, spatial_dims=3, filters=64, pools=(2, 2, 0, 2)) -> Net:
+def cnn3d_ms(input_shape, n_outputs, dropout=0.3, spatial_dims=3, filters=64, pools=POOLS_3D["cnn3d_ms"]) -> Net:
     layers, c = [], 1
     for k in pools:
         layers.append(Convolution(spatial_dims, c, filters, kernel_size=3, act="ELU", norm=None))
@@ -123,14 +117,10 @@ def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = 
         return build_2d(name, int(n_outputs), **kwargs, **arch)
     if name not in builders:
         raise ValueError(f"unknown model {name!r}; known: {sorted(builders) + sorted(BACKBONES)}")
+    if input_pool != 1:
+        check_3d_input(name, input_shape, input_pool)
     shape = _out_shape(input_shape, (input_pool,))
-    try:
-        net = builders[name](tuple(shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
-    except ValueError as err:
-        if input_pool == 1:
-            raise
-        raise ValueError(f"input shape {tuple(input_shape)} is too small for input_pool {input_pool} and {name}'s "
-                         f"pooling ({err})") from None
+    net = builders[name](tuple(shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
     if input_pool > 1:
         net.entry = (nn.AvgPool3d if spatial_dims == 3 else nn.AvgPool2d)(input_pool)
     net.output = "softmax"

@@ -372,6 +372,8 @@ def occupancy(*volumes: np.ndarray) -> np.ndarray:
     from braindl._synthetic_kernels import OCC_SHIFT, mark_occupancy
 
     block = 2 ** OCC_SHIFT
+    if len({v.shape for v in volumes}) != 1:
+        raise ValueError(f"occupancy: volumes of different shapes {[v.shape for v in volumes]}")
     occ = np.zeros(tuple(-(-n // block) for n in volumes[0].shape), np.uint8)
     for v in volumes:
         mark_occupancy(np.ascontiguousarray(v), occ)
@@ -394,7 +396,7 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     not given. Returns Fortran-ordered (x, y, z) arrays: the image as float32, the
     code as ``code.dtype``.
     """
-    from braindl._synthetic_kernels import sample_kernel  # numba: imported (and compiled) on first use
+    from braindl._synthetic_kernels import OCC_SHIFT, sample_kernel  # numba: imported (compiled) on first use
 
     n = np.asarray(shape)
     coarse = np.maximum(np.ceil((n - 1) / _COARSE_STEP).astype(int), 1) + 1  # point k at voxel k * step
@@ -406,6 +408,9 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     out_code = np.empty(tuple(shape), code.dtype, order="F")
     if occ is None:
         occ = occupancy(image, code)
+    if image.shape != code.shape or occ.shape != tuple(-(-n // 2 ** OCC_SHIFT) for n in image.shape):
+        raise ValueError(f"sample_native: image {image.shape}, code {code.shape} and occupancy {occ.shape} "
+                         "do not fit (occupancy: blocks of 2 ** OCC_SHIFT voxels of the image grid)")
     sample_kernel(np.ascontiguousarray(g, dtype=np.float32), _COARSE_STEP, np.ascontiguousarray(image, np.float32),
                   np.ascontiguousarray(code), occ, out_image, out_code)
     return out_image, out_code
@@ -772,54 +777,61 @@ def run_cohort(settings: dict, bids_dir, truth_dir, threads: int = 1, log=None) 
 def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, workers: int, torch_threads: int,
                   log) -> None:
     """The model, the effect maps and every session of :func:`run_cohort`, ``workers`` at once
-    (with ``torch_threads`` torch threads each)."""
+    (with ``torch_threads`` torch threads each; torch's setting is restored once all are done)."""
     import importlib
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    # torch (the sessions' noise) takes about 2 s to import: done while the model is built
+    import braindl._synthetic_kernels  # noqa: F401 - numba, imported before the thread below starts
+
+    # torch (the sessions' noise) takes about 2 s to import: a thread imports it while the model is built
     torch_import = threading.Thread(target=importlib.import_module, args=("torch",), daemon=True)
     torch_import.start()
-    diagnoses = cohort_diagnoses(settings)
-    rows = sorted(table.itertuples(), key=lambda r: -r.n_sessions)  # longest first
-    brain = brain_model(settings)
+    saved = None
+    try:
+        diagnoses = cohort_diagnoses(settings)
+        rows = sorted(table.itertuples(), key=lambda r: -r.n_sessions)  # longest first
+        brain = brain_model(settings)
 
-    def pattern(dx):  # diagnoses with one pattern (MCI: AD's, milder) share their effect maps
-        p = settings["patterns"].get(dx, {})
-        return tuple(tuple(sorted(p.get(key) or ())) for key in ("atrophy", "hypometabolism"))
+        def pattern(dx):  # diagnoses with one pattern (MCI: AD's, milder) share their effect maps
+            p = settings["patterns"].get(dx, {})
+            return tuple(tuple(sorted(p.get(key) or ())) for key in ("atrophy", "hypometabolism"))
 
-    def subject(row):
-        for ses in session_labels(row.n_sessions):
-            generate_session(settings, model, weights[row.diagnosis], row.participant_id[4:], ses,
-                             bids_dir, truth_dir, volumes[row.diagnosis])
-        return row.participant_id
+        def subject(row):
+            for ses in session_labels(row.n_sessions):
+                generate_session(settings, model, weights[row.diagnosis], row.participant_id[4:], ses,
+                                 bids_dir, truth_dir, volumes[row.diagnosis])
+            return row.participant_id
 
-    with ThreadPoolExecutor(workers) as pool:
-        # the head (its distance transform) and the effect maps need only the brain: at once
-        head = pool.submit(add_head, brain, settings)
-        first = {}
-        for dx in diagnoses:
-            first.setdefault(pattern(dx), dx)
-        computed = {dx: pool.submit(disease_weights, brain, settings, dx) for dx in first.values()}
-        computed = {dx: f.result() for dx, f in computed.items()}
-        weights = {dx: computed[first[pattern(dx)]] for dx in diagnoses}
-        masks = [pool.submit(write_template_truth, settings, brain, truth_dir, dx, weights[dx]) for dx in diagnoses]
-        code = _label_code(brain)
-        model = head.result()
-        del brain
-        occ = model_occupancy(model, code)
-        shared = {dx: sampling_volumes(model, computed[dx], code, occ) for dx in computed}
-        volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
-        log(f"template model and effect maps of {', '.join(diagnoses)} built")
-        torch_import.join()
-        import torch
+        with ThreadPoolExecutor(workers) as pool:
+            # the head (its distance transform) and the effect maps need only the brain: at once
+            head = pool.submit(add_head, brain, settings)
+            first = {}
+            for dx in diagnoses:
+                first.setdefault(pattern(dx), dx)
+            computed = {dx: pool.submit(disease_weights, brain, settings, dx) for dx in first.values()}
+            computed = {dx: f.result() for dx, f in computed.items()}
+            weights = {dx: computed[first[pattern(dx)]] for dx in diagnoses}
+            masks = [pool.submit(write_template_truth, settings, brain, truth_dir, dx, weights[dx]) for dx in diagnoses]
+            code = _label_code(brain)
+            model = head.result()
+            del brain
+            occ = model_occupancy(model, code)
+            shared = {dx: sampling_volumes(model, computed[dx], code, occ) for dx in computed}
+            volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
+            log(f"template model and effect maps of {', '.join(diagnoses)} built")
+            torch_import.join()
+            import torch
 
-        saved = torch.get_num_threads()
-        torch.set_num_threads(torch_threads)
-        try:
+            saved = torch.get_num_threads()
+            torch.set_num_threads(torch_threads)
             for k, sub in enumerate(pool.map(subject, rows), 1):
                 log(f"{sub} written ({k}/{len(rows)})")
-        finally:
+            for f in masks:
+                f.result()
+    finally:
+        torch_import.join()
+        if saved is not None:  # after the pool has shut down: no session is running any more
+            import torch
+
             torch.set_num_threads(saved)
-        for f in masks:
-            f.result()

@@ -184,6 +184,14 @@ if FINETUNE_FROM is not None and FINETUNE_FROM not in TASKS:
     raise WorkflowError(f"config: training.finetune_from {FINETUNE_FROM!r} is not one of training.tasks {TASKS}")
 if config["training"]["pretrained"] and not Path(config["training"]["pretrained"]).is_file():
     raise WorkflowError(f"config: training.pretrained {config['training']['pretrained']}: file not found")
+for _mod in TRAIN_MODALITIES:
+    _preset = config["crop"]["preset"][_mod]
+    try:
+        architectures.check_3d_input(config["training"]["model"], config["crop"]["box"][_preset]["shape"],
+                                     config["training"]["input_pool"])
+    except ValueError as err:
+        raise WorkflowError(f"config: training.model on the {_mod} crop (crop.box.{_preset}): {err}; "
+                            "lower training.input_pool or enlarge the box") from None
 
 
 def _participants_digest():
@@ -316,6 +324,12 @@ def _check_transfer():
             raise WorkflowError(f"{where}.models.{name}: model {arm['model']} takes "
                                 f"{'mosaic' if is2d else 'volume'} input, not {arm['input']}")
         if not is2d:
+            pool = arm.get("input_pool", config["training"]["input_pool"])
+            try:
+                architectures.check_3d_input(arm["model"], box, pool)
+            except ValueError as err:
+                raise WorkflowError(f"{where}.models.{name} on the {XFER['modality']} crop: {err}; "
+                                    "lower its input_pool or enlarge the box") from None
             continue
         layout = arm.get("layout")
         if layout not in LAYOUTS:
@@ -345,6 +359,7 @@ def arm_settings(arm):
     settings = {k: v for k, v in config["training"].items() if k not in skip}
     settings.update(pretrained=None, freeze="none")
     if spec["input"] == "mosaic":
+        settings.pop("input_pool")  # 3D networks only: its changes do not rerun 2D models
         settings.update(XFER["defaults_2d"], rgb=config["mosaic"]["rgb"])
     settings.update({k: v for k, v in spec.items() if k != "layout"})
     return canonical(settings)

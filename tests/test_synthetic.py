@@ -17,7 +17,11 @@ def small(default_config, tmp_path_factory):
     settings["groups"] = {"CN": 1, "AD": 1, "DLB": 1}
     settings["sessions"] = [2, 2]
     root = tmp_path_factory.mktemp("syn")
+    import torch
+
+    before = torch.get_num_threads()
     synthetic.run_cohort(settings, root / "bids", root / "truth", threads=2, log=lambda msg: None)
+    assert torch.get_num_threads() == before  # one torch thread per session, then restored
     model = synthetic.build_model(settings)
     weights = {dx: synthetic.disease_weights(model, settings, dx) for dx in settings["groups"]}
     table = synthetic.cohort_table(settings)

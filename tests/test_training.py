@@ -90,7 +90,7 @@ def test_input_pool_is_the_network_on_the_pooled_volume(tmp_path):
                 "n_outputs": 2, "dropout": 0.4, "arch": arch}, tmp_path / "m.pt")
     back, _ = training.load_model(tmp_path / "m.pt")
     torch.testing.assert_close(back(x), want, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"input shape \(36, 40, 36\) is too small"):
+    with pytest.raises(ValueError, match=r"a \(36, 40, 36\) volume is too small for input_pool 2"):
         models.build_model("cnn3d_thesis", SHAPE, 2, input_pool=2)
     with pytest.raises(ValueError, match="resnet18 is a 2D backbone"):
         models.build_model("resnet18", (64, 64), 2, input_pool=2)

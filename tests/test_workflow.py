@@ -157,6 +157,19 @@ def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
     assert "['training']['batch_size']" in out.stdout + out.stderr
 
 
+def test_network_too_deep_for_a_crop_is_refused_before_any_job(repo, tmp_path):
+    # the thesis network pools 2/3/2/3: after input_pool 2, the 60 slices of the PET crop run out
+    (tmp_path / "pet.yaml").write_text(yaml.safe_dump({"training": {"modalities": ["T1w", "pet"]}}))
+    out = smk(repo, tmp_path, "-n", "all", "--configfile", "pet.yaml", check=False)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "training.model on the pet crop (crop.box.pet_000)" in text and "input_pool 2" in text
+    assert "(79, 95, 60) volume is too small" in text
+    ok = {"training": {"modalities": ["T1w", "pet"], "input_pool": 1}}
+    (tmp_path / "pet1.yaml").write_text(yaml.safe_dump(ok))
+    assert smk(repo, tmp_path, "-n", "all", "--configfile", "pet1.yaml", check=False).returncode == 0
+
+
 @pytest.fixture(scope="module")
 def tiny_run(repo, tmp_path_factory):
     wd = tmp_path_factory.mktemp("tiny")
