@@ -38,10 +38,6 @@ def _drop(dims, p):
     return nn.Dropout(p)
 
 
-def _out_shape(shape, pools):
-    return pooled_shape(shape, pools)
-
-
 class Net(nn.Module):
     """entry -> features -> flatten -> head (``entry``: the identity unless given)."""
 
@@ -62,7 +58,7 @@ def cnn3d_thesis(input_shape, n_outputs, dropout=0.4, spatial_dims=3, filters=(8
     for f, k in zip(filters, pools):
         layers += [Convolution(spatial_dims, c, f, kernel_size=3, act="RELU", norm="BATCH"), _pool(spatial_dims, k)]
         c = f
-    n_flat = c * math.prod(_out_shape(input_shape, pools))
+    n_flat = c * math.prod(pooled_shape(input_shape, pools))
     head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_flat, fc), nn.ReLU(), nn.Dropout(dropout),
                          nn.Linear(fc, n_outputs))
     return Net(nn.Sequential(*layers), head, "cnn3d_thesis")
@@ -75,7 +71,7 @@ def cnn3d_ms(input_shape, n_outputs, dropout=0.3, spatial_dims=3, filters=64, po
         if k:
             layers += [_pool(spatial_dims, k), _drop(spatial_dims, dropout)]
         c = filters
-    n_flat = c * math.prod(_out_shape(input_shape, pools))
+    n_flat = c * math.prod(pooled_shape(input_shape, pools))
     return Net(nn.Sequential(*layers), nn.Sequential(nn.Linear(n_flat, n_outputs)), "cnn3d_ms")
 
 
@@ -85,7 +81,7 @@ def vgg3d_pet(input_shape, n_outputs, dropout=0.5, spatial_dims=3, filters=(16, 
     for f in filters:
         layers += [Convolution(spatial_dims, c, f, kernel_size=3, act="RELU", norm="BATCH"), _pool(spatial_dims, 2)]
         c = f
-    n_flat = c * math.prod(_out_shape(input_shape, pools))
+    n_flat = c * math.prod(pooled_shape(input_shape, pools))
     head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_flat, fc), nn.ReLU(), nn.Dropout(dropout),
                          nn.Linear(fc, n_outputs))
     return Net(nn.Sequential(*layers), head, "vgg3d_pet")
@@ -119,7 +115,7 @@ def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = 
         raise ValueError(f"unknown model {name!r}; known: {sorted(builders) + sorted(BACKBONES)}")
     if input_pool != 1:
         check_3d_input(name, input_shape, input_pool)
-    shape = _out_shape(input_shape, (input_pool,))
+    shape = pooled_shape(input_shape, (input_pool,))
     net = builders[name](tuple(shape), int(n_outputs), spatial_dims=spatial_dims, **kwargs)
     if input_pool > 1:
         net.entry = (nn.AvgPool3d if spatial_dims == 3 else nn.AvgPool2d)(input_pool)

@@ -96,13 +96,21 @@ def _label(subjects: pd.DataFrame, cols) -> pd.Series:
     return subjects[list(cols)].astype(str).agg("|".join, axis=1)
 
 
-def strata(subjects: pd.DataFrame, min_count: int) -> pd.Series:
-    """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have min_count members."""
+def _finest(subjects: pd.DataFrame, min_count: int, max_strata: int | None = None):
+    """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have
+    ``min_count`` members and, with ``max_strata``, number no more than that; None if none."""
     for cols in _LEVELS:
         label = _label(subjects, cols)
-        if label.value_counts().min() >= min_count:
+        counts = label.value_counts()
+        if counts.min() >= min_count and (max_strata is None or len(counts) <= max_strata):
             return label
-    return subjects["diagnosis"].astype(str)
+    return None
+
+
+def strata(subjects: pd.DataFrame, min_count: int) -> pd.Series:
+    """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have min_count members."""
+    label = _finest(subjects, min_count)
+    return subjects["diagnosis"].astype(str) if label is None else label
 
 
 def _holdout(subjects: pd.DataFrame, fraction: float, seed: int, min_count: int = 2):
@@ -112,13 +120,8 @@ def _holdout(subjects: pd.DataFrame, fraction: float, seed: int, min_count: int 
     diagnosis; random when not even the diagnosis can stratify it."""
     ids = subjects["participant_id"].to_numpy()
     n_hold = max(1, int(round(fraction * len(ids))))
-    stratify = None
-    for cols in _LEVELS:
-        lab = _label(subjects, cols).to_numpy()
-        k = len(set(lab))
-        if n_hold >= k and len(ids) - n_hold >= k and pd.Series(lab).value_counts().min() >= max(2, min_count):
-            stratify = lab
-            break
+    label = _finest(subjects, max(2, min_count), min(n_hold, len(ids) - n_hold))
+    stratify = None if label is None else label.to_numpy()
     rest, hold = train_test_split(ids, test_size=n_hold, random_state=seed, stratify=stratify)
     return np.sort(rest), np.sort(hold)
 

@@ -362,6 +362,13 @@ def _field_at(u: np.ndarray, grid_affine: np.ndarray, pts: np.ndarray) -> np.nda
 _COARSE_STEP = 2
 
 
+def _occupancy_shape(shape) -> tuple[int, ...]:
+    """Blocks of :func:`occupancy` along each axis of a grid of ``shape``."""
+    from braindl._synthetic_kernels import OCC_SHIFT
+
+    return tuple(-(-int(n) // 2 ** OCC_SHIFT) for n in shape)
+
+
 def occupancy(*volumes: np.ndarray) -> np.ndarray:
     """Blocks of ``2 ** OCC_SHIFT`` model voxels (per side) where a sample can be nonzero.
 
@@ -369,12 +376,11 @@ def occupancy(*volumes: np.ndarray) -> np.ndarray:
     voxel ``4 b .. 4 b + 4``: the voxels a trilinear or nearest lookup reads for a
     point whose floor lies in the block. :func:`sample_native` skips the empty ones.
     """
-    from braindl._synthetic_kernels import OCC_SHIFT, mark_occupancy
+    from braindl._synthetic_kernels import mark_occupancy
 
-    block = 2 ** OCC_SHIFT
     if len({v.shape for v in volumes}) != 1:
         raise ValueError(f"occupancy: volumes of different shapes {[v.shape for v in volumes]}")
-    occ = np.zeros(tuple(-(-n // block) for n in volumes[0].shape), np.uint8)
+    occ = np.zeros(_occupancy_shape(volumes[0].shape), np.uint8)
     for v in volumes:
         mark_occupancy(np.ascontiguousarray(v), occ)
     return occ
@@ -396,7 +402,7 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     not given. Returns Fortran-ordered (x, y, z) arrays: the image as float32, the
     code as ``code.dtype``.
     """
-    from braindl._synthetic_kernels import OCC_SHIFT, sample_kernel  # numba: imported (compiled) on first use
+    from braindl._synthetic_kernels import sample_kernel  # numba: imported (and compiled) on first use
 
     n = np.asarray(shape)
     coarse = np.maximum(np.ceil((n - 1) / _COARSE_STEP).astype(int), 1) + 1  # point k at voxel k * step
@@ -408,7 +414,7 @@ def sample_native(image: np.ndarray, code: np.ndarray, geometry: dict, native_to
     out_code = np.empty(tuple(shape), code.dtype, order="F")
     if occ is None:
         occ = occupancy(image, code)
-    if image.shape != code.shape or occ.shape != tuple(-(-n // 2 ** OCC_SHIFT) for n in image.shape):
+    if image.shape != code.shape or occ.shape != _occupancy_shape(image.shape):
         raise ValueError(f"sample_native: image {image.shape}, code {code.shape} and occupancy {occ.shape} "
                          "do not fit (occupancy: blocks of 2 ** OCC_SHIFT voxels of the image grid)")
     sample_kernel(np.ascontiguousarray(g, dtype=np.float32), _COARSE_STEP, np.ascontiguousarray(image, np.float32),
