@@ -35,6 +35,7 @@ if SYNTHETIC:  # a BIDS dataset of the user's has no generator rules
 
 
 include: "rules/inputs.smk"
+include: "rules/extraction.smk"
 include: "rules/registration.smk"
 include: "rules/skullstrip.smk"
 include: "rules/crop.smk"

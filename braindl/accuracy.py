@@ -54,8 +54,16 @@ def mean_region_dice(labels: np.ndarray, reference: np.ndarray, min_voxels: int 
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def evaluate(sidecar, mask_path, truth_dir, participant: str, session: str) -> dict:
-    """Accuracy of one registered, skull-stripped scan (see the module docstring)."""
+def evaluate(sidecar, mask_path, truth_dir, participant: str, session: str, native_mask=None) -> dict:
+    """Accuracy of one registered, skull-stripped scan (see the module docstring).
+
+    ``native_mask``: the extraction stage's native brain mask of the scan, scored
+    against the true native brain mask (``native_mask_dice``).
+    """
+    import tempfile
+
+    from braindl.io import write_itk_affine
+
     meta = json.loads(Path(sidecar).read_text())
     mod, res = meta["Modality"], float(meta["ResolutionMM"])
     chain, base = registration.read_chain(sidecar)
@@ -63,57 +71,79 @@ def evaluate(sidecar, mask_path, truth_dir, participant: str, session: str) -> d
     true, true_inv = synthetic.truth_transformlist(truth_dir, participant, session, mod, to_template=True)
     truth = synthetic.truth_paths(truth_dir, participant, session)
     tpl = templates.load_template(res)
-    grid = registration._grid(res)
-    native_mask = registration.load_scan(truth[f"{mod}_brainmask"])
-    carried = registration.apply_chain(grid, native_mask, est, est_inv, "linear").numpy() > 0.5
+    image = nib.load(str(Path(sidecar).with_name(Path(sidecar).name.replace(".json", ".nii.gz"))))
+    own = registration.to_ants(np.zeros(image.shape, np.float32), image.affine)  # the variant's grid
+    native_truth = registration.load_scan(truth[f"{mod}_brainmask"])
+    carried = registration.apply_chain(own, native_truth, est, est_inv, "linear").numpy() > 0.5
     strip_mask = np.asarray(nib.load(str(mask_path)).dataobj) > 0
     native_labels = registration.load_scan(truth[f"{mod}_labels"])
-    labels = registration.apply_chain(grid, native_labels, est, est_inv, "genericLabel").numpy()
+    labels = registration.apply_chain(own, native_labels, est, est_inv, "genericLabel").numpy()
     atlas = templates.atlas_on_grid(tpl.affine, tpl.brain_mask.shape) * (tpl.brain_mask > 0)
     coords = _coordinate_images(meta["Source"])
     brain = tpl.brain_mask > 0
-    err = np.linalg.norm(_mapped_points(grid, coords, est, est_inv)[brain]
-                         - _mapped_points(grid, coords, true, true_inv)[brain], axis=-1)
-    return {"modality": mod, "variant": meta["Variant"], "mask_dice": round(dice(carried, strip_mask), 4),
-            "region_dice": round(mean_region_dice(np.rint(labels).astype(int), atlas), 4),
-            "displacement_mm": round(float(err.mean()), 3), "displacement_p95_mm": round(float(np.percentile(err, 95)), 3),
-            "registration_seconds": meta.get("Seconds")}
+    grid = registration._grid(res)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not meta["InTemplateSpace"]:  # none: template voxel j sits at the none grid's voxel j
+            write_itk_affine(Path(tmp) / "grid.mat", registration.grid_to_scanner(image.affine, res))
+            est, est_inv = [str(Path(tmp) / "grid.mat")], [False]
+        err = np.linalg.norm(_mapped_points(grid, coords, est, est_inv)[brain]
+                             - _mapped_points(grid, coords, true, true_inv)[brain], axis=-1)
+    out = {"modality": mod, "variant": meta["Variant"], "mask_dice": round(dice(carried, strip_mask), 4),
+           "region_dice": round(mean_region_dice(np.rint(labels).astype(int), atlas), 4),
+           "displacement_mm": round(float(err.mean()), 3), "displacement_p95_mm": round(float(np.percentile(err, 95)), 3),
+           "registration_seconds": meta.get("Seconds")}
+    if native_mask is not None:
+        est_native = np.asarray(nib.load(str(native_mask)).dataobj) > 0
+        out["native_mask_dice"] = round(dice(est_native, native_truth.numpy() > 0.5), 4)
+    return out
 
 
 def preprocess_session(config: dict, scans: dict, out, participant: str, session: str,
-                       threads: int = 1) -> tuple[dict, dict, float]:
-    """Run registration (all variants), skull stripping and cropping of one session, as the workflow does.
+                       threads: int = 1) -> tuple[dict, dict, dict, dict]:
+    """Run extraction, registration (all variants), skull stripping and cropping of one session, as the
+    workflow does.
 
     For benchmarks and tests outside Snakemake. ``config``: the workflow config
     (sections ``registration``, ``skullstrip``, ``qc``, ``crop``); ``scans``: native
-    scan per modality. Returns the registration paths and the skull-strip outputs
-    per variant, and the wall time in seconds.
+    scan per modality. Returns the extraction outputs, the registration paths and
+    the skull-strip outputs per variant, and the seconds of each step
+    (``extraction``, ``none``, ``linear``, ``syn``, ``strip_crop``).
     """
     import time
 
-    from braindl import crop, skullstrip
+    from braindl import crop, extraction, skullstrip
 
     reg = config["registration"]
     mods = list(scans)
     out = Path(out)
+    ext = extraction.extraction_paths(out / "extraction", participant, session, mods, reg["pet_route"])
+    seconds = {}
+    t0 = time.perf_counter()
+    extraction.run_extraction(config["skullstrip"], reg, scans, ext, threads)
+    seconds["extraction"] = time.perf_counter() - t0
+    native = extraction.registration_inputs(ext, scans)
     paths = {v: registration.registration_paths(out / "registration", participant, session, v, mods,
                                                 reg["pet_route"]) for v in registration.VARIANTS}
+    for v in ("linear", "syn", "none"):  # syn starts from linear
+        t0 = time.perf_counter()
+        prev = registration.previous_variant(v)
+        registration.run_variant(v, reg, native, paths[prev] if prev else {}, paths[v], threads=threads)
+        seconds[v] = time.perf_counter() - t0
     strip = {}
     t0 = time.perf_counter()
-    for v in ("linear", "syn", "none"):  # syn starts from linear; none takes its prior from none_prior_from
-        prev = registration.previous_variant(v, reg)
-        registration.run_variant(v, reg, scans, paths[prev] if prev else {}, paths[v], threads=threads)
     for v in registration.VARIANTS:
         d = out / "skullstrip" / f"sub-{participant}_ses-{session}_desc-{v}"
         o = {"qc": f"{d}_qc.tsv"}
         for m in mods:
-            o.update({f"{m}_mask": f"{d}_{m}_mask.nii.gz", f"{m}_brain": f"{d}_{m}.nii.gz", f"{m}_qc": f"{d}_{m}.png"})
-        skullstrip.run_skullstrip(config["skullstrip"], {m: paths[v][m] for m in mods},
-                                  {m: paths[v][f"{m}_prior"] for m in mods},
-                                  {m: paths[v][f"{m}_json"] for m in mods}, o, participant, session,
-                                  dpi=config["qc"]["dpi"])
+            o.update({f"{m}_brain": f"{d}_{m}.nii.gz", f"{m}_qc": f"{d}_{m}.png"})
+        skullstrip.run_skullstrip({m: paths[v][m] for m in mods}, {m: paths[v][f"{m}_mask"] for m in mods},
+                                  {m: paths[v][f"{m}_json"] for m in mods}, {m: ext[f"{m}_json"] for m in mods},
+                                  o, participant, session, dpi=config["qc"]["dpi"])
         c = out / "crop" / f"sub-{participant}_ses-{session}_desc-{v}"
-        crop.run_crop(config["crop"], {m: o[f"{m}_brain"] for m in mods}, {m: o[f"{m}_mask"] for m in mods},
-                      {k: f"{c}_{m}{ext}" for m in mods for k, ext in ((m, ".nii.gz"), (f"{m}_json", ".json"))})
+        crop.run_crop(config["crop"], {m: o[f"{m}_brain"] for m in mods}, {m: paths[v][f"{m}_mask"] for m in mods},
+                      {k: f"{c}_{m}{ext_}" for m in mods for k, ext_ in ((m, ".nii.gz"), (f"{m}_json", ".json"))},
+                      aligned=v != "none")
         strip[v] = o
-    return paths, strip, time.perf_counter() - t0
+    seconds["strip_crop"] = time.perf_counter() - t0
+    return ext, paths, strip, seconds
+

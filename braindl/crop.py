@@ -88,13 +88,22 @@ def box_settings(settings: dict, modality: str) -> tuple[str, dict]:
     return name, settings["box"][name]
 
 
-def crop_scan(image_path, mask_path, box: dict, method: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Crop and normalise one skull-stripped scan; returns (image, affine, statistics)."""
+def crop_scan(image_path, mask_path, box: dict, method: str, aligned: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Crop and normalise one skull-stripped scan; returns (image, affine, statistics).
+
+    ``aligned=False`` (the ``none`` variant, in the scanner's world): the box takes
+    the same voxels of the image's grid as it takes of the template grid, and the
+    cropped image keeps the scanner's world coordinates.
+    """
+    from braindl.registration import grid_to_scanner
+
     img = nib.load(str(image_path))
     data = np.asarray(img.dataobj, dtype=np.float32)
     mask = np.asarray(nib.load(str(mask_path)).dataobj)
     center = box.get("center_mm") or default_center(1.0)
     aff = box_affine(box["shape"], box["resolution_mm"], center)
+    if not aligned:
+        aff = grid_to_scanner(img.affine, float(np.sqrt((img.affine[:3, :3] ** 2).sum(0)).mean())) @ aff
     cropped = resample_to_box(data, img.affine, aff, box["shape"], order=1)
     cropped_mask = resample_to_box(mask, img.affine, aff, box["shape"], order=0) > 0.5
     kept = float(cropped_mask.sum() * np.prod(np.abs(np.diag(aff)[:3]))) / max(
@@ -104,15 +113,17 @@ def crop_scan(image_path, mask_path, box: dict, method: str) -> tuple[np.ndarray
     return out, aff, stats
 
 
-def run_crop(settings: dict, images: dict, masks: dict, outputs: dict) -> None:
-    """Crop and normalise every modality of one session and variant (``<mod>``, ``<mod>_json``)."""
+def run_crop(settings: dict, images: dict, masks: dict, outputs: dict, aligned: bool = True) -> None:
+    """Crop and normalise every modality of one session and variant (``<mod>``, ``<mod>_json``);
+    ``aligned``: whether the images are in template space (see :func:`crop_scan`)."""
     for mod in images:
         name, box = box_settings(settings, mod)
-        data, aff, stats = crop_scan(images[mod], masks[mod], box, settings["normalisation"])
+        data, aff, stats = crop_scan(images[mod], masks[mod], box, settings["normalisation"], aligned)
         write_nifti(outputs[mod], data, aff)
         write_json(outputs[f"{mod}_json"], {
             "Source": str(images[mod]), "Box": name, "Shape": list(box["shape"]),
             "ResolutionMM": box["resolution_mm"], "CenterMM": [round(float(c), 3) for c in
                                                              (box.get("center_mm") or default_center(1.0))],
             "Normalisation": settings["normalisation"], "Statistics": stats,
+            "InTemplateSpace": bool(aligned),
         })

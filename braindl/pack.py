@@ -20,8 +20,12 @@ from braindl.io import atomic_path, write_json, write_tsv
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def pack_volumes(paths: list, out_npy, dtype: str = "float16") -> tuple[tuple[int, ...], np.ndarray]:
-    """Stack same-shaped NIfTI volumes into ``out_npy`` (N, X, Y, Z); returns (shape, affine of the first)."""
+def pack_volumes(paths: list, out_npy, dtype: str = "float16", same_grid: bool = True) -> tuple[tuple[int, ...], np.ndarray]:
+    """Stack same-shaped NIfTI volumes into ``out_npy`` (N, X, Y, Z); returns (shape, affine of the first).
+
+    ``same_grid``: the volumes must also share one voxel-to-world map (template
+    space); the ``none`` variant's crops each keep their scanner's world.
+    """
     if not paths:
         raise ValueError(f"{out_npy}: no volume to pack")
     first = nib.load(str(paths[0]))
@@ -30,7 +34,7 @@ def pack_volumes(paths: list, out_npy, dtype: str = "float16") -> tuple[tuple[in
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=DTYPES[dtype], shape=(len(paths), *shape))
         for i, p in enumerate(paths):
             img = nib.load(str(p))
-            if tuple(img.shape) != shape or not np.allclose(img.affine, affine, atol=1e-4):
+            if tuple(img.shape) != shape or (same_grid and not np.allclose(img.affine, affine, atol=1e-4)):
                 raise ValueError(f"{p}: shape {img.shape} / grid differs from {paths[0]} {shape}; "
                                  "every volume of a pack must share the crop box")
             arr[i] = np.asarray(img.dataobj, dtype=np.float32)
@@ -66,10 +70,10 @@ def run_pack(volumes: dict, manifest_tsv, qc_tsv, modality: str, variant: str, d
     manifest = pd.read_csv(manifest_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
     qc = pd.read_csv(qc_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
     index = pack_index(manifest, qc, modality, volumes)
-    shape, affine = pack_volumes(list(volumes.values()), out_npy, dtype)
+    shape, affine = pack_volumes(list(volumes.values()), out_npy, dtype, same_grid=variant != "none")
     write_tsv(Path(out_index), index)
     write_json(out_json, dict(Variant=variant, Modality=modality, Shape=list(shape), DType=dtype,
-                              Affine=np.asarray(affine).round(6).tolist(), QCFailed=int((~index.qc_pass).sum())))
+                              Affine=np.asarray(affine).round(6).tolist(), InTemplateSpace=variant != "none", QCFailed=int((~index.qc_pass).sum())))
 
 
 def load_pack(npy, index_tsv) -> tuple[np.ndarray, pd.DataFrame]:

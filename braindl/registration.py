@@ -1,29 +1,32 @@
 """Registration to the MNI152 2009 template with ANTs: variants ``none``, ``linear``, ``syn``.
 
-Every variant writes, per scan, the image on the template grid at the working
-resolution, the template's brain prior carried into that image, and the
-transforms that relate it to the native scan (protocol: 004 study 4).
+Every variant writes, per scan, the image on its grid at the working resolution,
+the scan's native brain mask carried onto that grid (one mask per scan, from
+:mod:`braindl.extraction`, shared by all variants), and the transforms that
+relate the grid to the native scan (protocol: 004 study 4).
 
-* ``none``: no alignment. The voxel array is reoriented to the closest RAS axes,
-  resampled to the working resolution and padded/cropped around its centre to the
-  template matrix; off-centre position and rotation stay. Its transform is that
-  fixed reorient-and-centre affine. The brain prior still lands on the unaligned
-  image: it is carried through the ``none`` affine and the inverse of a real
-  registration of the same scan (``none_prior_from``, SyN by default).
-* ``linear``: ANTs rigid + affine (antsRegistration ``Affine``).
-* ``syn``: ANTs SyN, initialised with the scan's ``linear`` affine.
+* ``none``: no alignment (004: "pad and/or crop the scan to the template's
+  matrix"). The scan is reoriented to the closest RAS axes, resampled to the
+  working resolution and padded/cropped around its array centre to the
+  template's matrix; off-centre position and rotation stay. The image keeps the
+  scanner's world coordinates (its header is the true voxel-to-world map, space
+  ``scanner``), so no viewer overlays it on the template as if registered; its
+  transform to the native scan is the identity.
+* ``linear``: ANTs rigid then affine, mutual information (``antsRegistrationSyN.sh -t a``).
+* ``syn``: ANTs SyN on cross-correlation, started from the scan's ``linear``
+  affine (``-t s``: rigid + affine on MI, then SyN on CC); the CC radius is
+  ``syn_radius_mm`` at the working resolution.
 
-Scans are resampled to the working resolution (isotropic) before registration,
-as the protocol resamples to the template's voxel size first. T1w scans are
-registered to the bundled skull-stripped MNI152 T1. PET follows ``pet_route``:
-``pet_template`` registers it the same way to a PET template made from the
-bundled tissue maps (uptake GM 1, WM 0.3, CSF 0.04, blurred to the scanner
-resolution), so PET-only datasets work; ``via_t1`` registers it rigidly to the
-session's T1w and then follows the T1w's transforms.
+The registered image is the extracted, bias-corrected brain (T1w) or the
+extracted PET, registered to the skull-stripped template brain. PET follows
+``pet_route``: ``pet_template`` registers it the same way to a PET template made
+from the bundled tissue maps (uptake GM 1, WM 0.3, CSF 0.04, blurred to the
+scanner resolution), so PET-only datasets work; ``via_t1`` follows the
+session's T1w transforms after the PET-to-T1w rigid of the extraction stage.
 
 Transform chains
 ----------------
-A chain lists the transforms that map points of the template grid to points of
+A chain lists the transforms that map points of the variant's grid to points of
 the native scan, in ``ants.apply_transforms`` order (first to last). Steps are
 ``{"affine": file}`` or ``{"warp": file, "inverse_warp": file}``, with paths
 relative to the JSON sidecar that stores the chain. :func:`to_native_list` and
@@ -33,6 +36,7 @@ for either direction.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -46,7 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from braindl import templates
-from braindl.io import atomic_path, write_itk_affine, write_json, write_nifti
+from braindl.io import atomic_path, read_itk_affine, write_itk_affine, write_json, write_nifti
 
 SPACE = templates.TEMPLATE_SPACE
 VARIANTS = ("none", "linear", "syn")
@@ -68,26 +72,28 @@ class RegistrationError(RuntimeError):
 def registration_paths(root, sub: str, ses: str, variant: str, modalities, pet_route: str) -> dict[str, str]:
     """Every file one registration job writes for a session (``sub``/``ses`` without prefix).
 
-    Keys: ``<mod>`` (image on the template grid), ``<mod>_json`` (sidecar with the
-    chain), ``<mod>_prior`` (brain prior in that image), plus the transforms:
-    ``<mod>_affine`` (none, linear), ``<mod>_warp`` / ``<mod>_inverse_warp`` (syn),
-    and for ``via_t1`` PET ``pet_rigid`` (linear job) instead of PET's own.
+    Keys: ``<mod>`` (image on the variant's grid), ``<mod>_json`` (sidecar with the
+    chain), ``<mod>_mask`` (the native brain mask carried onto that grid), plus the
+    transforms: ``<mod>_affine`` (linear; none: the identity to the scanner's
+    world), ``<mod>_warp`` / ``<mod>_inverse_warp`` (syn). ``via_t1`` PET has no
+    transform of its own in the aligned variants (it follows the T1w's).
     """
     out = {}
     for mod in modalities:
         d = Path(root) / f"sub-{sub}" / f"ses-{ses}" / FOLDER[mod]
         pre = f"sub-{sub}_ses-{ses}"
-        out[mod] = d / f"{pre}_desc-{variant}_{mod}.nii.gz"
-        out[f"{mod}_json"] = d / f"{pre}_desc-{variant}_{mod}.json"
-        out[f"{mod}_prior"] = d / f"{pre}_desc-{variant}_label-brain_probseg.nii.gz"
-        own = not (mod == "pet" and pet_route == "via_t1" and variant != "none")
-        if own and variant in ("none", "linear"):
-            out[f"{mod}_affine"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-{variant}_mode-image_xfm.mat"
+        space = "scanner" if variant == "none" else SPACE
+        out[mod] = d / f"{pre}_space-{space}_desc-{variant}_{mod}.nii.gz"
+        out[f"{mod}_json"] = d / f"{pre}_space-{space}_desc-{variant}_{mod}.json"
+        out[f"{mod}_mask"] = d / f"{pre}_space-{space}_desc-{variant}_label-brain_mask.nii.gz"
+        own = not (mod == "pet" and pet_route == "via_t1")
+        if variant == "none":
+            out[f"{mod}_affine"] = d / f"{pre}_from-scanner_to-{mod}_desc-none_mode-image_xfm.mat"
+        if own and variant == "linear":
+            out[f"{mod}_affine"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-linear_mode-image_xfm.mat"
         if own and variant == "syn":
             out[f"{mod}_warp"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-syn_mode-image_xfm.nii.gz"
             out[f"{mod}_inverse_warp"] = d / f"{pre}_from-{SPACE}_to-{mod}_desc-syn_mode-image_xfm.nii.gz"
-        if not own and variant == "linear":
-            out["pet_rigid"] = d / f"{pre}_from-pet_to-T1w_desc-rigid_mode-image_xfm.mat"
     return {k: str(v) for k, v in out.items()}
 
 
@@ -253,16 +259,23 @@ _AFF_SHRINK = (8, 6, 4, 2, 1)
 _AFF_SIGMAS = (4, 3, 2, 1, 0)
 
 
+def syn_radius(settings: dict) -> int:
+    """CC neighbourhood radius in voxels of the working grid (``syn_radius_mm`` / resolution, at least 1)."""
+    return max(1, int(round(float(settings["syn_radius_mm"]) / float(settings["resolution_mm"]))))
+
+
 def ants_register(fixed, moving, kind: str, settings: dict, outprefix: str, initial: str | None = None) -> dict:
     """Run one antsRegistration; ``kind`` is ``rigid``, ``affine`` or ``syn``.
 
     ``affine`` is a rigid stage, then an affine stage started from it (as
     ANTs' own antsRegistrationSyN.sh does): a lone affine stage from the
     centre-of-mass start sometimes drifts into a scaled local optimum
-    (|det| ~1.6 on a synthetic scan, similarity 0.25). The result holds one
-    affine file that composes both (checked: one transform file). ``syn`` runs SyN only (``SyNOnly``) from
-    ``initial``, the scan's affine.
-    Transform files are written under ``outprefix``.
+    (|det| ~1.6 on a synthetic scan, similarity 0.25). With ``initial`` (an
+    affine file) the affine stage starts from it instead. The result holds one
+    affine file that composes both (checked: one transform file). ``syn`` runs
+    SyN only (``SyNOnly``) from ``initial``, the scan's affine, on
+    ``syn_metric`` (CC: radius :func:`syn_radius`) with SyN[``syn_gradient_step``,
+    ``syn_flow_sigma``, ``syn_total_sigma``]. Transform files are written under ``outprefix``.
     """
     import ants
 
@@ -274,19 +287,26 @@ def ants_register(fixed, moving, kind: str, settings: dict, outprefix: str, init
     if kind == "rigid":
         return ants.registration(fixed, moving, "Rigid", **linear)
     if kind == "affine":
-        # antspyx lists every file that starts with outprefix as a result: the rigid
-        # stage's files must not share it (the affine output already composes them)
-        p = Path(outprefix)
-        rigid = ants.registration(fixed, moving, "Rigid", **{**linear, "outprefix": str(p.parent / f"rigidstage_{p.name}")})
-        out = ants.registration(fixed, moving, "Affine", initial_transform=rigid["fwdtransforms"][0], **linear)
+        if initial is None:
+            # antspyx lists every file that starts with outprefix as a result: the rigid
+            # stage's files must not share it (the affine output already composes them)
+            p = Path(outprefix)
+            rigid = ants.registration(fixed, moving, "Rigid", **{**linear, "outprefix": str(p.parent / f"rigidstage_{p.name}")})
+            initial = rigid["fwdtransforms"][0]
+        out = ants.registration(fixed, moving, "Affine", initial_transform=initial, **linear)
         if len(out["fwdtransforms"]) != 1:
             raise RegistrationError(f"expected one affine transform file, got {out['fwdtransforms']}")
         return out
     if kind == "syn":
         if initial is None:
             raise ValueError("syn registration needs the scan's affine as initial transform")
-        return ants.registration(fixed, moving, "SyNOnly", initial_transform=initial, syn_metric=metric,
-                                 reg_iterations=tuple(settings["syn_iterations"]), **common)
+        cc = settings["syn_metric"] == "CC"
+        return ants.registration(fixed, moving, "SyNOnly", initial_transform=initial, syn_metric=settings["syn_metric"],
+                                 syn_sampling=syn_radius(settings) if cc else 32,
+                                 reg_iterations=tuple(settings["syn_iterations"]),
+                                 grad_step=float(settings["syn_gradient_step"]),
+                                 flow_sigma=float(settings["syn_flow_sigma"]),
+                                 total_sigma=float(settings["syn_total_sigma"]), **common)
     raise ValueError(f"unknown registration kind {kind!r}")
 
 
@@ -303,12 +323,6 @@ def similarity(data: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _affine_determinant(path) -> float:
-    from braindl.io import read_itk_affine
-
-    return float(np.linalg.det(read_itk_affine(path)[:3, :3]))
-
-
 # ---------------------------------------------------------------------------
 # one job per session and variant
 # ---------------------------------------------------------------------------
@@ -322,43 +336,62 @@ def _check_registered(data: np.ndarray, source, variant: str) -> None:
         )
 
 
-def _write_outputs(outputs: dict, mod: str, variant: str, source, scan, chain: list[dict],
-                   settings: dict, seconds: float, extra: dict | None = None) -> None:
-    """Resample the scan through ``chain`` onto the template grid; write image and sidecar."""
+def none_grid(native_affine: np.ndarray, native_shape, resolution_mm: float) -> tuple[np.ndarray, tuple]:
+    """Voxel-to-world affine and shape of the ``none`` variant's grid: the template's matrix at the
+    working resolution, reoriented to the native scan's closest RAS axes and centred on its array,
+    in the scanner's world coordinates."""
+    tpl = templates.load_template(float(resolution_mm))
+    shape = tpl.brain_mask.shape
+    return none_affine(native_affine, native_shape, tpl.affine, shape) @ tpl.affine, shape
+
+
+def grid_to_scanner(image_affine: np.ndarray, resolution_mm: float) -> np.ndarray:
+    """For a ``none`` image: the world map that takes template-grid points to the same voxel of the
+    ``none`` grid (so a template-space box crops the same voxels it crops on the template grid)."""
+    return np.asarray(image_affine) @ np.linalg.inv(templates.load_template(float(resolution_mm)).affine)
+
+
+def jacobian_stats(warp, grid, mask: np.ndarray) -> dict:
+    """Jacobian determinant of a SyN warp on ``grid`` inside ``mask``: 1st and 99th percentile, mean."""
+    import ants
+
+    jac = ants.create_jacobian_determinant_image(grid, str(warp), do_log=False).numpy()[mask > 0]
+    return {"JacobianP01": round(float(np.percentile(jac, 1)), 4), "JacobianP99": round(float(np.percentile(jac, 99)), 4),
+            "JacobianMean": round(float(jac.mean()), 4), "JacobianMin": round(float(jac.min()), 4)}
+
+
+def _write_outputs(outputs: dict, mod: str, variant: str, native: dict, chain: list[dict], settings: dict,
+                   seconds: float, grid, space: str, extra: dict | None = None) -> None:
+    """Resample the scan and its native mask through ``chain`` onto ``grid``; write image, mask, sidecar."""
     sidecar = Path(outputs[f"{mod}_json"])
     res = float(settings["resolution_mm"])
     files, invert = to_native_list(chain, sidecar.resolve().parent)
-    warped = apply_chain(_grid(res), scan, files, invert, "linear")
-    data, affine = from_ants(warped)
-    _check_registered(data, source, variant)
-    target, _ = _target(mod, settings)
+    scan = load_scan(native[mod])
+    data, affine = from_ants(apply_chain(grid, scan, files, invert, "linear"))
+    _check_registered(data, native[mod], variant)
+    carried = apply_chain(grid, load_scan(native[f"{mod}_mask"]), files, invert, "linear").numpy() > 0.5
+    aligned = space == SPACE
     meta = {
         "Variant": variant,
         "Modality": mod,
-        "Source": str(source),
-        "Space": SPACE if variant != "none" else f"{SPACE} grid, not aligned",
+        "Source": str(native[mod]),
+        "NativeMask": str(native[f"{mod}_mask"]),
+        "Space": space,
+        "InTemplateSpace": aligned,
         "ResolutionMM": res,
         "TemplateToNative": chain,
-        "TransformConvention": "steps map template-grid points to native points, first to last "
+        "TransformConvention": "steps map points of this image's grid to native points, first to last "
                                "(ants.apply_transforms order); paths relative to this file",
         "ApplyTransforms": _apply_transforms_lists(chain, sidecar.resolve().parent),
-        "SimilarityToTemplate": similarity(data, target, templates.load_template(res).brain_mask),
+        "SimilarityToTemplate": similarity(data, _target(mod, settings)[0], templates.load_template(res).brain_mask)
+        if aligned else None,
         "Seconds": round(seconds, 3),
-        "RandomSeed": int(settings["random_seed"]),
+        "RandomSeed": settings.get("random_seed"),
         **(extra or {}),
     }
     write_nifti(outputs[mod], data.astype(np.float32), affine)
+    write_nifti(outputs[f"{mod}_mask"], carried.astype(np.uint8), affine, np.uint8)
     write_json(sidecar, meta)
-
-
-def _write_prior(outputs: dict, mod: str, res: float, transformlist=None, whichtoinvert=None) -> None:
-    """The template's brain prior on the variant's image (through ``transformlist`` if given)."""
-    prior = brain_prior(mod, res)
-    affine = templates.load_template(res).affine
-    if transformlist:
-        warped = apply_chain(_grid(res), to_ants(prior, affine), transformlist, whichtoinvert, "linear")
-        prior, affine = from_ants(warped)
-    write_nifti(outputs[f"{mod}_prior"], np.clip(prior, 0, 1).astype(np.float32), affine)
 
 
 def _grid(res: float):
@@ -378,82 +411,98 @@ def _working(scan, res: float):
     return ants.resample_image(scan, (res, res, res), use_voxels=False, interp_type=0)
 
 
+def _brain(native: dict, mod: str, res: float):
+    """The extracted brain (scan x native mask) at the working resolution: what is registered."""
+    return _working(load_scan(native[mod]) * load_scan(native[f"{mod}_mask"]), res)
+
+
 def _via_t1(mod: str, settings: dict) -> bool:
     return mod == "pet" and settings["pet_route"] == "via_t1"
 
 
-def run_linear(settings: dict, scans: dict, outputs: dict, threads: int = 1) -> None:
-    """``linear`` variant of one session: affine to the template (``via_t1`` PET: rigid to the T1w)."""
+def _t1_chain_plus_rigid(outputs: dict, native: dict) -> list[dict]:
+    """A ``via_t1`` PET's chain: the session's T1w chain, then the PET-to-T1w rigid of the extraction."""
+    base = Path(outputs["pet_json"]).resolve().parent
+    t1_chain, t1_base = read_chain(outputs["T1w_json"])
+    return _relative(t1_chain, t1_base, base) + [{"affine": os.path.relpath(Path(native["pet_rigid"]).resolve(), base)}]
+
+
+def run_linear(settings: dict, native: dict, outputs: dict, threads: int = 1) -> None:
+    """``linear`` variant of one session: rigid + affine of the extracted brain to the template brain.
+
+    ``native``: per modality the scan (``<mod>``: the bias-corrected T1w, the PET)
+    and its native mask (``<mod>_mask``), and ``pet_rigid`` on the ``via_t1`` route.
+    """
     res = float(settings["resolution_mm"])
-    working = {}
+    grid = _grid(res)
     with ants_settings(settings["random_seed"], threads), tempfile.TemporaryDirectory() as tmp:
-        for mod in _order(scans):
+        for mod in _order(native):
             t0 = time.perf_counter()
-            scan = load_scan(scans[mod])
-            working[mod] = _working(scan, res)
-            base = Path(outputs[f"{mod}_json"]).resolve().parent
-            prefix = str(Path(tmp) / f"{mod}_")
+            extra = {}
             if _via_t1(mod, settings):
-                reg = ants_register(working["T1w"], working[mod], "rigid", settings, prefix)
-                own = outputs["pet_rigid"]
-                t1_chain, t1_base = read_chain(outputs["T1w_json"])
-                chain = _relative(t1_chain, t1_base, base) + [{"affine": Path(own).name}]
+                chain = _t1_chain_plus_rigid(outputs, native)
             else:
                 target, affine = _target(mod, settings)
-                reg = ants_register(to_ants(target, affine), working[mod], "affine", settings, prefix)
-                own = outputs[f"{mod}_affine"]
-                chain = [{"affine": Path(own).name}]
-            _copy(reg["fwdtransforms"][0], own)
-            _write_outputs(outputs, mod, "linear", scans[mod], scan, chain, settings,
-                           time.perf_counter() - t0, {"AffineDeterminant": _affine_determinant(own)})
-            _write_prior(outputs, mod, res)
+                reg = ants_register(to_ants(target, affine), _brain(native, mod, res), "affine", settings,
+                                    str(Path(tmp) / f"{mod}_"))
+                _copy(reg["fwdtransforms"][0], outputs[f"{mod}_affine"])
+                chain = [{"affine": Path(outputs[f"{mod}_affine"]).name}]
+            extra["AffineDeterminant"] = chain_determinant(chain, Path(outputs[f"{mod}_json"]).resolve().parent)
+            _write_outputs(outputs, mod, "linear", native, chain, settings, time.perf_counter() - t0, grid, SPACE,
+                           extra)
 
 
-def run_syn(settings: dict, scans: dict, linear: dict, outputs: dict, threads: int = 1) -> None:
+def run_syn(settings: dict, native: dict, linear: dict, outputs: dict, threads: int = 1) -> None:
     """``syn`` variant of one session: SyN from the ``linear`` affine (``linear``: that job's outputs)."""
     res = float(settings["resolution_mm"])
+    grid = _grid(res)
+    brain = templates.load_template(res).brain_mask
     with ants_settings(settings["random_seed"], threads), tempfile.TemporaryDirectory() as tmp:
-        for mod in _order(scans):
+        for mod in _order(native):
             t0 = time.perf_counter()
-            scan = load_scan(scans[mod])
             base = Path(outputs[f"{mod}_json"]).resolve().parent
             if _via_t1(mod, settings):
-                t1_chain, t1_base = read_chain(outputs["T1w_json"])
-                rigid = os.path.relpath(Path(linear["pet_rigid"]).resolve(), base)
-                chain = _relative(t1_chain, t1_base, base) + [{"affine": rigid}]
+                chain = _t1_chain_plus_rigid(outputs, native)
+                extra = {k: v for k, v in json.loads(Path(outputs["T1w_json"]).read_text()).items()
+                         if k.startswith("Jacobian")}
             else:
                 target, affine = _target(mod, settings)
-                reg = ants_register(to_ants(target, affine), _working(scan, res), "syn", settings,
+                reg = ants_register(to_ants(target, affine), _brain(native, mod, res), "syn", settings,
                                     str(Path(tmp) / f"{mod}_"), initial=str(linear[f"{mod}_affine"]))
                 _copy(next(f for f in reg["fwdtransforms"] if f.endswith(".nii.gz")), outputs[f"{mod}_warp"])
                 _copy(next(f for f in reg["invtransforms"] if f.endswith(".nii.gz")), outputs[f"{mod}_inverse_warp"])
                 chain = [{"warp": Path(outputs[f"{mod}_warp"]).name,
                           "inverse_warp": Path(outputs[f"{mod}_inverse_warp"]).name},
                          {"affine": os.path.relpath(Path(linear[f"{mod}_affine"]).resolve(), base)}]
-            _write_outputs(outputs, mod, "syn", scans[mod], scan, chain, settings, time.perf_counter() - t0)
-            _write_prior(outputs, mod, res)
+                extra = jacobian_stats(outputs[f"{mod}_warp"], grid, brain)
+            extra["AffineDeterminant"] = chain_determinant(chain, base)
+            _write_outputs(outputs, mod, "syn", native, chain, settings, time.perf_counter() - t0, grid, SPACE, extra)
 
 
-def run_none(settings: dict, scans: dict, reference: dict, outputs: dict, threads: int = 1) -> None:
-    """``none`` variant of one session: reorient, resample and centre; no alignment.
-
-    ``reference``: sidecars (``<mod>_json``) of the registration whose inverse
-    carries the brain prior onto the unaligned image.
-    """
+def run_none(settings: dict, native: dict, outputs: dict, threads: int = 1) -> None:
+    """``none`` variant of one session: reorient, resample and centre in the scanner's world; no alignment."""
     res = float(settings["resolution_mm"])
-    tpl = templates.load_template(res)
-    with ants_settings(settings["random_seed"], threads):
-        for mod in _order(scans):
-            t0 = time.perf_counter()
-            img = nib.load(str(scans[mod]))
-            write_itk_affine(outputs[f"{mod}_affine"], none_affine(img.affine, img.shape, tpl.affine,
-                                                                    tpl.brain_mask.shape))
-            chain = [{"affine": Path(outputs[f"{mod}_affine"]).name}]
-            _write_outputs(outputs, mod, "none", scans[mod], load_scan(scans[mod]), chain, settings,
-                           time.perf_counter() - t0, {"PriorFrom": settings["none_prior_from"]})
-            to_native, inv1 = to_native_list(chain, Path(outputs[f"{mod}_json"]).resolve().parent)
-            to_tpl, inv2 = to_template_list(*read_chain(reference[f"{mod}_json"]))
-            _write_prior(outputs, mod, res, to_native + to_tpl, inv1 + inv2)
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
+    for mod in _order(native):
+        t0 = time.perf_counter()
+        img = nib.load(str(native[mod]))
+        affine, shape = none_grid(img.affine, img.shape, res)
+        write_itk_affine(outputs[f"{mod}_affine"], np.eye(4))
+        chain = [{"affine": Path(outputs[f"{mod}_affine"]).name}]
+        _write_outputs(outputs, mod, "none", native, chain, settings, time.perf_counter() - t0,
+                       to_ants(np.zeros(shape, np.float32), affine), "scanner",
+                       {"Note": "not in template space: the scan reoriented, resampled to the working "
+                                "resolution and padded/cropped to the template's matrix, in its own world "
+                                "coordinates (identity transform to the native scan)"})
+
+
+def chain_determinant(chain: list[dict], base) -> float:
+    """Volume scaling (|det|) of the affine steps of a chain: native mm^3 per grid mm^3."""
+    det = 1.0
+    for step in chain:
+        if "affine" in step:
+            det *= float(np.linalg.det(read_itk_affine(_resolve(base, step["affine"]))[:3, :3]))
+    return round(abs(det), 6)
 
 
 def _order(scans: dict) -> list[str]:
@@ -465,9 +514,11 @@ def _order(scans: dict) -> list[str]:
 _SETTINGS = {
     "linear": ("resolution_mm", "pet_route", "pet_template_fwhm_mm", "metric", "affine_iterations", "random_seed"),
     "syn": ("resolution_mm", "pet_route", "pet_template_fwhm_mm", "metric", "affine_iterations", "random_seed",
-            "syn_iterations"),
-    "none": ("resolution_mm", "pet_route", "pet_template_fwhm_mm", "none_prior_from", "random_seed"),
+            "syn_metric", "syn_radius_mm", "syn_iterations", "syn_gradient_step", "syn_flow_sigma", "syn_total_sigma"),
+    "none": ("resolution_mm",),
 }
+# what the extraction stage uses of the registration settings (the PET rigid, the registration fallback)
+EXTRACTION_SETTINGS = _SETTINGS["syn"]
 
 
 def variant_settings(variant: str, settings: dict) -> dict:
@@ -475,19 +526,22 @@ def variant_settings(variant: str, settings: dict) -> dict:
     return {k: settings[k] for k in _SETTINGS[variant]}
 
 
-def previous_variant(variant: str, settings: dict) -> str | None:
-    """The variant whose outputs a variant's job reads: syn starts from linear, none takes its prior from
-    ``none_prior_from``."""
-    return {"linear": None, "syn": "linear", "none": settings["none_prior_from"]}[variant]
+def previous_variant(variant: str) -> str | None:
+    """The variant whose outputs a variant's job reads: syn starts from linear's affine."""
+    return {"linear": None, "syn": "linear", "none": None}[variant]
 
 
-def run_variant(variant: str, settings: dict, scans: dict, previous: dict, outputs: dict, threads: int = 1) -> None:
-    """Entry point of the registration rules: one session, one variant, all modalities."""
+def run_variant(variant: str, settings: dict, native: dict, previous: dict, outputs: dict, threads: int = 1) -> None:
+    """Entry point of the registration rules: one session, one variant, all modalities.
+
+    ``native``: per modality the scan and its native mask (see :func:`run_linear`);
+    ``previous``: the outputs of :func:`previous_variant`'s job.
+    """
     if variant == "linear":
-        run_linear(settings, scans, outputs, threads)
+        run_linear(settings, native, outputs, threads)
     elif variant == "syn":
-        run_syn(settings, scans, previous, outputs, threads)
+        run_syn(settings, native, previous, outputs, threads)
     elif variant == "none":
-        run_none(settings, scans, previous, outputs, threads)
+        run_none(settings, native, outputs, threads)
     else:
         raise ValueError(f"unknown registration variant {variant!r}; choose one of {VARIANTS}")

@@ -1,17 +1,12 @@
-"""Skull stripping of registered scans, for all three registration variants.
+"""Skull stripping of registered scans, for all three registration variants, and their QC rows.
 
-The registration stage carries the template's brain prior into every variant's
-image (for ``none`` through the inverse of a real registration of the same scan,
-so the mask lands on the unaligned head). Skull stripping thresholds that prior:
-
-* T1w (``mri_threshold``): the template brain mask, linearly interpolated.
-* PET (``pet_tissue_threshold``): the grey-matter + white-matter + CSF
-  probability (000's tissue-probability approach: brain tissue kept, bone and
-  soft tissue dropped).
-
-The largest connected component is kept and holes are filled. Each scan also
-gets a QC figure (template edges and the mask outline over the registered image)
-and a row of QC measures that :mod:`braindl.qc` gathers per variant.
+Each scan has one native brain mask (:mod:`braindl.extraction`); each variant's
+registration job carries it onto its own grid. Stripping keeps the voxels of
+that carried mask, so the three variants are cut out by the same
+subject-specific mask (004 study 4 ran one tool, FSL BET, identically after
+every variant). Each scan also gets a QC figure (template edges and the mask
+outline over the registered image) and a row of QC measures that
+:mod:`braindl.qc` gathers over the variants.
 """
 
 from __future__ import annotations
@@ -24,21 +19,11 @@ import numpy as np
 from scipy import ndimage
 
 from braindl import templates
-from braindl.io import atomic_path, read_itk_affine, write_nifti, write_tsv
+from braindl.io import atomic_path, write_nifti, write_tsv
 
-QC_COLUMNS = ("participant_id", "session_id", "modality", "variant", "similarity", "mask_volume_ml",
-              "brain_volume_ml", "affine_determinant", "registration_seconds")
-
-
-def brain_mask(prior: np.ndarray, threshold: float) -> np.ndarray:
-    """Binary mask: prior above ``threshold``, largest connected component, holes filled."""
-    mask = prior > float(threshold)
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask.astype(np.uint8)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    mask = labels == (int(np.argmax(sizes)) + 1)
-    return ndimage.binary_fill_holes(mask).astype(np.uint8)
+QC_COLUMNS = ("participant_id", "session_id", "modality", "variant", "similarity", "brain_volume_ml",
+              "grid_volume_ml", "affine_determinant", "jacobian_p01", "jacobian_p99", "extraction_method",
+              "registration_seconds")
 
 
 def strip(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -46,29 +31,25 @@ def strip(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask > 0, image, 0).astype(np.float32)
 
 
-def chain_determinant(sidecar) -> float:
-    """Volume scaling (|det|) of the affine steps of a registration chain, native per template mm^3."""
-    meta = json.loads(Path(sidecar).read_text())
-    base = Path(sidecar).resolve().parent
-    det = 1.0
-    for step in meta["TemplateToNative"]:
-        if "affine" in step:
-            det *= float(np.linalg.det(read_itk_affine(base / step["affine"])[:3, :3]))
-    return abs(det)
+def qc_row(mask: np.ndarray, affine: np.ndarray, sidecar, native_sidecar, ids: dict) -> dict:
+    """QC measures of one stripped scan (see :data:`QC_COLUMNS`).
 
-
-def qc_row(image: np.ndarray, mask: np.ndarray, affine: np.ndarray, sidecar, ids: dict) -> dict:
-    """QC measures of one stripped scan (see :data:`QC_COLUMNS`)."""
+    ``brain_volume_ml`` is the native mask's volume (the extraction stage's, one per
+    scan); ``grid_volume_ml`` the carried mask's on the variant's grid;
+    ``affine_determinant`` the volume scaling of the chain's affine steps, and for
+    SyN ``jacobian_p01``/``jacobian_p99`` the 1st and 99th percentile of its
+    Jacobian determinant in the template brain (volume change of the warp).
+    """
     meta = json.loads(Path(sidecar).read_text())
+    native = json.loads(Path(native_sidecar).read_text())
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    mask_ml = float(mask.sum()) * voxel_ml
-    det = chain_determinant(sidecar)
-    # the none variant's chain only reorients and resamples (|det| 1): its mask came
-    # through a real registration, so its grid volume already is the native volume
-    brain_ml = mask_ml * (det if meta["Variant"] != "none" else 1.0)
-    return {**ids, "variant": meta["Variant"], "similarity": float(meta["SimilarityToTemplate"]),
-            "mask_volume_ml": round(mask_ml, 2), "brain_volume_ml": round(brain_ml, 2),
-            "affine_determinant": round(det, 4), "registration_seconds": meta.get("Seconds")}
+    sim = meta.get("SimilarityToTemplate")
+    return {**ids, "variant": meta["Variant"], "similarity": np.nan if sim is None else round(float(sim), 4),
+            "brain_volume_ml": float(native["BrainVolumeML"]),
+            "grid_volume_ml": round(float(mask.sum()) * voxel_ml, 2),
+            "affine_determinant": round(float(meta.get("AffineDeterminant", 1.0)), 4),
+            "jacobian_p01": meta.get("JacobianP01", np.nan), "jacobian_p99": meta.get("JacobianP99", np.nan),
+            "extraction_method": native["Method"], "registration_seconds": meta.get("Seconds")}
 
 
 def qc_figure(path, image: np.ndarray, mask: np.ndarray, template: np.ndarray, title: str, dpi: int = 100) -> None:
@@ -101,32 +82,30 @@ def qc_figure(path, image: np.ndarray, mask: np.ndarray, template: np.ndarray, t
     plt.close(fig)
 
 
-def run_skullstrip(settings: dict, images: dict, priors: dict, sidecars: dict, outputs: dict,
+def run_skullstrip(images: dict, masks: dict, sidecars: dict, native_sidecars: dict, outputs: dict,
                    participant: str, session: str, dpi: int = 100) -> None:
-    """Strip every modality of one session and variant; write masks, images, QC figures and QC rows.
+    """Strip every modality of one session and variant; write images, QC figures and QC rows.
 
-    ``images``/``priors``/``sidecars``: per modality, the registration outputs.
-    ``outputs``: ``<mod>_mask``, ``<mod>_brain``, ``<mod>_qc`` per modality and ``qc`` (TSV).
+    ``images``/``masks``/``sidecars``: per modality, the registration outputs (image,
+    carried mask, sidecar); ``native_sidecars``: the extraction sidecars.
+    ``outputs``: ``<mod>_brain``, ``<mod>_qc`` per modality and ``qc`` (TSV).
     """
     rows = []
     for mod in images:
         img = nib.load(str(images[mod]))
         data = np.asarray(img.dataobj, dtype=np.float32)
-        prior = np.asarray(nib.load(str(priors[mod])).dataobj, dtype=np.float32)
-        threshold = settings["mri_threshold"] if mod == "T1w" else settings["pet_tissue_threshold"]
-        mask = brain_mask(prior, threshold)
+        mask = np.asarray(nib.load(str(masks[mod])).dataobj) > 0
         if not mask.any():
-            raise ValueError(f"{priors[mod]}: no voxel of the brain prior exceeds {threshold}; "
+            raise ValueError(f"{masks[mod]}: the brain mask carried onto this grid is empty; "
                              "the registration did not cover the brain")
-        stripped = strip(data, mask)
-        write_nifti(outputs[f"{mod}_mask"], mask, img.affine, np.uint8)
-        write_nifti(outputs[f"{mod}_brain"], stripped, img.affine)
-        res = float(abs(img.affine[0, 0]))
-        template = templates.load_template(res).t1
+        write_nifti(outputs[f"{mod}_brain"], strip(data, mask), img.affine)
+        res = float(json.loads(Path(sidecars[mod]).read_text())["ResolutionMM"])
         meta = json.loads(Path(sidecars[mod]).read_text())
+        # the none grid holds the template's matrix voxel for voxel: its edges show how far off the head lies
+        template = templates.load_template(res).t1
         qc_figure(outputs[f"{mod}_qc"], data, mask, template,
                   f"sub-{participant} ses-{session} {mod} {meta['Variant']}", dpi=dpi)
-        rows.append(qc_row(stripped, mask, img.affine, sidecars[mod],
+        rows.append(qc_row(mask, img.affine, sidecars[mod], native_sidecars[mod],
                            {"participant_id": f"sub-{participant}", "session_id": f"ses-{session}", "modality": mod}))
     import pandas as pd
 

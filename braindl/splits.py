@@ -205,9 +205,23 @@ def read_split(path) -> pd.DataFrame:
     return table
 
 
-def run_splits(manifest_tsv, task: str, settings: dict, out_tsvs: list) -> None:
-    """Write one session-level split TSV per split of ``task``."""
+def run_splits(manifest_tsv, task: str, settings: dict, out_tsvs: list, qc_scans=None, modalities=()) -> None:
+    """Write one session-level split TSV per split of ``task``.
+
+    ``qc_scans``: the QC stage's per-scan decisions (:func:`braindl.qc.scan_table`);
+    the splits are made from the sessions whose scans of ``modalities`` (the
+    modalities the task is trained on) passed, so that every test set keeps its
+    stratification after QC, and is the same in every registration variant.
+    """
     manifest = pd.read_csv(manifest_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
+    if qc_scans is not None:
+        from braindl.qc import passing_sessions
+
+        scans = pd.read_csv(qc_scans, sep="\t", dtype={"participant_id": str, "session_id": str})
+        keep = passing_sessions(scans, modalities)
+        ses = manifest["session_id"].astype(str).map(lambda x: x if x.startswith("ses-") else f"ses-{x}")
+        sub = manifest["participant_id"].astype(str).map(lambda x: x if x.startswith("sub-") else f"sub-{x}")
+        manifest = manifest[[k in keep for k in zip(sub, ses)]]
     subjects = subject_table(manifest, task, float(settings["age_bin_years"]))
     split_sets = make_splits(subjects, settings)
     if len(split_sets) != len(out_tsvs):

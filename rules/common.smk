@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import architectures, crop, inputs, mosaic, patches, pretraining, registration, splits, synthetic
+from braindl import architectures, crop, extraction, inputs, mosaic, patches, pretraining, registration, splits, synthetic
 
 from braindl.provenance import canonical, code_hash
 
@@ -53,6 +53,7 @@ else:
 
 IMAGES = list(RAW.values())
 MANIFEST = f"{RESULTS}/inputs/manifest.tsv"
+EXT = f"{RESULTS}/extraction"
 REG = f"{RESULTS}/registration"
 STRIP = f"{RESULTS}/skullstrip"
 CROP = f"{RESULTS}/crop"
@@ -110,17 +111,25 @@ def _scans(wildcards):
     return {m: RAW[(wildcards.subject, wildcards.session, m)] for m in MODALITIES}
 
 
+def ext_paths(subject="{subject}", session="{session}"):
+    return extraction.extraction_paths(EXT, subject, session, MODALITIES, PET_ROUTE)
+
+
+def native_inputs(wildcards):
+    """What a registration job reads of its session's extraction outputs."""
+    return extraction.registration_inputs(ext_paths(wildcards.subject, wildcards.session), _scans(wildcards))
+
+
 def reg_paths(variant, subject="{subject}", session="{session}"):
     return registration.registration_paths(REG, subject, session, variant, MODALITIES, PET_ROUTE)
 
 
 def strip_paths(reg="{reg}", subject="{subject}", session="{session}"):
-    """Outputs of one skull-stripping job: mask, stripped image and QC figure per modality, QC rows."""
+    """Outputs of one skull-stripping job: stripped image and QC figure per modality, QC rows."""
     pre = f"sub-{subject}_ses-{session}"
     out = {}
     for m in MODALITIES:
         d = f"{STRIP}/sub-{subject}/ses-{session}/{FOLDER[m]}"
-        out[f"{m}_mask"] = f"{d}/{pre}_desc-{reg}_label-brain_mask.nii.gz"
         out[f"{m}_brain"] = f"{d}/{pre}_desc-{reg}_{m}.nii.gz"
         out[f"{m}_qc"] = f"{QC}/sub-{subject}/ses-{session}/{pre}_desc-{reg}_{m}_qc.png"
     out["qc"] = f"{STRIP}/sub-{subject}/ses-{session}/{pre}_desc-{reg}_qc.tsv"
@@ -141,9 +150,12 @@ def qc_table(reg="{reg}"):
     return f"{QC}/desc-{reg}_qc.tsv"
 
 
+QC_SCANS = f"{QC}/scans_qc.tsv"
+
+
 def preprocessed_targets():
     """Every cropped scan of every variant, and the QC table per variant."""
-    files = [qc_table(v) for v in VARIANTS]
+    files = [qc_table(v) for v in VARIANTS] + [QC_SCANS]
     for v in VARIANTS:
         for sub, ses in session_pairs():
             files += list(crop_paths(v, sub, ses).values())
@@ -221,6 +233,15 @@ wildcard_constraints:
     mod="T1w|pet",
     split="[0-9]+",
     run="[0-9]+",
+
+
+def split_modalities(task):
+    """The modalities trained on ``task`` (3D runs, transfer models, pre-training sweep): its splits
+    are made from the sessions whose scans of these passed QC."""
+    mods = list(TRAIN_MODALITIES) if task in TASKS else []
+    if (ARMS and task in XFER["tasks"]) or (PRE["model"] and task in (PRE["source_task"], PRE["target_task"])):
+        mods.append(XFER["modality"])
+    return sorted(set(mods))
 
 
 def split_path(split, task="{task}"):

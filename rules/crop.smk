@@ -7,7 +7,7 @@ rule crop:
         unpack(
             lambda wc: {
                 **{m: strip_paths(wc.reg, wc.subject, wc.session)[f"{m}_brain"] for m in MODALITIES},
-                **{f"{m}_mask": strip_paths(wc.reg, wc.subject, wc.session)[f"{m}_mask"] for m in MODALITIES},
+                **{f"{m}_mask": reg_paths(wc.reg, wc.subject, wc.session)[f"{m}_mask"] for m in MODALITIES},
             }
         ),
     output:
@@ -15,6 +15,7 @@ rule crop:
     params:
         modalities=MODALITIES,
         settings=crop_settings(),
+        aligned=lambda wc: wc.reg != "none",
         code=code_hash("crop"),
     log:
         f"{CROP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",

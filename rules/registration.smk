@@ -1,10 +1,10 @@
 # Registration to the MNI152 2009 template with ANTs (braindl.registration), one job
 # per session and variant, all modalities of the session in it. The variant is the
 # `reg` wildcard downstream; each variant has its own rule because each writes its
-# own transforms: linear an affine, syn warps starting from linear's affine, none a
-# reorient-and-centre affine plus the brain prior carried through `none_prior_from`.
-# The manifest is `ancient`: the jobs wait for the input checks, but a new
-# participant in the dataset (a new manifest) does not rerun the other sessions.
+# own transforms: linear an affine, syn warps starting from linear's affine, none an
+# identity to the scanner's world. Every variant reads the session's extraction
+# outputs (bias-corrected T1w, native brain masks, PET-to-T1w rigid) and carries
+# the native masks onto its grid.
 
 for _variant in registration.VARIANTS:
 
@@ -12,23 +12,21 @@ for _variant in registration.VARIANTS:
         name:
             f"register_{_variant}"
         input:
-            unpack(_scans),
+            unpack(native_inputs),
             unpack(
                 lambda wc, v=_variant: {
                     f"previous_{k}": p
                     for k, p in (
-                        reg_paths(registration.previous_variant(v, config["registration"]), wc.subject, wc.session)
-                        if registration.previous_variant(v, config["registration"])
+                        reg_paths(registration.previous_variant(v), wc.subject, wc.session)
+                        if registration.previous_variant(v)
                         else {}
                     ).items()
                 }
             ),
-            manifest=ancient(MANIFEST),
         output:
             **reg_paths(_variant),
         params:
             variant=_variant,
-            modalities=MODALITIES,
             settings=canonical(registration.variant_settings(_variant, config["registration"])),
             code=code_hash("registration"),
         log:

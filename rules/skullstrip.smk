@@ -1,22 +1,25 @@
-# Skull stripping of every variant's image by thresholding the brain prior the
-# registration carried into it (braindl.skullstrip), with a QC figure per scan;
-# the QC rows of a variant are gathered and outliers flagged (braindl.qc).
+# Skull stripping of every variant's image with the native brain mask its
+# registration carried onto it (braindl.skullstrip), with a QC figure per scan;
+# the QC rows of all variants are gathered, flagged, and exclusions decided per
+# scan across variants (braindl.qc).
 
 
 rule skullstrip:
     input:
         unpack(
             lambda wc: {
-                k: p
-                for k, p in reg_paths(wc.reg, wc.subject, wc.session).items()
-                if k in MODALITIES or k.endswith(("_json", "_prior"))
+                **{
+                    k: p
+                    for k, p in reg_paths(wc.reg, wc.subject, wc.session).items()
+                    if k in MODALITIES or k.endswith(("_json", "_mask"))
+                },
+                **{f"native_{m}_json": ext_paths(wc.subject, wc.session)[f"{m}_json"] for m in MODALITIES},
             }
         ),
     output:
         **strip_paths(),
     params:
         modalities=MODALITIES,
-        settings=canonical(config["skullstrip"]),
         dpi=config["qc"]["dpi"],
         code=code_hash("skullstrip"),
     log:
@@ -31,14 +34,17 @@ rule skullstrip:
 
 rule qc_table:
     input:
-        rows=lambda wc: [strip_paths(wc.reg, sub, ses)["qc"] for sub, ses in session_pairs()],
+        rows=[strip_paths(v, sub, ses)["qc"] for v in VARIANTS for sub, ses in session_pairs()],
+        manifest=ancient(MANIFEST),
     output:
-        captioned(qc_table(), "qc", "Preprocessing quality control"),
+        **{v: qc_table(v) for v in VARIANTS},
+        scans=captioned(QC_SCANS, "qc", "Preprocessing quality control"),
     params:
         settings=canonical({k: v for k, v in config["qc"].items() if k != "dpi"}),
+        participants=PARTICIPANTS_DIGEST,
         code=code_hash("qc"),
     log:
-        f"{QC}/logs/desc-{{reg}}_qc.log",
+        f"{QC}/logs/qc.log",
     conda:
         ENV
     script:

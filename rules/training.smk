@@ -6,10 +6,12 @@
 rule splits:
     input:
         manifest=ancient(MANIFEST),
+        qc=QC_SCANS,
     output:
         [split_path(k) for k in SPLIT_IDS],
     params:
         settings=split_settings(),
+        modalities=lambda wc: split_modalities(wc.task),
         participants=PARTICIPANTS_DIGEST,
         code=code_hash("splits"),
     log:

@@ -8,4 +8,5 @@ with to_log(snakemake.log):
         {m: snakemake.input[m] for m in mods},
         {m: snakemake.input[f"{m}_mask"] for m in mods},
         {k: snakemake.output[k] for k in snakemake.output.keys()},
+        aligned=snakemake.params.aligned,
     )

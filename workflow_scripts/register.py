@@ -5,7 +5,7 @@ with to_log(snakemake.log):
     run_variant(
         snakemake.params.variant,
         snakemake.params.settings,
-        {m: snakemake.input[m] for m in snakemake.params.modalities},
+        {k: snakemake.input[k] for k in snakemake.input.keys() if not k.startswith("previous_")},
         {k[len("previous_"):]: snakemake.input[k] for k in snakemake.input.keys() if k.startswith("previous_")},
         {k: snakemake.output[k] for k in snakemake.output.keys()},
         threads=snakemake.threads,
