@@ -119,23 +119,33 @@ def run_regions(runs: list[dict], target: str, control: str, settings: dict, pac
 
     meta = json.loads(Path(pack_json).read_text())
     labels, table = load_atlas(settings, np.asarray(meta["Affine"]), meta["Shape"][1:])
-    frames = []
+    frames, skipped = [], []
     for r in runs:
         data, index = read_heatmaps(r["heatmaps"], r["index"])
         if data.shape[:3] != labels.shape:
             raise AtlasError(f"{r['heatmaps']}: grid {data.shape[:3]} differs from the pack's {labels.shape}")
         means = group_means(data, index, [target, control])
         missing = [g for g in (target, control) if g not in means]
-        if missing:
-            raise AtlasError(f"{r['index']}: no test scan of {missing}: no patient/control comparison")
+        if missing:  # said in the tables, not a stop of the whole run
+            note = f"split {r['split']} run {r['run']}: no test scan of {missing}, no patient/control comparison"
+            print(f"{r['index']}: {note}")
+            skipped.append(note)
+            continue
         frames.append(region_metrics(means[target], means[control], labels, table)
                       .assign(split=r["split"], run=r["run"]))
+    if not frames:
+        empty = pd.DataFrame({"region": [], "note": []})
+        write_tsv(out_tsv, empty.assign(split=[], run=[]))
+        summary = pd.DataFrame({"region": [None], "n_runs": [0], "note": ["; ".join(skipped)]})
+        write_tsv(out_summary, summary)
+        return summary
     per_run = pd.concat(frames, ignore_index=True)
     cols = ["n_voxels", "sum_patients", "sum_controls", "density_patients", "density_controls"]
     summary = per_run.groupby("region", sort=False, as_index=False)[cols].mean()
     # gain of the run means (a mean of per-run ratios would let one run with little control relevance dominate)
     summary["gain"] = summary.sum_patients / summary.sum_controls.where(summary.sum_controls > 0)
-    summary["n_runs"] = len(runs)
+    summary["n_runs"] = len(frames)
+    summary["note"] = "; ".join(skipped)
     summary["sum"], summary["density"] = summary.sum_patients, summary.density_patients
     for m in METRICS:
         summary[f"rank_{m}"] = rank(summary[m])
@@ -161,6 +171,7 @@ def run_robustness(methods: dict, top_k: int, out_tsv, out_summary) -> pd.DataFr
     for label, files in methods.items():
         maps = np.asarray(nib.load(str(files["runs"])).dataobj, dtype=np.float32)
         runs = pd.read_csv(files["runs_tsv"], sep="\t", dtype={"split": str, "run": str})
+        runs = runs[runs.volume >= 0].reset_index(drop=True)  # runs without a disease-class test scan: no map
         regions = pd.read_csv(files["regions"], sep="\t", dtype={"split": str, "run": str})
         for a, b in itertools.combinations(range(len(runs)), 2):
             ra, rb = runs.iloc[a], runs.iloc[b]

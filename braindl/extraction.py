@@ -204,6 +204,8 @@ def extract_t1w(path, settings: dict, reg_settings: dict, threads: int, tmp) -> 
     first = n4(raw, ants.get_mask(raw), settings) if use_n4 and method == "registration" else raw
     t_n4 = time.perf_counter() - t0
     data, affine = _native(first)
+    if not np.isfinite(data).all() or float(np.nanstd(data)) == 0.0:
+        raise ExtractionError(f"{path}: the image is blank or constant; brain extraction found no brain")
     t1 = time.perf_counter()
     if method == "deepbet":
         device = _pick_device(settings["device"])
@@ -213,6 +215,8 @@ def extract_t1w(path, settings: dict, reg_settings: dict, threads: int, tmp) -> 
         torch.set_num_threads(max(1, int(threads)))
         try:
             mask = deepbet_mask(data, affine, device, settings["deepbet_threshold"])
+        except (ValueError, AssertionError) as err:  # deepbet's own checks: no foreground, no component
+            raise ExtractionError(f"{path}: brain extraction (deepbet) found no brain ({err})") from err
         finally:
             torch.set_num_threads(before)
     elif method == "registration":

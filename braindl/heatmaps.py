@@ -460,7 +460,7 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
     import json
 
     groups = group_labels(target, control)
-    sums, counts, per_run, run_rows, scans = {}, {}, [], [], set()
+    sums, counts, per_run, run_rows, scans, skipped = {}, {}, [], [], set(), []
     shape = affine = None
     for r in runs:
         data, table = read_heatmaps(r["heatmaps"], r["index"])
@@ -469,12 +469,17 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
         for g, m in means.items():
             sums[g] = sums.get(g, 0) + m
             counts[g] = counts.get(g, 0) + 1
-        if target not in means:
-            raise HeatmapError(f"{r['index']}: no test scan of the disease class {target}")
+        if target not in means:  # said in the runs table, and the other runs go on
+            print(f"{r['index']}: no test scan of the disease class {target}; split {r['split']} run {r['run']} "
+                  "is left out of the per-run maps")
+            skipped.append(dict(split=r["split"], run=r["run"], volume=-1, n_scans=0))
+            continue
         per_run.append(means[target])
         run_rows.append(dict(split=r["split"], run=r["run"], volume=len(run_rows),
                              n_scans=int((table["truth"] == target).sum())))
         scans.update(zip(table.participant_id, table.session_id))
+    if not per_run:
+        raise HeatmapError(f"no run has a test scan of the disease class {target}: no group maps")
     affine = np.asarray(json.loads(Path(pack_json).read_text())["Affine"])
     stack = np.stack([sums[g] / counts[g] if g in sums else np.zeros(shape, np.float32) for g in groups], -1)
     gtable = pd.DataFrame(dict(group=groups, volume=range(len(groups)), n_runs=[counts.get(g, 0) for g in groups]))
@@ -486,7 +491,7 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
     write_nifti(out["groups"], stack.astype(np.float32), affine, np.float32)
     write_tsv(out["groups_tsv"], gtable)
     write_nifti(out["runs"], np.stack(per_run, -1).astype(np.float32), affine, np.float32)
-    write_tsv(out["runs_tsv"], pd.DataFrame(run_rows))
+    write_tsv(out["runs_tsv"], pd.DataFrame(run_rows + skipped))
     write_nifti(out["meanbrain"], brain, affine, np.float32)
     return gtable
 

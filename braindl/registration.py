@@ -434,8 +434,9 @@ def run_linear(settings: dict, native: dict, outputs: dict, threads: int = 1) ->
     and its native mask (``<mod>_mask``), and ``pet_rigid`` on the ``via_t1`` route.
     """
     res = float(settings["resolution_mm"])
-    grid = _grid(res)
+    # ITK fixes its thread count at its first use in a process: the settings come before any ANTs call
     with ants_settings(settings["random_seed"], threads), tempfile.TemporaryDirectory() as tmp:
+        grid = _grid(res)
         for mod in _order(native):
             t0 = time.perf_counter()
             extra = {}
@@ -455,9 +456,9 @@ def run_linear(settings: dict, native: dict, outputs: dict, threads: int = 1) ->
 def run_syn(settings: dict, native: dict, linear: dict, outputs: dict, threads: int = 1) -> None:
     """``syn`` variant of one session: SyN from the ``linear`` affine (``linear``: that job's outputs)."""
     res = float(settings["resolution_mm"])
-    grid = _grid(res)
     brain = templates.load_template(res).brain_mask
     with ants_settings(settings["random_seed"], threads), tempfile.TemporaryDirectory() as tmp:
+        grid = _grid(res)
         for mod in _order(native):
             t0 = time.perf_counter()
             base = Path(outputs[f"{mod}_json"]).resolve().parent

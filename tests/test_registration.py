@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from braindl import accuracy, qc, registration, synthetic
+from braindl import accuracy, extraction, qc, registration, synthetic, templates
 from braindl.io import read_itk_affine, write_itk_affine
 
 
@@ -73,103 +73,201 @@ def test_empty_result_is_an_error_naming_the_scan():
 
 
 # --- against the ground truth ---------------------------------------------------
+# Three cohorts, so that the checks hold beyond the project's own generator's defaults:
+# the synthetic cohort (pose, head, nonlinear anatomy warp, atrophy), the same generator with
+# the warp and the disease's volume loss off (affine truth), and heads made by tests/posed_heads.py
+# (the template through a random affine, another skull, no warp).
 
-COHORT = {"groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0}, "sessions": [1, 1]}
+WARPED = {"groups": {"CN": 0, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0}, "sessions": [1, 1]}
+AFFINE = {"groups": {"CN": 1, "MCI": 0, "AD": 0, "DLB": 0, "FTLD": 0}, "sessions": [1, 1], "warp_mm": 0.0,
+          "volume_loss": 0.0, "seed": 7}
+VARIANTS = registration.VARIANTS
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory, default_config):
-    root = tmp_path_factory.mktemp("cohort")
-    settings = {**default_config["synthetic"], **COHORT}
+def _synthetic_session(root, default_config, cohort, route):
+    settings = {**default_config["synthetic"], **cohort}
     synthetic.run_cohort(settings, root / "bids", root / "truth", threads=2, log=lambda msg: None)
-    return root, [p[4:] for p in synthetic.cohort_table(settings)["participant_id"]]
-
-
-def _preprocess(root, sub, config):
+    sub = synthetic.cohort_table(settings)["participant_id"].iloc[0][4:]
+    config = {**default_config, "registration": _settings(default_config, route)}
     scans = {m: str(synthetic.raw_paths(root / "bids", sub, "01")[m]) for m in ("T1w", "pet")}
-    out = root / config["registration"]["pet_route"]
-    paths, strip, _ = accuracy.preprocess_session(config, scans, out, sub, "01", threads=2)
-    rows = [accuracy.evaluate(paths[v][f"{m}_json"], strip[v][f"{m}_mask"], root / "truth", sub, "01")
-            for v in registration.VARIANTS for m in ("T1w", "pet")]
-    return paths, rows
+    ext, paths, strip, _ = accuracy.preprocess_session(config, scans, root / "out", sub, "01", threads=2)
+    rows = {(r["variant"], r["modality"]): r for r in
+            (accuracy.evaluate(paths[v][f"{m}_json"], paths[v][f"{m}_mask"], root / "truth", sub, "01",
+                               ext[f"{m}_mask"]) for v in VARIANTS for m in ("T1w", "pet"))}
+    return dict(ext=ext, paths=paths, strip=strip, rows=rows, scans=scans, sub=sub, config=config)
 
 
 @pytest.fixture(scope="module")
-def results(cohort, default_config):
-    root, subs = cohort
-    # one subject per PET route: via the session's T1w, and to the PET template
-    out = {}
-    for sub, route in zip(subs, ("via_t1", "pet_template")):
-        config = {**default_config, "registration": _settings(default_config, route)}
-        out[sub] = _preprocess(root, sub, config)
+def warped(tmp_path_factory, default_config):
+    """An AD subject of the default generator (warp, atrophy), PET via its T1w."""
+    return _synthetic_session(tmp_path_factory.mktemp("warped"), default_config, WARPED, "via_t1")
+
+
+@pytest.fixture(scope="module")
+def affine_truth(tmp_path_factory, default_config):
+    """A control with an affine-only truth, PET on the PET-only route (its own template)."""
+    return _synthetic_session(tmp_path_factory.mktemp("affine"), default_config, AFFINE, "pet_template")
+
+
+@pytest.fixture(scope="module")
+def posed(tmp_path_factory, default_config):
+    """Two heads the project's generator did not make, T1w only, every variant."""
+    import posed_heads
+
+    root = tmp_path_factory.mktemp("posed")
+    model = posed_heads.head_model()
+    out = []
+    for seed in (11, 12):
+        head = posed_heads.posed_head(root, f"h{seed}", seed, model)
+        ext, paths, strip, _ = accuracy.preprocess_session(default_config, {"T1w": head["T1w"]}, root / f"out{seed}",
+                                                           f"h{seed}", "01", threads=2)
+        out.append(dict(head=head, ext=ext, paths=paths, strip=strip, sub=f"h{seed}"))
     return out
 
 
-def test_skull_strip_dice_against_truth(results):
-    for sub, (_, rows) in results.items():
-        for r in rows:
-            assert r["mask_dice"] >= 0.95, (sub, r)
+def _native_dice(ext_mask, truth_mask):
+    return accuracy.dice(np.asarray(nib.load(str(ext_mask)).dataobj) > 0, np.asarray(nib.load(str(truth_mask)).dataobj) > 0)
 
 
-def test_syn_beats_linear_beats_none(results):
-    for sub, (_, rows) in results.items():
-        for mod in ("T1w", "pet"):
-            by = {r["variant"]: r for r in rows if r["modality"] == mod}
-            assert by["syn"]["displacement_mm"] < by["linear"]["displacement_mm"] < 3.0, (sub, mod, by)
-            assert by["none"]["displacement_mm"] > 5 * by["linear"]["displacement_mm"], (sub, mod, by)
-            assert by["syn"]["region_dice"] > by["linear"]["region_dice"] > by["none"]["region_dice"] + 0.3
+def test_native_masks_against_truth(warped, affine_truth, posed):
+    """One native mask per scan, Dice >= 0.97 with the truth on every scan of every cohort."""
+    for case in (warped, affine_truth):
+        for (v, m), r in case["rows"].items():
+            assert r["native_mask_dice"] >= 0.97, (case["sub"], v, m, r)
+    for case in posed:
+        assert _native_dice(case["ext"]["T1w_mask"], case["head"]["mask"]) >= 0.97, case["sub"]
 
 
-def test_outputs_live_on_the_template_grid(results, default_config):
-    res = default_config["registration"]["resolution_mm"]
-    for sub, (paths, _) in results.items():
-        for v in registration.VARIANTS:
-            img = nib.load(paths[v]["T1w"])
-            assert np.allclose(np.abs(np.diag(img.affine))[:3], res)
-            meta = json.loads(open(paths[v]["T1w_json"]).read())
-            assert meta["Variant"] == v and meta["TemplateToNative"]
-            if v != "none":
-                assert meta["SimilarityToTemplate"] > 0.8
+def test_every_variant_carries_the_same_native_mask(warped, affine_truth, posed):
+    """Each variant's mask, mapped back to the native scan through its own chain, is the native mask."""
+    for case in (warped, affine_truth, *posed):
+        for m in [k for k in ("T1w", "pet") if f"{k}_mask" in case["ext"]]:
+            native = registration.load_scan(case["ext"][f"{m}_mask"])
+            for v in VARIANTS:
+                files, invert = registration.to_template_list(*registration.read_chain(case["paths"][v][f"{m}_json"]))
+                back = registration.apply_chain(native, registration.load_scan(case["paths"][v][f"{m}_mask"]),
+                                                files, invert, "linear").numpy() > 0.5
+                assert accuracy.dice(back, native.numpy() > 0) >= 0.95, (case["sub"], v, m)
 
 
-def test_reproducible_for_fixed_seed(cohort, default_config, tmp_path):
+def test_warped_truth_syn_beats_linear_beats_none(warped):
+    for mod in ("T1w", "pet"):
+        by = {v: warped["rows"][(v, mod)] for v in VARIANTS}
+        assert by["syn"]["displacement_mm"] < by["linear"]["displacement_mm"] < 3.0, (mod, by)
+        assert by["none"]["displacement_mm"] > 5 * by["linear"]["displacement_mm"], (mod, by)
+        assert by["syn"]["region_dice"] > by["linear"]["region_dice"] > by["none"]["region_dice"] + 0.3
+
+
+def test_affine_truth_syn_invents_no_deformation(affine_truth, posed):
+    """Where the truth is affine, SyN's mean error stays within 0.3 mm of linear's, p95 <= 1.5 mm."""
+    import posed_heads
+
+    errors = [{v: (affine_truth["rows"][(v, m)]["displacement_mm"], affine_truth["rows"][(v, m)]["displacement_p95_mm"])
+               for v in ("linear", "syn")} for m in ("T1w", "pet")]
+    for case in posed:
+        d = {v: posed_heads.displacement(case["paths"][v]["T1w_json"], case["head"]["pose"], 2.0)
+             for v in ("linear", "syn")}
+        errors.append({v: (float(e.mean()), float(np.percentile(e, 95))) for v, e in d.items()})
+    for e in errors:
+        assert e["linear"][0] < 0.5, e
+        assert e["syn"][0] <= e["linear"][0] + 0.3 and e["syn"][1] <= 1.5, e
+
+
+def test_syn_jacobian_is_recorded_and_near_one_without_deformation(affine_truth, warped):
+    flat = json.loads(open(affine_truth["paths"]["syn"]["T1w_json"]).read())
+    warp = json.loads(open(warped["paths"]["syn"]["T1w_json"]).read())
+    assert 0.8 < flat["JacobianP01"] <= flat["JacobianP99"] < 1.25, flat
+    # the warped anatomy needs a wider spread of local volume change than the affine one
+    assert warp["JacobianP99"] - warp["JacobianP01"] > flat["JacobianP99"] - flat["JacobianP01"]
+
+
+def test_none_keeps_the_scanners_world(warped, posed):
+    """The none image's header is its true voxel-to-world map: resampling the native scan at its voxels'
+    world positions gives the none image; it is not labelled as template space."""
+    for case, m in ((warped, "T1w"), (warped, "pet"), (posed[0], "T1w")):
+        img = nib.load(case["paths"]["none"][m])
+        meta = json.loads(open(case["paths"]["none"][f"{m}_json"]).read())
+        assert meta["Space"] == "scanner" and meta["InTemplateSpace"] is False and meta["SimilarityToTemplate"] is None
+        assert "space-scanner" in case["paths"]["none"][m] and "to-MNI" not in case["paths"]["none"][f"{m}_affine"]
+        native = nib.load(meta["Source"])
+        affine, shape = registration.none_grid(native.affine, native.shape, 2.0)
+        assert np.allclose(img.affine, affine, atol=1e-4) and img.shape == shape
+        # sample the native scan at the none voxels' world coordinates (scipy, independent of ANTs)
+        from scipy import ndimage
+
+        idx = np.argwhere(np.asarray(img.dataobj) > 0)[::97]
+        world = idx @ img.affine[:3, :3].T + img.affine[:3, 3]
+        vox = (world - native.affine[:3, 3]) @ np.linalg.inv(native.affine[:3, :3]).T
+        ref = ndimage.map_coordinates(np.asarray(native.dataobj, np.float32), vox.T, order=1)
+        got = np.asarray(img.dataobj)[tuple(idx.T)]
+        assert np.corrcoef(ref, got)[0, 1] > 0.98
+        # the aligned variants do sit on the template grid
+        assert np.allclose(nib.load(case["paths"]["linear"][m]).affine, templates.load_template(2.0).affine)
+
+
+def test_n4_removes_a_bias_field_it_did_not_make(tmp_path, default_config):
+    """A posed head with a known +-15 % bias gradient and its bias-free twin: after N4 (inside the true
+    brain mask, the workflow's settings) they differ far less than before."""
+    import posed_heads
+
+    model = posed_heads.head_model()
+    biased = posed_heads.posed_head(tmp_path, "b", 5, model, noise=0.0, bias=0.15)
+    clean = posed_heads.posed_head(tmp_path, "c", 5, model, noise=0.0, bias=0.0)
+    mask = registration.load_scan(biased["mask"])
+    brain = mask.numpy() > 0
+    out = {k: extraction.n4(registration.load_scan(h["T1w"]), mask, default_config["skullstrip"]).numpy()
+           for k, h in (("biased", biased), ("clean", clean))}
+    raw_b = nib.load(biased["T1w"]).get_fdata()[brain]
+    raw_c = nib.load(clean["T1w"]).get_fdata()[brain]
+    keep = raw_c > np.percentile(raw_c, 20)
+    before = np.std(np.log(raw_b[keep] / raw_c[keep]))
+    after = np.std(np.log(out["biased"][brain][keep] / out["clean"][brain][keep]))
+    assert before > 0.03 and after < 0.25 * before, (before, after)
+
+
+def test_reproducible_for_fixed_seed(affine_truth, tmp_path):
     """Same seed, one ANTs thread: identical transforms and images.
 
     Each run is a fresh process, as each Snakemake job is: ITK fixes its thread
     count at the first registration of a process.
     """
-    root, subs = cohort
-    settings = _settings(default_config, "pet_template")
-    scans = {"T1w": str(synthetic.raw_paths(root / "bids", subs[0], "01")["T1w"])}
+    settings = affine_truth["config"]["registration"]
+    native = extraction.registration_inputs(affine_truth["ext"], {"T1w": affine_truth["scans"]["T1w"]})
     runs = []
     for k in range(2):
-        paths = registration.registration_paths(tmp_path / str(k), subs[0], "01", "linear", ["T1w"], "pet_template")
+        paths = registration.registration_paths(tmp_path / str(k), "x", "01", "linear", ["T1w"], "pet_template")
         code = ("import json, sys; from braindl import registration; a = json.loads(sys.argv[1]); "
-                "registration.run_linear(a['settings'], a['scans'], a['paths'], threads=1)")
-        subprocess.run([sys.executable, "-c", code, json.dumps(dict(settings=settings, scans=scans, paths=paths))],
+                "registration.run_linear(a['settings'], a['native'], a['paths'], threads=1)")
+        subprocess.run([sys.executable, "-c", code, json.dumps(dict(settings=settings, native=native, paths=paths))],
                        check=True)
         runs.append(paths)
     assert np.array_equal(read_itk_affine(runs[0]["T1w_affine"]), read_itk_affine(runs[1]["T1w_affine"]))
     assert np.array_equal(nib.load(runs[0]["T1w"]).get_fdata(), nib.load(runs[1]["T1w"]).get_fdata())
 
 
-def test_noise_scan_is_flagged_not_passed_on(cohort, default_config, tmp_path):
-    """A scan of pure noise registers to garbage: QC flags it."""
-    root, subs = cohort
-    settings = _settings(default_config, "pet_template")
-    real = nib.load(str(synthetic.raw_paths(root / "bids", subs[0], "01")["T1w"]))
-    noise = np.random.default_rng(3).random(real.shape).astype(np.float32) * 1000
-    nib.save(nib.Nifti1Image(noise, real.affine), str(tmp_path / "noise_T1w.nii.gz"))
-    paths = registration.registration_paths(tmp_path, "noise", "01", "linear", ["T1w"], "pet_template")
-    registration.run_linear(settings, {"T1w": str(tmp_path / "noise_T1w.nii.gz")}, paths, threads=2)
-    meta = json.loads(open(paths["T1w_json"]).read())
-    rows = [dict(participant_id=f"sub-{i}", session_id="ses-01", modality="T1w", variant="linear",
-                 similarity=0.85 + 0.01 * i, mask_volume_ml=1500.0, brain_volume_ml=1500.0 + i,
-                 affine_determinant=1.0, registration_seconds=1.0) for i in range(8)]
-    rows.append(dict(rows[0], participant_id="sub-noise", similarity=meta["SimilarityToTemplate"],
-                     affine_determinant=meta["AffineDeterminant"]))
+def test_bad_scans_stop_extraction_or_are_flagged_by_qc(affine_truth, posed, default_config, tmp_path):
+    """A small dataset (3 good heads and a bad scan): a blank or noise T1w stops its extraction naming
+    the file; a PET filed as T1w gets a plausible mask but QC flags its registration; the good scans pass."""
     import pandas as pd
 
-    table = qc.flag_outliers(pd.DataFrame(rows), default_config["qc"]).set_index("participant_id")
-    assert not table.loc["sub-noise", "qc_pass"]
-    assert table.drop("sub-noise")["qc_pass"].all()
+    import posed_heads
+
+    ref = nib.load(posed[0]["head"]["T1w"])
+    for name, data in (("blank", np.zeros(ref.shape, np.float32)),
+                       ("noise", np.random.default_rng(3).random(ref.shape).astype(np.float32) * 1000)):
+        path = tmp_path / f"{name}_T1w.nii.gz"
+        nib.save(nib.Nifti1Image(data, ref.affine), str(path))
+        ext = extraction.extraction_paths(tmp_path / name, name, "01", ["T1w"], "via_t1")
+        with pytest.raises(extraction.ExtractionError, match=f"{name}_T1w.nii.gz: "):
+            extraction.run_extraction(default_config["skullstrip"], default_config["registration"],
+                                      {"T1w": str(path)}, ext, threads=2)
+    bad = accuracy.preprocess_session(default_config, {"T1w": affine_truth["scans"]["pet"]}, tmp_path / "bad",
+                                      "bad", "01", threads=2)
+    rows = [pd.read_csv(bad[2][v]["qc"], sep="\t") for v in VARIANTS]
+    rows += [pd.read_csv(c["strip"][v]["qc"], sep="\t") for c in posed for v in VARIANTS]
+    rows += [pd.read_csv(affine_truth["strip"][v]["qc"], sep="\t").query("modality == 'T1w'") for v in VARIANTS]
+    table = pd.concat(rows, ignore_index=True).assign(diagnosis="CN")
+    flagged = qc.scan_table(qc.flag_outliers(table, default_config["qc"])).set_index("participant_id")
+    assert not flagged.loc["sub-bad", "qc_pass"], flagged
+    assert "below 0.5 (registration failed)" in flagged.loc["sub-bad", "qc_reasons"]
+    assert flagged.drop("sub-bad")["qc_pass"].all(), flagged

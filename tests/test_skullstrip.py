@@ -1,22 +1,10 @@
-"""Skull stripping: thresholded prior, largest component, QC figure and row."""
+"""Skull stripping with the carried native mask: QC figure and row."""
 
 import json
 
 import numpy as np
 
 from braindl import skullstrip
-from braindl.io import write_itk_affine
-
-
-def test_mask_keeps_largest_component_and_fills_holes():
-    prior = np.zeros((30, 30, 30), np.float32)
-    prior[5:20, 5:20, 5:20] = 0.9
-    prior[10:13, 10:13, 10:13] = 0.1  # a hole
-    prior[25:28, 25:28, 25:28] = 0.9  # a detached blob (e.g. eye, scalp)
-    mask = skullstrip.brain_mask(prior, 0.5)
-    assert mask[11, 11, 11] == 1
-    assert mask[26, 26, 26] == 0
-    assert mask.sum() == 15 ** 3
 
 
 def test_strip_zeroes_outside():
@@ -26,18 +14,26 @@ def test_strip_zeroes_outside():
     assert skullstrip.strip(img, mask).sum() == 8
 
 
-def test_qc_row_and_figure(tmp_path):
+def test_qc_row_reads_the_native_volume_and_the_warp(tmp_path):
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
-    m = np.eye(4)
-    m[:3, :3] *= 1.1  # native head 1.1x the template: volume x 1.331
-    write_itk_affine(tmp_path / "xfm.mat", m)
-    (tmp_path / "reg.json").write_text(json.dumps({"Variant": "linear", "SimilarityToTemplate": 0.9,
-                                                   "Seconds": 2.0, "TemplateToNative": [{"affine": "xfm.mat"}]}))
+    (tmp_path / "reg.json").write_text(json.dumps({
+        "Variant": "syn", "SimilarityToTemplate": 0.9, "Seconds": 2.0, "AffineDeterminant": 1.331,
+        "JacobianP01": 0.7, "JacobianP99": 1.4}))
+    (tmp_path / "native.json").write_text(json.dumps({"Method": "deepbet", "BrainVolumeML": 1432.5}))
     mask = np.zeros((20, 20, 20), np.uint8)
     mask[5:15, 5:15, 5:15] = 1
-    row = skullstrip.qc_row(mask * 1.0, mask, aff, tmp_path / "reg.json",
+    row = skullstrip.qc_row(mask, aff, tmp_path / "reg.json", tmp_path / "native.json",
                             {"participant_id": "sub-1", "session_id": "ses-1", "modality": "T1w"})
-    assert row["mask_volume_ml"] == 8.0
-    assert abs(row["brain_volume_ml"] - 8.0 * 1.331) < 0.01
+    assert row["grid_volume_ml"] == 8.0 and row["brain_volume_ml"] == 1432.5
+    assert row["affine_determinant"] == 1.331 and (row["jacobian_p01"], row["jacobian_p99"]) == (0.7, 1.4)
+    assert row["extraction_method"] == "deepbet" and set(row) == set(skullstrip.QC_COLUMNS)
+    (tmp_path / "none.json").write_text(json.dumps({"Variant": "none", "SimilarityToTemplate": None}))
+    row = skullstrip.qc_row(mask, aff, tmp_path / "none.json", tmp_path / "native.json", {})
+    assert np.isnan(row["similarity"]) and np.isnan(row["jacobian_p99"]) and row["affine_determinant"] == 1.0
+
+
+def test_qc_figure_is_a_png(tmp_path):
+    mask = np.zeros((20, 20, 20), np.uint8)
+    mask[5:15, 5:15, 5:15] = 1
     skullstrip.qc_figure(tmp_path / "qc.png", mask * 1.0, mask, mask * 1.0, "test")
     assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

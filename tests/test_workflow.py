@@ -33,6 +33,10 @@ TINY = {
                             "r18tl": {"model": "resnet18", "input": "mosaic", "layout": "pet_000",
                                       "weights": "resnet18-upstream.pth", "freeze": "head_only", "head": "sigmoid",
                                       "max_epochs": 2, "batch_size": 4}}},
+    # coarser SyN and N4 than the defaults: the plumbing is tested here, accuracy in test_registration.py
+    "registration": {"syn_iterations": [10, 0, 0]},
+    "skullstrip": {"n4": {"enabled": True, "shrink_factor": 4, "iterations": [20], "tolerance": 1.0e-3,
+                          "spline_distance_mm": 200}},
     # 001's sweep: the 3D CNN pre-trained on CN vs AD with half the training participants (or all), then
     # fine-tuned for MMSE regression (its classification head replaced), against no pre-training
     "pretraining": {"model": "cnn3d", "source_task": "CN_vs_AD", "target_task": "MMSE", "fractions": [0.5, 1.0]},
@@ -110,10 +114,11 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["check_inputs"] == 1 and counts["all"] == 1
     n_sessions = int(cohort["n_sessions"].sum())
     variants = default_config["registration"]["variants"]
+    assert counts["extract"] == n_sessions  # N4 and the native masks: once per session, for every variant
     for v in variants:
         assert counts[f"register_{v}"] == n_sessions
     assert counts["skullstrip"] == counts["crop"] == len(variants) * n_sessions
-    assert counts["qc_table"] == len(variants)
+    assert counts["qc_table"] == 1  # exclusions are decided per scan over all variants
     tr, xf = default_config["training"], default_config["transfer"]
     pre = default_config["pretraining"]
     assert counts["splits"] == len(set(tr["tasks"]) | set(xf["tasks"]) | {pre["source_task"], pre["target_task"]})
@@ -224,10 +229,21 @@ def test_tiny_preprocessing_outputs(tiny_run, default_config):
     variants = default_config["registration"]["variants"]
     n = _n_sessions(tiny_run)
     boxes = default_config["crop"]["box"]
+    scans = pd.read_csv(tiny_run / "results/qc/scans_qc.tsv", sep="\t")
+    assert len(scans) == 2 * n and scans["qc_pass"].all(), scans
+    # one native mask per scan, from the extraction stage, with its volume
+    for side in tiny_run.glob("results/extraction/sub-*/ses-*/*/*_desc-brain_mask.json"):
+        meta = json.loads(side.read_text())
+        assert 900 < meta["BrainVolumeML"] < 2600 and meta["Method"] in ("deepbet", "via_t1")
+    assert len(list(tiny_run.glob("results/extraction/sub-*/ses-*/anat/*_desc-preproc_T1w.nii.gz"))) == n
     for v in variants:
         table = pd.read_csv(tiny_run / f"results/qc/desc-{v}_qc.tsv", sep="\t")
         assert len(table) == 2 * n and set(table["modality"]) == {"T1w", "pet"}
         assert table["qc_pass"].all(), table
+        # the native volume is the scan's, whatever the variant
+        assert np.allclose(table.sort_values(["participant_id", "modality"]).brain_volume_ml.to_numpy(),
+                           scans.sort_values(["participant_id", "modality"]).merge(table, on=[
+                               "participant_id", "session_id", "modality"]).brain_volume_ml.to_numpy())
         for mod, folder in (("T1w", "anat"), ("pet", "pet")):
             files = sorted(tiny_run.glob(f"results/crop/sub-*/ses-*/{folder}/*_desc-{v}_{mod}.nii.gz"))
             assert len(files) == n
@@ -253,6 +269,16 @@ def test_tiny_training_and_evaluation_outputs(tiny_run, default_config):
         assert table.groupby("participant_id")["set"].nunique().max() == 1
     for kind in ("variants", "roc", "splits"):
         assert (tiny_run / f"results/figures/task-CN_vs_AD_T1w_{kind}.png").stat().st_size > 5000
+    # the test scans are the same in every variant (exclusions are per scan) and hold both classes
+    for split in ("01", "02"):
+        tests = {}
+        for v in variants:
+            pred = pd.read_csv(tiny_run / f"results/training/task-CN_vs_AD/T1w/desc-{v}/"
+                               f"task-CN_vs_AD_desc-{v}_split-{split}_run-01_predictions.tsv", sep="\t", dtype=str)
+            test = pred[pred["set"] == "test"]
+            assert set(test["truth"]) == {"CN", "AD"}, (v, split)
+            tests[v] = sorted(zip(test.participant_id, test.session_id))
+        assert all(t == tests[variants[0]] for t in tests.values()), tests
     log = next(tiny_run.glob("results/training/logs/*_desc-syn_split-01_run-01.log")).read_text()
     assert "epoch   1/2" in log and "epoch   2/2" in log
     assert not list(tiny_run.glob("results/training/**/*_state"))
@@ -276,6 +302,12 @@ def _below_crop(variants):
     return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF, SW, HM)
 
 
+def _below_qc(nv):
+    """Jobs downstream of the QC table: the splits are drawn from the scans that pass it (2 tasks, the
+    sweep's splits), and so every pack and run of every variant follows."""
+    return add({"qc_table": 1, "splits": 2, "sweep_split": 4}, _below_crop(nv))
+
+
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
     n = _n_sessions(tiny_run)
     nv = len(default_config["registration"]["variants"])
@@ -287,16 +319,22 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
     out = smk(repo, tiny_run, "-n", "--configfile", "tiny.yaml", "all")
     assert "Nothing to be done" in out.stdout + out.stderr
     assert _rerun(repo, tiny_run, "unused", {"crop": {"box": unused}}) == {}
-    assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == {"qc_table": nv, **_below_crop(nv)}
+    assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == _below_qc(nv)
     # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
     assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == add({
         "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
         "transfer_embedding": 2, "all": 1}, HM2D)
-    assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {
-        "skullstrip": nv * n, "qc_table": nv, "crop": nv * n, **_below_crop(nv)}
-    # SyN settings: syn and the none variant (whose brain prior comes through SyN), not linear
-    assert _rerun(repo, tiny_run, "syn", {"registration": {"syn_iterations": [30, 10, 0]}}) == {
-        "register_syn": n, "register_none": n, "skullstrip": 2 * n, "qc_table": 2, "crop": 2 * n, **_below_crop(2)}
+    # an N4 or extraction setting: extraction, every variant's registration and everything after
+    n4 = {**TINY["skullstrip"]["n4"], "iterations": [10]}
+    after_extraction = add({"extract": n, "skullstrip": nv * n, "crop": nv * n},
+                           {f"register_{v}": n for v in default_config["registration"]["variants"]}, _below_qc(nv))
+    assert _rerun(repo, tiny_run, "n4", {"skullstrip": {"n4": n4}}) == after_extraction
+    assert _rerun(repo, tiny_run, "thr", {"skullstrip": {"deepbet_threshold": 0.6}}) == after_extraction
+    # the PET-only route's threshold is not used on the via_t1 route: nothing reruns
+    assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {}
+    # SyN settings: syn's registration, strip and crop; the QC table and, from the splits on, every variant
+    assert _rerun(repo, tiny_run, "syn", {"registration": {"syn_iterations": [5, 0, 0]}}) == add(
+        {"register_syn": n, "skullstrip": n, "crop": n}, _below_qc(nv))
 
 
 def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
@@ -405,9 +443,10 @@ def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
 
 
 def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
-    # dropping a registration variant: the trained runs stay, only the comparison across variants is redone
+    # dropping a registration variant: exclusions are decided over the variants compared, so QC, and from
+    # the splits on the runs of the variants kept, are redone
     kept = [v for v in default_config["registration"]["variants"] if v != "none"]
-    assert _rerun(repo, tiny_run, "variants", {"registration": {"variants": kept}}) == {"evaluate": 1, **FIGS, "all": 1}
+    assert _rerun(repo, tiny_run, "variants", {"registration": {"variants": kept}}) == _below_qc(len(kept))
     # one more split: new partitions, so everything from the splits on (3 splits x 3 variants of the 3D CNN,
     # 3 models of the transfer experiment, 2 sizes + none of the sweep, 5 heatmap methods)
     n = 3
