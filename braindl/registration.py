@@ -142,7 +142,8 @@ def template_volume(modality: str, resolution_mm: float, pet_fwhm_mm: float = 6.
 
 @lru_cache(maxsize=8)
 def brain_prior(modality: str, resolution_mm: float) -> np.ndarray:
-    """Template prior that skull stripping thresholds, on the working grid.
+    """Template brain prior on the working grid, which the registration route of extraction
+    (:func:`braindl.extraction.registration_mask`) carries to a scan and thresholds.
 
     T1w: the template brain mask. PET: the sum of the grey-matter, white-matter
     and CSF probabilities (bone and soft tissue excluded). The bundled maps have no

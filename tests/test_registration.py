@@ -129,6 +129,7 @@ def _native_dice(ext_mask, truth_mask):
     return accuracy.dice(np.asarray(nib.load(str(ext_mask)).dataobj) > 0, np.asarray(nib.load(str(truth_mask)).dataobj) > 0)
 
 
+@pytest.mark.slow
 def test_native_masks_against_truth(warped, affine_truth, posed):
     """One native mask per scan, Dice >= 0.97 with the truth on every scan of every cohort."""
     for case in (warped, affine_truth):
@@ -138,6 +139,7 @@ def test_native_masks_against_truth(warped, affine_truth, posed):
         assert _native_dice(case["ext"]["T1w_mask"], case["head"]["mask"]) >= 0.97, case["sub"]
 
 
+@pytest.mark.slow
 def test_every_variant_carries_the_same_native_mask(warped, affine_truth, posed):
     """Each variant's mask, mapped back to the native scan through its own chain, is the native mask."""
     for case in (warped, affine_truth, *posed):
@@ -150,6 +152,7 @@ def test_every_variant_carries_the_same_native_mask(warped, affine_truth, posed)
                 assert accuracy.dice(back, native.numpy() > 0) >= 0.95, (case["sub"], v, m)
 
 
+@pytest.mark.slow
 def test_warped_truth_syn_beats_linear_beats_none(warped):
     for mod in ("T1w", "pet"):
         by = {v: warped["rows"][(v, mod)] for v in VARIANTS}
@@ -158,6 +161,7 @@ def test_warped_truth_syn_beats_linear_beats_none(warped):
         assert by["syn"]["region_dice"] > by["linear"]["region_dice"] > by["none"]["region_dice"] + 0.3
 
 
+@pytest.mark.slow
 def test_affine_truth_syn_invents_no_deformation(affine_truth, posed):
     """Where the truth is affine, SyN's mean error stays within 0.3 mm of linear's, p95 <= 1.5 mm."""
     import posed_heads
@@ -173,6 +177,7 @@ def test_affine_truth_syn_invents_no_deformation(affine_truth, posed):
         assert e["syn"][0] <= e["linear"][0] + 0.3 and e["syn"][1] <= 1.5, e
 
 
+@pytest.mark.slow
 def test_syn_jacobian_is_recorded_and_near_one_without_deformation(affine_truth, warped):
     flat = json.loads(open(affine_truth["paths"]["syn"]["T1w_json"]).read())
     warp = json.loads(open(warped["paths"]["syn"]["T1w_json"]).read())
@@ -181,6 +186,7 @@ def test_syn_jacobian_is_recorded_and_near_one_without_deformation(affine_truth,
     assert warp["JacobianP99"] - warp["JacobianP01"] > flat["JacobianP99"] - flat["JacobianP01"]
 
 
+@pytest.mark.slow
 def test_none_keeps_the_scanners_world(warped, posed):
     """The none image's header is its true voxel-to-world map: resampling the native scan at its voxels'
     world positions gives the none image; it is not labelled as template space."""
@@ -205,6 +211,7 @@ def test_none_keeps_the_scanners_world(warped, posed):
         assert np.allclose(nib.load(case["paths"]["linear"][m]).affine, templates.load_template(2.0).affine)
 
 
+@pytest.mark.slow
 def test_n4_removes_a_bias_field_it_did_not_make(tmp_path, default_config):
     """A posed head with a known +-15 % bias gradient and its bias-free twin: after N4 (inside the true
     brain mask, the workflow's settings) they differ far less than before."""
@@ -225,6 +232,7 @@ def test_n4_removes_a_bias_field_it_did_not_make(tmp_path, default_config):
     assert before > 0.03 and after < 0.25 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_reproducible_for_fixed_seed(affine_truth, tmp_path):
     """Same seed, one ANTs thread: identical transforms and images.
 
@@ -245,6 +253,7 @@ def test_reproducible_for_fixed_seed(affine_truth, tmp_path):
     assert np.array_equal(nib.load(runs[0]["T1w"]).get_fdata(), nib.load(runs[1]["T1w"]).get_fdata())
 
 
+@pytest.mark.slow
 def test_bad_scans_stop_extraction_or_are_flagged_by_qc(affine_truth, posed, default_config, tmp_path):
     """A small dataset (3 good heads and a bad scan): a blank or noise T1w stops its extraction naming
     the file; a PET filed as T1w gets a plausible mask but QC flags its registration; the good scans pass."""

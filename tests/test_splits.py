@@ -103,3 +103,34 @@ def test_small_holdouts_still_get_every_diagnosis():
             for name in ("validation", "test"):
                 held = subjects.set_index("participant_id").loc[sets[sets == name].index, "diagnosis"]
                 assert set(held) == {"CN", "AD"}, (seed, name, list(held))
+
+
+def test_splits_are_drawn_from_the_scans_that_pass_qc(tmp_path):
+    """QC-failed scans: a participant whose every session failed is in no set, one whose baseline failed is
+    tested on its next session, a failed PET does not remove a T1w-only task's session; every set keeps
+    every class."""
+    m = manifest()
+    m.to_csv(tmp_path / "manifest.tsv", sep="\t", index=False)
+    scans = m.assign(participant_id=m.participant_id, session_id="ses-" + m.session_id, qc_pass=True)[
+        ["participant_id", "session_id", "modality", "qc_pass"]]
+    pet = scans.assign(modality="pet")
+    fail = {("sub-002", "ses-01"), ("sub-007", "ses-01"), ("sub-007", "ses-02")}  # sub-007: 2 sessions, AD
+    scans["qc_pass"] = [(p, s) not in fail for p, s in zip(scans.participant_id, scans.session_id)]
+    pet["qc_pass"] = pet.participant_id != "sub-012"  # only its PET failed
+    pd.concat([scans, pet]).to_csv(tmp_path / "scans.tsv", sep="\t", index=False)
+    outs = [tmp_path / f"split-{k}.tsv" for k in range(3)]
+    splits.run_splits(tmp_path / "manifest.tsv", "CN_vs_AD", {**SETTINGS, "n_splits": 3}, outs,
+                      tmp_path / "scans.tsv", ["T1w"])
+    for path in outs:
+        table = pd.read_csv(path, sep="\t", dtype={"session_id": str})
+        assert "sub-007" not in set(table.participant_id)
+        rows = table[table.participant_id == "sub-002"]
+        # sessions 02 and 03 stay; tested, it is tested on 02, its first session that passed
+        assert list(rows.session_id) == (["02"] if (rows.set == "test").any() else ["02", "03"])
+        assert "sub-012" in set(table.participant_id)
+        for name in splits.SETS:
+            assert set(table[table.set == name].diagnosis) == {"CN", "AD"}
+    # a task trained on both modalities leaves sub-012 out too
+    splits.run_splits(tmp_path / "manifest.tsv", "CN_vs_AD", {**SETTINGS, "n_splits": 3}, outs,
+                      tmp_path / "scans.tsv", ["T1w", "pet"])
+    assert "sub-012" not in set(pd.read_csv(outs[0], sep="\t").participant_id)

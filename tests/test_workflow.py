@@ -17,6 +17,8 @@ import yaml
 from braindl import synthetic
 from braindl.architectures import heatmap_refusal, method_specs
 
+# every test here runs the real Snakefile (dry runs of seconds, and a tiny end-to-end run of minutes)
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # the smallest cohort the whole chain runs on: 4 CN + 4 AD, one session, 2 splits of 2 epochs
