@@ -264,6 +264,7 @@ def _train_2d(toy, tmp_path, settings, name="m"):
     return summary, out, lines
 
 
+@pytest.mark.slow
 def test_2d_model_learns_mosaics_and_predicts_the_ensemble(toy_mosaics, tmp_path, default_config):
     # 10 epochs: with one torch thread the toy task is learnt from epoch 8, with two from epoch 3
     summary, out, lines = _train_2d(toy_mosaics, tmp_path, _settings_2d(default_config, max_epochs=10))
