@@ -214,7 +214,7 @@ def run_splits(manifest_tsv, task: str, settings: dict, out_tsvs: list, qc_scans
     stratification after QC, and is the same in every registration variant.
     """
     manifest = pd.read_csv(manifest_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
-    if qc_scans is not None:
+    if qc_scans is not None and len(modalities):
         from braindl.qc import passing_sessions
 
         scans = pd.read_csv(qc_scans, sep="\t", dtype={"participant_id": str, "session_id": str})

@@ -144,3 +144,21 @@ def test_atlas_on_an_axis_aligned_grid_matches_the_general_resampling():
     general = templates.atlas_on_grid(swapped, (109, 91, 91))
     assert direct.max() > 100
     np.testing.assert_array_equal(direct, general.transpose(1, 0, 2))
+
+
+def test_a_run_without_a_group_is_said_in_the_table_not_a_stop(custom_atlas, tmp_path):
+    """A run whose test set lost its only patient (e.g. to QC) is left out of the region tables with a
+    note; the other runs are summarised; with no run left, the summary says why instead of failing."""
+    settings, labels = custom_atlas
+    (tmp_path / "pack.json").write_text(json.dumps(dict(Shape=[1, *SHAPE], Affine=AFFINE.tolist())))
+    on_b = np.where(labels == 3, 1.0, 0.0)
+    full = dict(split="01", run="01", **_write_run(tmp_path, "full", [on_b, on_b, 0.1 * on_b], ["AD", "AD", "CN"]))
+    no_ad = dict(split="02", run="01", **_write_run(tmp_path, "noad", [on_b, on_b], ["CN", "CN"]))
+    out = {k: tmp_path / f"{k}.tsv" for k in ("regions", "summary")}
+    summary = A.run_regions([full, no_ad], "AD", "CN", settings, tmp_path / "pack.json", out["regions"],
+                            out["summary"])
+    assert (summary.n_runs == 1).all()
+    assert (summary.note == "split 02 run 01: no test scan of ['AD'], no patient/control comparison").all()
+    assert set(pd.read_csv(out["regions"], sep="\t", dtype={"split": str}).split) == {"01"}
+    summary = A.run_regions([no_ad], "AD", "CN", settings, tmp_path / "pack.json", out["regions"], out["summary"])
+    assert summary.n_runs.tolist() == [0] and "no test scan of ['AD']" in summary.note.iloc[0]

@@ -280,3 +280,19 @@ def test_bad_scans_stop_extraction_or_are_flagged_by_qc(affine_truth, posed, def
     assert not flagged.loc["sub-bad", "qc_pass"], flagged
     assert "below 0.5 (registration failed)" in flagged.loc["sub-bad", "qc_reasons"]
     assert flagged.drop("sub-bad")["qc_pass"].all(), flagged
+
+
+@pytest.mark.slow
+def test_registration_fallback_extracts_a_head_it_did_not_make(default_config, tmp_path):
+    """skullstrip.method registration (no deepbet): the template mask through the inverse of a registration,
+    on a posed head: Dice >= 0.95 with its true mask, and the same outputs as deepbet's route."""
+    import posed_heads
+
+    head = posed_heads.posed_head(tmp_path, "fb", 11)
+    ext = extraction.extraction_paths(tmp_path / "ext", "fb", "01", ["T1w"], "via_t1")
+    extraction.run_extraction({**default_config["skullstrip"], "method": "registration"},
+                              default_config["registration"], {"T1w": head["T1w"]}, ext, threads=2)
+    assert _native_dice(ext["T1w_mask"], head["mask"]) >= 0.95
+    meta = json.loads(open(ext["T1w_json"]).read())
+    assert meta["Method"] == "registration" and meta["BiasCorrected"] and 900 < meta["BrainVolumeML"] < 2600
+    assert nib.load(ext["T1w_preproc"]).shape == head["shape"]
