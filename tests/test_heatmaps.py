@@ -281,3 +281,22 @@ def test_display_slices_follow_000_or_scale_to_the_crop():
     np.testing.assert_array_equal(H.display_slices(60), np.arange(5, 54))
     idx = H.display_slices(96)
     assert len(idx) == 49 and idx[0] == 8 and idx[-1] == 85 and np.all(np.diff(idx) > 0)
+
+
+def test_a_run_without_a_disease_scan_is_left_out_of_the_run_maps(run_files):
+    """A split whose test set holds no disease-class scan: its run is listed with volume -1 and no scans,
+    the other runs' maps are written; the robustness analysis reads only the maps that exist."""
+    d, _ = run_files
+    out, _ = _run(d, "gradient_x_input")
+    index = pd.read_csv(out["heatmaps.tsv"], sep="\t", dtype=str)
+    index.assign(truth="CN").to_csv(d / "cn_only.tsv", sep="\t", index=False)
+    runs = [dict(split="01", run="01", heatmaps=out["heatmaps.nii.gz"], index=out["heatmaps.tsv"]),
+            dict(split="02", run="01", heatmaps=out["heatmaps.nii.gz"], index=d / "cn_only.tsv")]
+    paths = {k: d / f"s_{k}{'.tsv' if k.endswith('tsv') else '.nii.gz'}"
+             for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
+    H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+    table = pd.read_csv(paths["runs_tsv"], sep="\t", dtype={"split": str})
+    assert table.volume.tolist() == [0, -1] and table.n_scans.tolist()[1] == 0
+    assert nib.load(paths["runs"]).shape == (*SHAPE, 1)
+    with pytest.raises(H.HeatmapError, match="no run has a test scan of the disease class AD"):
+        H.run_group_maps(runs[1:], "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
