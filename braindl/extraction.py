@@ -197,6 +197,9 @@ def extract_t1w(path, settings: dict, reg_settings: dict, threads: int, tmp) -> 
 
     t0 = time.perf_counter()
     raw = registration.load_scan(path)
+    values = raw.numpy()
+    if not np.isfinite(values).all() or float(values.std()) == 0.0:
+        raise ExtractionError(f"{path}: the image is blank or constant; brain extraction found no brain")
     use_n4 = bool(settings["n4"]["enabled"])
     method = settings["method"]
     # deepbet normalises by quantiles and found the same masks on raw and corrected scans (Dice
@@ -204,8 +207,6 @@ def extract_t1w(path, settings: dict, reg_settings: dict, threads: int, tmp) -> 
     first = n4(raw, ants.get_mask(raw), settings) if use_n4 and method == "registration" else raw
     t_n4 = time.perf_counter() - t0
     data, affine = _native(first)
-    if not np.isfinite(data).all() or float(np.nanstd(data)) == 0.0:
-        raise ExtractionError(f"{path}: the image is blank or constant; brain extraction found no brain")
     t1 = time.perf_counter()
     if method == "deepbet":
         device = _pick_device(settings["device"])
