@@ -109,11 +109,17 @@ def scan_table(flagged: pd.DataFrame) -> pd.DataFrame:
     return flagged[cols].drop_duplicates(SCAN_KEYS).sort_values(SCAN_KEYS).reset_index(drop=True)
 
 
+def prefixed_ids(table: pd.DataFrame) -> pd.DataFrame:
+    """``participant_id``/``session_id`` as the QC tables write them (``sub-``/``ses-`` prefixed)."""
+    out = table.copy()
+    for col, pre in (("participant_id", "sub-"), ("session_id", "ses-")):
+        out[col] = out[col].astype(str).map(lambda x, pre=pre: x if x.startswith(pre) else f"{pre}{x}")
+    return out
+
+
 def with_diagnosis(rows: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """QC rows with the manifest's diagnosis of each participant's session."""
-    m = manifest[["participant_id", "session_id", "diagnosis"]].copy()
-    m["participant_id"] = m["participant_id"].astype(str).map(lambda p: p if p.startswith("sub-") else f"sub-{p}")
-    m["session_id"] = m["session_id"].astype(str).map(lambda s: s if s.startswith("ses-") else f"ses-{s}")
+    m = prefixed_ids(manifest[["participant_id", "session_id", "diagnosis"]])
     m = m.drop_duplicates(["participant_id", "session_id"])
     out = rows.merge(m, on=["participant_id", "session_id"], how="left")
     out["diagnosis"] = out["diagnosis"].fillna("n/a")

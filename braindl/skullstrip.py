@@ -99,8 +99,8 @@ def run_skullstrip(images: dict, masks: dict, sidecars: dict, native_sidecars: d
             raise ValueError(f"{masks[mod]}: the brain mask carried onto this grid is empty; "
                              "the registration did not cover the brain")
         write_nifti(outputs[f"{mod}_brain"], strip(data, mask), img.affine)
-        res = float(json.loads(Path(sidecars[mod]).read_text())["ResolutionMM"])
         meta = json.loads(Path(sidecars[mod]).read_text())
+        res = float(meta["ResolutionMM"])
         # the none grid holds the template's matrix voxel for voxel: its edges show how far off the head lies
         template = templates.load_template(res).t1
         qc_figure(outputs[f"{mod}_qc"], data, mask, template,

@@ -215,13 +215,12 @@ def run_splits(manifest_tsv, task: str, settings: dict, out_tsvs: list, qc_scans
     """
     manifest = pd.read_csv(manifest_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
     if qc_scans is not None and len(modalities):
-        from braindl.qc import passing_sessions
+        from braindl.qc import passing_sessions, prefixed_ids
 
         scans = pd.read_csv(qc_scans, sep="\t", dtype={"participant_id": str, "session_id": str})
         keep = passing_sessions(scans, modalities)
-        ses = manifest["session_id"].astype(str).map(lambda x: x if x.startswith("ses-") else f"ses-{x}")
-        sub = manifest["participant_id"].astype(str).map(lambda x: x if x.startswith("sub-") else f"sub-{x}")
-        manifest = manifest[[k in keep for k in zip(sub, ses)]]
+        ids = prefixed_ids(manifest)
+        manifest = manifest[[k in keep for k in zip(ids.participant_id, ids.session_id)]]
     subjects = subject_table(manifest, task, float(settings["age_bin_years"]))
     split_sets = make_splits(subjects, settings)
     if len(split_sets) != len(out_tsvs):
