@@ -46,6 +46,13 @@ include: "rules/heatmaps.smk"
 include: "rules/dose.smk"
 
 
+rule preprocessing:
+    # the checked inputs, every variant's cropped scans and the QC tables (snakemake --cores 8 preprocessing)
+    input:
+        MANIFEST,
+        preprocessed_targets(),
+
+
 rule all:
     default_target: True
     input:

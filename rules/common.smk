@@ -1,4 +1,6 @@
 # Shared names, the subject/session list and path helpers (parse time: no image is read).
+import functools
+import os
 import sys
 from pathlib import Path
 
@@ -9,48 +11,50 @@ from braindl import architectures, crop, extraction, inputs, mosaic, patches, pr
 from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
-MODALITIES = config["dataset"]["modalities"]
-SYNTHETIC = config["dataset"]["bids_dir"] is None
+DATASET = config["dataset"]
+MODALITIES = DATASET["modalities"]
+SYNTHETIC = DATASET["bids_dir"] is None
+PET_ROUTE = config["registration"]["pet_route"]
 ENV = "../envs/braindl.yaml"
 TRUTH_DIR = f"{RESULTS}/synthetic/groundtruth"
+# pybids' index of a user's dataset, kept between parses (every cluster job parses the Snakefile)
+INDEX_CACHE = os.path.join(".snakemake", "braindl", "bids_index")
 
 if SYNTHETIC:
-    _unknown = sorted(set(config["synthetic"]["groups"]) - set(config["dataset"]["diagnoses"]))
+    _unknown = sorted(set(config["synthetic"]["groups"]) - set(DATASET["diagnoses"]))
     if _unknown:
         raise WorkflowError(
             f"config: synthetic.groups has diagnoses {_unknown} missing from dataset.diagnoses"
         )
     BIDS_DIR = f"{RESULTS}/synthetic/bids"
     COHORT = synthetic.cohort_table(config["synthetic"])
-    SESSIONS = pd.DataFrame(
+    SYN_DIAGNOSES = synthetic.cohort_diagnoses(config["synthetic"])
+    SCANS = pd.DataFrame(
         [
-            dict(subject=row.participant_id[4:], session=ses, diagnosis=row.diagnosis)
+            dict(participant_id=row.participant_id, session_id=ses, modality=m,
+                 path=str(synthetic.raw_paths(BIDS_DIR, row.participant_id[4:], ses)[m]))
             for row in COHORT.itertuples()
             for ses in synthetic.session_labels(row.n_sessions)
-        ]
+            for m in MODALITIES
+        ],
+        columns=["participant_id", "session_id", "modality", "path"],
     )
-    SYN_DIAGNOSES = synthetic.cohort_diagnoses(config["synthetic"])
-    RAW = {
-        (r.subject, r.session, m): str(synthetic.raw_paths(BIDS_DIR, r.subject, r.session)[m])
-        for r in SESSIONS.itertuples()
-        for m in MODALITIES
-    }
 else:
-    BIDS_DIR = config["dataset"]["bids_dir"]
+    BIDS_DIR = DATASET["bids_dir"]
     SYN_DIAGNOSES = []
-    _files = inputs.discover(BIDS_DIR, MODALITIES)
-    SESSIONS = (
-        _files.assign(subject=_files.participant_id.str[4:], session=_files.session_id)[
-            ["subject", "session"]
-        ]
-        .drop_duplicates()
-        .reset_index(drop=True)
-    )
-    RAW = {
-        (p[4:], ses, m): path
-        for p, ses, m, path in _files[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)
-    }
+    # files only, never a crash on a user's file: check_inputs reports every problem
+    DISCOVERY = inputs.discover(BIDS_DIR, MODALITIES, DATASET["filters"], DATASET["runs"], DATASET["participants"],
+                                PET_ROUTE, cache_dir=INDEX_CACHE)
+    # a missing file or broken link stays out of the DAG (Snakemake would stop on it before check_inputs
+    # can name it)
+    SCANS, _ = inputs.without_orphan_pet(DISCOVERY.scans[[os.path.exists(p) for p in DISCOVERY.scans["path"]]],
+                                         MODALITIES, PET_ROUTE)
 
+RAW = {(p[4:], ses, m): path for p, ses, m, path in SCANS[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)}
+# the modalities of each session, and the distinct sets of them: each per-session rule has one variant per set
+SESSION_MODS = inputs.session_modalities(SCANS, MODALITIES)
+MODALITY_SETS = sorted(set(SESSION_MODS.values()), key=lambda s: (-len(s), s)) or [tuple(MODALITIES)]
+SESSIONS = pd.DataFrame(list(SESSION_MODS), columns=["subject", "session"])
 IMAGES = list(RAW.values())
 MANIFEST = f"{RESULTS}/inputs/manifest.tsv"
 EXT = f"{RESULTS}/extraction"
@@ -59,7 +63,6 @@ STRIP = f"{RESULTS}/skullstrip"
 CROP = f"{RESULTS}/crop"
 QC = f"{RESULTS}/qc"
 VARIANTS = config["registration"]["variants"]
-PET_ROUTE = config["registration"]["pet_route"]
 FOLDER = registration.FOLDER
 
 if PET_ROUTE == "via_t1" and "pet" in MODALITIES and "T1w" not in MODALITIES:
@@ -95,40 +98,69 @@ COHORT_FILES = _cohort_files() if SYNTHETIC else []
 
 
 def _check_inputs_input(wildcards):
-    files = {"images": IMAGES, "participants": f"{BIDS_DIR}/participants.tsv"}
+    """The dataset's tables and the selected images that exist (the job names every problem, missing
+    files included)."""
     if SYNTHETIC:
-        files["sessions"] = [f for f in COHORT_FILES if f.endswith("_sessions.tsv")]
-    return files
+        return {"images": IMAGES, "participants": f"{BIDS_DIR}/participants.tsv",
+                "sessions": [f for f in COHORT_FILES if f.endswith("_sessions.tsv")]}
+    tables = [Path(BIDS_DIR, "participants.tsv")]
+    tables += [Path(BIDS_DIR, p, f"{p}_sessions.tsv") for p in sorted(set(SCANS["participant_id"]))]
+    return {"images": IMAGES, "tables": [str(t) for t in tables if t.is_file()]}
 
 
 def session_pairs():
     """(subject, session) labels of every session, in a stable order."""
-    return [(r.subject, r.session) for r in SESSIONS.itertuples()]
+    return list(SESSION_MODS)
+
+
+def session_mods(subject, session):
+    """The modalities a session has (a tuple in dataset.modalities order)."""
+    return SESSION_MODS[(subject, session)]
+
+
+def set_suffix(mods):
+    """Rule-name suffix of the per-session rules of sessions with ``mods`` ('' for every modality)."""
+    return "" if tuple(mods) == tuple(MODALITIES) else "_" + "_".join(mods)
+
+
+def of_set(mods, function):
+    """Input function of the per-session rule made for sessions with exactly ``mods``: it refuses
+    any other session, so Snakemake drops this rule for it and exactly one rule makes each file."""
+
+    def inputs_of(wildcards):
+        have = SESSION_MODS.get((wildcards.subject, wildcards.session))
+        if have != tuple(mods):
+            raise WorkflowError(f"sub-{wildcards.subject} ses-{wildcards.session} has "
+                                f"{'/'.join(have) if have else 'no selected scan'}, not {'/'.join(mods)}")
+        return function(wildcards)
+
+    return inputs_of
 
 
 def _scans(wildcards):
-    """Native scans of one session, one per modality."""
-    return {m: RAW[(wildcards.subject, wildcards.session, m)] for m in MODALITIES}
+    """Native scans of one session, one per modality it has."""
+    return {m: RAW[(wildcards.subject, wildcards.session, m)] for m in session_mods(wildcards.subject, wildcards.session)}
 
 
-def ext_paths(subject="{subject}", session="{session}"):
-    return extraction.extraction_paths(EXT, subject, session, MODALITIES, PET_ROUTE)
+def ext_paths(mods, subject="{subject}", session="{session}"):
+    return extraction.extraction_paths(EXT, subject, session, mods, PET_ROUTE)
 
 
 def native_inputs(wildcards):
     """What a registration job reads of its session's extraction outputs."""
-    return extraction.registration_inputs(ext_paths(wildcards.subject, wildcards.session), _scans(wildcards))
+    mods = session_mods(wildcards.subject, wildcards.session)
+    return extraction.registration_inputs(ext_paths(mods, wildcards.subject, wildcards.session), _scans(wildcards))
 
 
-def reg_paths(variant, subject="{subject}", session="{session}"):
-    return registration.registration_paths(REG, subject, session, variant, MODALITIES, PET_ROUTE)
+def reg_paths(variant, mods, subject="{subject}", session="{session}"):
+    return registration.registration_paths(REG, subject, session, variant, mods, PET_ROUTE)
 
 
-def strip_paths(reg="{reg}", subject="{subject}", session="{session}"):
+def strip_paths(mods, reg="{reg}", subject="{subject}", session="{session}"):
     """Outputs of one skull-stripping job: stripped image and QC figure per modality, QC rows."""
     pre = f"sub-{subject}_ses-{session}"
     out = {}
-    for m in MODALITIES:
+    for m in mods:
         d = f"{STRIP}/sub-{subject}/ses-{session}/{FOLDER[m]}"
         out[f"{m}_brain"] = f"{d}/{pre}_desc-{reg}_{m}.nii.gz"
         out[f"{m}_qc"] = f"{QC}/sub-{subject}/ses-{session}/{pre}_desc-{reg}_{m}_qc.png"
@@ -136,14 +168,30 @@ def strip_paths(reg="{reg}", subject="{subject}", session="{session}"):
     return out
 
 
-def crop_paths(reg="{reg}", subject="{subject}", session="{session}"):
+def crop_paths(mods, reg="{reg}", subject="{subject}", session="{session}"):
     pre = f"sub-{subject}_ses-{session}"
     out = {}
-    for m in MODALITIES:
+    for m in mods:
         d = f"{CROP}/sub-{subject}/ses-{session}/{FOLDER[m]}"
         out[m] = f"{d}/{pre}_desc-{reg}_{m}.nii.gz"
         out[f"{m}_json"] = f"{d}/{pre}_desc-{reg}_{m}.json"
     return out
+
+
+def mod_sessions(mod):
+    """(subject, session) of the sessions that have a scan of ``mod``."""
+    return [k for k, mods in SESSION_MODS.items() if mod in mods]
+
+
+@functools.lru_cache(maxsize=None)
+def data_digest(mods):
+    """Digest of the scans of ``mods`` (participant, session, modality, path) and of the clinical tables:
+    the params of the rules that gather sessions (splits, pack), so that a new session, a dropped scan
+    or an edited diagnosis reruns them."""
+    digest = inputs.scans_digest(SCANS, list(mods), None if SYNTHETIC else BIDS_DIR)
+    if SYNTHETIC:
+        digest += "-" + inputs.text_digest(COHORT.to_csv(sep="\t", index=False))
+    return digest
 
 
 def qc_table(reg="{reg}"):
@@ -157,8 +205,8 @@ def preprocessed_targets():
     """Every cropped scan of every variant, and the QC table per variant."""
     files = [qc_table(v) for v in VARIANTS] + [QC_SCANS]
     for v in VARIANTS:
-        for sub, ses in session_pairs():
-            files += list(crop_paths(v, sub, ses).values())
+        for (sub, ses), mods in SESSION_MODS.items():
+            files += list(crop_paths(mods, v, sub, ses).values())
     return files
 
 
@@ -204,20 +252,6 @@ for _mod in TRAIN_MODALITIES:
     except ValueError as err:
         raise WorkflowError(f"config: training.model on the {_mod} crop (crop.box.{_preset}): {err}; "
                             "lower training.input_pool or enlarge the box") from None
-
-
-def _participants_digest():
-    """Digest of the participant-level data splits and packs use (reruns them when it changes)."""
-    import hashlib
-
-    if SYNTHETIC:
-        text = COHORT.to_csv(sep="\t", index=False)
-    else:
-        text = Path(BIDS_DIR, "participants.tsv").read_text()
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-PARTICIPANTS_DIGEST = _participants_digest()
 
 
 XFER = config["transfer"]

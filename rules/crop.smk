@@ -2,26 +2,33 @@
 # per session and variant. The box of each modality comes from crop.preset.
 
 
-rule crop:
-    input:
-        unpack(
-            lambda wc: {
-                **{m: strip_paths(wc.reg, wc.subject, wc.session)[f"{m}_brain"] for m in MODALITIES},
-                **{f"{m}_mask": reg_paths(wc.reg, wc.subject, wc.session)[f"{m}_mask"] for m in MODALITIES},
-            }
-        ),
-    output:
-        **crop_paths(),
-    params:
-        modalities=MODALITIES,
-        settings=crop_settings(),
-        aligned=lambda wc: wc.reg != "none",
-        code=code_hash("crop"),
-    log:
-        f"{CROP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=1500,
-    script:
-        "../workflow_scripts/crop.py"
+for _mods in MODALITY_SETS:
+
+    rule:
+        name:
+            f"crop{set_suffix(_mods)}"
+        input:
+            unpack(
+                of_set(
+                    _mods,
+                    lambda wc, m=_mods: {
+                        **{x: strip_paths(m, wc.reg, wc.subject, wc.session)[f"{x}_brain"] for x in m},
+                        **{f"{x}_mask": reg_paths(wc.reg, m, wc.subject, wc.session)[f"{x}_mask"] for x in m},
+                    },
+                )
+            ),
+        output:
+            **crop_paths(_mods),
+        params:
+            modalities=list(_mods),
+            settings=crop_settings(),
+            aligned=lambda wc: wc.reg != "none",
+            code=code_hash("crop"),
+        log:
+            f"{CROP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
+        conda:
+            ENV
+        resources:
+            mem_mb=1500,
+        script:
+            "../workflow_scripts/crop.py"

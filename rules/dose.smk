@@ -10,7 +10,8 @@ wildcard_constraints:
 
 rule dose_resample:
     input:
-        dose_source,
+        scan=dose_source,
+        manifest=ancient(MANIFEST),
     output:
         **dose_counts_paths(),
     params:

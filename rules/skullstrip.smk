@@ -4,44 +4,51 @@
 # scan across variants (braindl.qc).
 
 
-rule skullstrip:
-    input:
-        unpack(
-            lambda wc: {
-                **{
-                    k: p
-                    for k, p in reg_paths(wc.reg, wc.subject, wc.session).items()
-                    if k in MODALITIES or k.endswith(("_json", "_mask"))
-                },
-                **{f"native_{m}_json": ext_paths(wc.subject, wc.session)[f"{m}_json"] for m in MODALITIES},
-            }
-        ),
-    output:
-        **strip_paths(),
-    params:
-        modalities=MODALITIES,
-        dpi=config["qc"]["dpi"],
-        code=code_hash("skullstrip"),
-    log:
-        f"{STRIP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=1500,
-    script:
-        "../workflow_scripts/skullstrip.py"
+for _mods in MODALITY_SETS:
+
+    rule:
+        name:
+            f"skullstrip{set_suffix(_mods)}"
+        input:
+            unpack(
+                of_set(
+                    _mods,
+                    lambda wc, m=_mods: {
+                        **{
+                            k: p
+                            for k, p in reg_paths(wc.reg, m, wc.subject, wc.session).items()
+                            if k in m or k.endswith(("_json", "_mask"))
+                        },
+                        **{f"native_{x}_json": ext_paths(m, wc.subject, wc.session)[f"{x}_json"] for x in m},
+                    },
+                )
+            ),
+        output:
+            **strip_paths(_mods),
+        params:
+            modalities=list(_mods),
+            dpi=config["qc"]["dpi"],
+            code=code_hash("skullstrip"),
+        log:
+            f"{STRIP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
+        conda:
+            ENV
+        resources:
+            mem_mb=1500,
+        script:
+            "../workflow_scripts/skullstrip.py"
 
 
 rule qc_table:
     input:
-        rows=[strip_paths(v, sub, ses)["qc"] for v in VARIANTS for sub, ses in session_pairs()],
+        rows=[strip_paths(mods, v, sub, ses)["qc"] for v in VARIANTS for (sub, ses), mods in SESSION_MODS.items()],
         manifest=ancient(MANIFEST),
     output:
         **{v: qc_table(v) for v in VARIANTS},
         scans=captioned(QC_SCANS, "qc", "Preprocessing quality control"),
     params:
         settings=canonical({k: v for k, v in config["qc"].items() if k != "dpi"}),
-        participants=PARTICIPANTS_DIGEST,
+        data=data_digest(tuple(MODALITIES)),
         code=code_hash("qc"),
     log:
         f"{QC}/logs/qc.log",

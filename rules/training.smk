@@ -12,7 +12,8 @@ rule splits:
     params:
         settings=split_settings(),
         modalities=lambda wc: split_modalities(wc.task),
-        participants=PARTICIPANTS_DIGEST,
+        # the sessions and clinical values of the task's modalities: a new session reruns the splits
+        data=lambda wc: data_digest(tuple(split_modalities(wc.task)) or tuple(MODALITIES)),
         code=code_hash("splits"),
     log:
         f"{SPLITS}/logs/task-{{task}}.log",
@@ -24,15 +25,15 @@ rule splits:
 
 rule pack:
     input:
-        volumes=lambda wc: [crop_paths(wc.reg, sub, ses)[wc.mod] for sub, ses in session_pairs()],
+        volumes=lambda wc: [crop_paths(session_mods(sub, ses), wc.reg, sub, ses)[wc.mod] for sub, ses in mod_sessions(wc.mod)],
         qc=lambda wc: qc_table(wc.reg),
         manifest=ancient(MANIFEST),
     output:
         **pack_paths(),
     params:
-        sessions=session_pairs(),
+        sessions=lambda wc: mod_sessions(wc.mod),
         dtype=config["training"]["pack_dtype"],
-        participants=PARTICIPANTS_DIGEST,
+        data=lambda wc: data_digest((wc.mod,)),
         code=code_hash("pack"),
     log:
         f"{PACK}/logs/desc-{{reg}}_{{mod}}.log",

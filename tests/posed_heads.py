@@ -50,15 +50,17 @@ def head_model():
 
 
 def posed_head(out_dir, name: str, seed: int, model=None, rotation_deg: float = 20.0, translation_mm: float = 20.0,
-               scale: float = 0.08, noise: float = 0.02, bias: float = 0.15) -> dict:
+               scale: float = 0.08, noise: float = 0.02, bias: float = 0.15, voxel_mm=None) -> dict:
     """Write one posed head (``<name>_T1w.nii.gz``) and its true brain mask; returns paths and the pose
-    (template world -> native world, 4x4)."""
+    (template world -> native world, 4x4). ``voxel_mm``: the voxel size (default: a random one about 1 mm)."""
     rng = np.random.default_rng(seed)
     head, brain, tpl_affine = model if model is not None else head_model()
     pose = np.eye(4)
     pose[:3, :3] = _rotation(rng, rotation_deg) @ np.diag(1 + rng.uniform(-scale, scale, 3))
     pose[:3, 3] = rng.uniform(-translation_mm, translation_mm, 3)
     voxel = rng.uniform(0.9, 1.4, 3) if rng.random() < 0.5 else np.full(3, rng.uniform(0.9, 1.3))
+    if voxel_mm is not None:
+        voxel = np.full(3, float(voxel_mm))
     perm = rng.permutation(3)
     flips = rng.choice([-1.0, 1.0], 3)
     axes = np.eye(3)[:, perm] * flips * voxel[perm]

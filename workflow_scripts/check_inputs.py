@@ -4,8 +4,9 @@ from braindl.logs import to_log
 with to_log(snakemake.log):
     run_check(
         snakemake.params.bids_dir,
-        snakemake.params.diagnoses,
-        snakemake.params.modalities,
-        snakemake.output[0],
+        snakemake.params.settings,
+        snakemake.params.pet_route,
+        snakemake.output.manifest,
+        snakemake.output.skipped,
         threads=snakemake.threads,
     )
