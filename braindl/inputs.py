@@ -265,6 +265,14 @@ def without_orphan_pet(table: pd.DataFrame, modalities, pet_route: str) -> tuple
     return table.sort_values(["participant_id", "session_id", "modality"]).reset_index(drop=True), skipped
 
 
+def existing_scans(scans: pd.DataFrame, modalities, pet_route: str) -> pd.DataFrame:
+    """The scans whose file exists (a missing file or broken link stays out of the workflow's DAG:
+    Snakemake would stop on it before :func:`check_inputs` can name it), without the PET left alone
+    in its session by that (:func:`without_orphan_pet`)."""
+    keep = np.array([os.path.exists(p) for p in scans["path"]], dtype=bool)
+    return without_orphan_pet(scans[keep] if len(scans) else scans, modalities, pet_route)[0]
+
+
 def _one_scan(found, mod, flt, runs, sub_dir, ses):
     """One of several images of a session: the highest run when they differ only in ``run`` and
     ``runs`` is ``last``; else a problem naming them and the entities that tell them apart."""
@@ -616,3 +624,16 @@ def run_check(bids_dir, settings: dict, pet_route: str, out_tsv, skipped_tsv, th
 
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_scans(rows, out_tsv, digest: str | None = None) -> None:
+    """Write a list of scans (rows of participant_id, session_id, modality, path) as a TSV, with the
+    digest of the data it stands for as a last column. The workflow writes one per session and one
+    per modality from the parse-time selection: the rules that must rerun when a session is added or
+    a table edited depend on these small files (not on the manifest, which every change rewrites)."""
+    from braindl.io import write_tsv
+
+    table = pd.DataFrame(list(rows), columns=["participant_id", "session_id", "modality", "path"])
+    if digest is not None:
+        table["digest"] = digest
+    write_tsv(out_tsv, table)

@@ -47,8 +47,7 @@ else:
                                 PET_ROUTE, cache_dir=INDEX_CACHE)
     # a missing file or broken link stays out of the DAG (Snakemake would stop on it before check_inputs
     # can name it)
-    SCANS, _ = inputs.without_orphan_pet(DISCOVERY.scans[[os.path.exists(p) for p in DISCOVERY.scans["path"]]],
-                                         MODALITIES, PET_ROUTE)
+    SCANS = inputs.existing_scans(DISCOVERY.scans, MODALITIES, PET_ROUTE)
 
 RAW = {(p[4:], ses, m): path for p, ses, m, path in SCANS[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)}
 # the modalities of each session, and the distinct sets of them: each per-session rule has one variant per set
@@ -124,14 +123,17 @@ def set_suffix(mods):
 
 
 def of_set(mods, function):
-    """Input function of the per-session rule made for sessions with exactly ``mods``: it refuses
-    any other session, so Snakemake drops this rule for it and exactly one rule makes each file."""
+    """Input function of the per-session rule made for sessions with exactly ``mods``. For a session
+    of another set it names an input no rule makes and no dataset has, so Snakemake drops this rule
+    for that session (quietly: it takes the rule whose inputs exist) and exactly one rule makes each
+    file."""
 
     def inputs_of(wildcards):
         have = SESSION_MODS.get((wildcards.subject, wildcards.session))
         if have != tuple(mods):
-            raise WorkflowError(f"sub-{wildcards.subject} ses-{wildcards.session} has "
-                                f"{'/'.join(have) if have else 'no selected scan'}, not {'/'.join(mods)}")
+            said = "/".join(have) if have else "no selected scan"
+            return {"session": f"{BIDS_DIR}/sub-{wildcards.subject}/ses-{wildcards.session} "
+                               f"(has {said}; this rule is for {'/'.join(mods)})"}
         return function(wildcards)
 
     return inputs_of
@@ -176,6 +178,27 @@ def crop_paths(mods, reg="{reg}", subject="{subject}", session="{session}"):
         out[m] = f"{d}/{pre}_desc-{reg}_{m}.nii.gz"
         out[f"{m}_json"] = f"{d}/{pre}_desc-{reg}_{m}.json"
     return out
+
+
+def session_scans_path(subject="{subject}", session="{session}"):
+    """The scans of one session the workflow uses (rule session_scans)."""
+    return f"{RESULTS}/inputs/sub-{subject}/ses-{session}/sub-{subject}_ses-{session}_scans.tsv"
+
+
+def modality_sessions_path(mod="{mod}"):
+    """The sessions with a scan of ``mod`` and the digest of their data (rule modality_sessions)."""
+    return f"{RESULTS}/inputs/desc-{mod}_sessions.tsv"
+
+
+def scan_rows(subject=None, session=None, mod=None):
+    """[participant_id, session_id, modality, path] of the selected scans, optionally of one session or
+    one modality."""
+    sel = SCANS
+    if subject is not None:
+        sel = sel[(sel.participant_id == f"sub-{subject}") & (sel.session_id == session)]
+    if mod is not None:
+        sel = sel[sel.modality == mod]
+    return [list(r) for r in sel[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)]
 
 
 def mod_sessions(mod):

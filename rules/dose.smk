@@ -11,6 +11,7 @@ wildcard_constraints:
 rule dose_resample:
     input:
         scan=dose_source,
+        listed=session_scans_path(),
         manifest=ancient(MANIFEST),
     output:
         **dose_counts_paths(),

@@ -5,7 +5,8 @@
 # (`extract` for sessions with all of dataset.modalities, `extract_T1w` ...), and an
 # input function that refuses the sessions of other sets (common.smk: of_set).
 # The manifest is `ancient`: the jobs wait for the input checks, but a new
-# participant in the dataset (a new manifest) does not rerun the other sessions.
+# participant in the dataset (a new manifest) does not rerun the other sessions; the
+# session's scan list (inputs.smk) is what starts a new session's job.
 
 for _mods in MODALITY_SETS:
 
@@ -14,6 +15,7 @@ for _mods in MODALITY_SETS:
             f"extract{set_suffix(_mods)}"
         input:
             unpack(of_set(_mods, _scans)),
+            listed=session_scans_path(),
             manifest=ancient(MANIFEST),
         output:
             **ext_paths(_mods),

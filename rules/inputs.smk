@@ -2,6 +2,13 @@
 # rule runs (braindl.inputs). All later stages take the manifest as input; the skipped
 # table lists every image file of the dataset left out, and why (filters, runs, participant
 # lists, PET without its session's T1w).
+#
+# The manifest is `ancient` below it, so that a new session does not rerun the others. Snakemake
+# (9.27) does not look at the jobs behind an ancient input of a job that reruns: a new session's
+# extraction, or a pack whose params changed, would wait for a second invocation. So the rules
+# that must notice a new session or an edited table also read small lists written from the
+# parse-time selection by jobs that do not wait for the check: one per session (extraction,
+# dose) and one per modality (QC table, splits, packs).
 
 
 rule check_inputs:
@@ -22,3 +29,24 @@ rule check_inputs:
         ENV
     script:
         "../workflow_scripts/check_inputs.py"
+
+
+rule session_scans:
+    output:
+        session_scans_path(),
+    params:
+        scans=lambda wc: scan_rows(wc.subject, wc.session),
+    localrule: True
+    run:
+        inputs.write_scans(params.scans, output[0])
+
+
+rule modality_sessions:
+    output:
+        modality_sessions_path(),
+    params:
+        scans=lambda wc: scan_rows(mod=wc.mod),
+        data=lambda wc: data_digest((wc.mod,)),
+    localrule: True
+    run:
+        inputs.write_scans(params.scans, output[0], digest=params.data)

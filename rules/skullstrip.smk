@@ -43,12 +43,12 @@ rule qc_table:
     input:
         rows=[strip_paths(mods, v, sub, ses)["qc"] for v in VARIANTS for (sub, ses), mods in SESSION_MODS.items()],
         manifest=ancient(MANIFEST),
+        lists=[modality_sessions_path(m) for m in MODALITIES],
     output:
         **{v: qc_table(v) for v in VARIANTS},
         scans=captioned(QC_SCANS, "qc", "Preprocessing quality control"),
     params:
         settings=canonical({k: v for k, v in config["qc"].items() if k != "dpi"}),
-        data=data_digest(tuple(MODALITIES)),
         code=code_hash("qc"),
     log:
         f"{QC}/logs/qc.log",

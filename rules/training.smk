@@ -7,13 +7,13 @@ rule splits:
     input:
         manifest=ancient(MANIFEST),
         qc=QC_SCANS,
+        # the sessions and clinical values of the task's modalities: a new session reruns the splits
+        lists=lambda wc: [modality_sessions_path(m) for m in (split_modalities(wc.task) or MODALITIES)],
     output:
         [split_path(k) for k in SPLIT_IDS],
     params:
         settings=split_settings(),
         modalities=lambda wc: split_modalities(wc.task),
-        # the sessions and clinical values of the task's modalities: a new session reruns the splits
-        data=lambda wc: data_digest(tuple(split_modalities(wc.task)) or tuple(MODALITIES)),
         code=code_hash("splits"),
     log:
         f"{SPLITS}/logs/task-{{task}}.log",
@@ -28,12 +28,12 @@ rule pack:
         volumes=lambda wc: [crop_paths(session_mods(sub, ses), wc.reg, sub, ses)[wc.mod] for sub, ses in mod_sessions(wc.mod)],
         qc=lambda wc: qc_table(wc.reg),
         manifest=ancient(MANIFEST),
+        listed=modality_sessions_path(),
     output:
         **pack_paths(),
     params:
         sessions=lambda wc: mod_sessions(wc.mod),
         dtype=config["training"]["pack_dtype"],
-        data=lambda wc: data_digest((wc.mod,)),
         code=code_hash("pack"),
     log:
         f"{PACK}/logs/desc-{{reg}}_{{mod}}.log",
