@@ -47,10 +47,10 @@ include: "rules/dose.smk"
 
 
 rule preprocessing:
-    # the checked inputs, every variant's cropped scans and the QC tables (snakemake --cores 8 preprocessing)
+    # the checked inputs, every variant's cropped scans and the QC tables (snakemake --cores 8 preprocessing);
+    # a function, so that other targets do not pay for the list
     input:
-        MANIFEST,
-        preprocessed_targets(),
+        lambda wc: [MANIFEST, *preprocessed_targets()],
 
 
 rule all:

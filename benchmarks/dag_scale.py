@@ -2,6 +2,7 @@
 
     python benchmarks/dag_scale.py                    # 1000 subjects x 3 variants x 5 folds x 10 repeats x 3 methods
     python benchmarks/dag_scale.py --subjects 200     # smaller
+    python benchmarks/dag_scale.py --bids             # the same design on a BIDS dataset in Clinica's ADNI layout
 
 The design: the embedded synthetic cohort with ``--subjects`` subjects (one
 session each; CN/MCI/AD/DLB/FTLD in the default proportions), registration
@@ -9,6 +10,12 @@ none/linear/SyN, 5-fold cross-validation with 10 training runs per fold for CN v
 and heatmaps of 3 methods for the two registered variants (``none`` has no
 common space). Prints the number of jobs, the wall time of ``snakemake -n all``
 (parse + DAG) and its peak memory (max RSS of the child process).
+
+With ``--bids`` the subjects are a BIDS dataset of empty files in Clinica's ADNI
+layout (3 sessions each, two T1w runs and FDG + AV45 PET at M000, T1w only
+after; sessions.tsv), selected with ``dataset.filters.pet.trc: 18FFDG``. It
+prints the parse time of the first run (pybids indexes the dataset), of a
+second one (the index is read back, as in every cluster job) and the full dry run.
 """
 
 from __future__ import annotations
@@ -43,10 +50,69 @@ def design(n_subjects: int) -> dict:
     }
 
 
+def adni_layout(root: Path, n_subjects: int) -> None:
+    """Empty image files in Clinica's ADNI layout (the parse reads no image)."""
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "dag_scale", "BIDSVersion": "1.8.0"}')
+    rows = ["participant_id\tsex"]
+    for i in range(n_subjects):
+        sub = f"sub-ADNI{i:04d}"
+        rows.append(f"{sub}\t{'FM'[i % 2]}")
+        ses_rows = ["session_id\tdiagnosis\tage"]
+        for ses in ("M000", "M012", "M024"):
+            ses_rows.append(f"ses-{ses}\t{('CN', 'AD')[i % 2]}\t70")
+            anat = root / sub / f"ses-{ses}" / "anat"
+            anat.mkdir(parents=True)
+            for run in (("01", "02") if ses == "M000" else ("01",)):
+                (anat / f"{sub}_ses-{ses}_run-{run}_T1w.nii.gz").touch()
+            if ses == "M000":
+                pet = root / sub / f"ses-{ses}" / "pet"
+                pet.mkdir()
+                for trc in ("18FFDG", "18FAV45"):
+                    (pet / f"{sub}_ses-{ses}_trc-{trc}_rec-coregiso_pet.nii.gz").touch()
+        (root / sub / f"{sub}_sessions.tsv").write_text("\n".join(ses_rows) + "\n")
+    (root / "participants.tsv").write_text("\n".join(rows) + "\n")
+
+
+def _dry_run(tmp, cfg, target):
+    cmd = [sys.executable, "-m", "snakemake", target, "-n", "-q", "rules", "-s", str(REPO / "Snakefile"),
+           "--directory", tmp, "--configfile", str(cfg)]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if out.returncode:
+        sys.exit(f"dry run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out, seconds
+
+
+def main_bids(n_subjects: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        adni_layout(Path(tmp) / "bids", n_subjects)
+        cfg = Path(tmp) / "design.yaml"
+        over = design(n_subjects)
+        del over["synthetic"]
+        over["dataset"] = {"bids_dir": str(Path(tmp) / "bids"), "diagnoses": ["CN", "MCI", "AD"],
+                           "out_of_distribution": [], "filters": {"pet": {"trc": "18FFDG"}}}
+        cfg.write_text(yaml.safe_dump(over))
+        manifest = "results/inputs/manifest.tsv"
+        _, first = _dry_run(tmp, cfg, manifest)
+        _, second = _dry_run(tmp, cfg, manifest)
+        out, full = _dry_run(tmp, cfg, "all")
+    text = out.stdout + out.stderr
+    total = re.search(r"^total\s+(\d+)$", text, re.M)
+    print(f"BIDS (ADNI layout): {n_subjects} participants x 3 sessions, {5 * n_subjects} image files")
+    print(f"parse, first run (pybids indexes the dataset): {first:.1f} s")
+    print(f"parse, later runs and cluster jobs (index read back): {second:.1f} s")
+    print(f"dry run of all: {total.group(1) if total else '?'} jobs in {full:.1f} s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subjects", type=int, default=1000)
+    ap.add_argument("--bids", action="store_true", help="a BIDS dataset in Clinica's ADNI layout")
     args = ap.parse_args()
+    if args.bids:
+        return main_bids(args.subjects)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "design.yaml"
         cfg.write_text(yaml.safe_dump(design(args.subjects)))

@@ -206,3 +206,19 @@ def test_parse_never_crashes_on_a_dataset(repo, tmp_path, adni, case):
     log = (tmp_path / "results/inputs/logs/check_inputs.log").read_text()
     assert words in log and str(bids) in log
     assert not (tmp_path / "results/inputs/manifest.tsv").exists()
+
+
+def test_readme_adni_config_runs_on_the_adni_layout(repo, adni, tmp_path):
+    """The README's config for a Clinica ADNI dataset is valid and selects what it says."""
+    text = (repo / "README.md").read_text()
+    block = re.search(r"```yaml\n(# adni.yaml.*?)```", text, re.S).group(1)
+    cfg = yaml.safe_load(block)
+    cfg["dataset"]["bids_dir"] = str(adni["bids"])
+    for key in ("registration", "training", "heatmaps", "transfer", "pretraining"):
+        cfg[key] = CONFIG[key]
+    (tmp_path / "adni.yaml").write_text(yaml.safe_dump(cfg))
+    out = smk(repo, tmp_path, "preprocessing", "-n", "--configfile", str(tmp_path / "adni.yaml"))
+    counts = job_counts(out.stdout)
+    # ADNI011S0002 is excluded: ADNI022S0004's M000 (T1w + FDG) and M012 (T1w) remain
+    assert counts["extract"] == 1 and counts["extract_T1w"] == 1 and counts["session_scans"] == 2, counts
+    assert "ADNI011S0002" not in out.stdout

@@ -502,7 +502,7 @@ def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
     out = smk(repo, tmp_path, "--cores", "1", "--configfile", "real.yaml", "all", check=False)
     assert out.returncode != 0
     log = (tmp_path / "results/inputs/logs/check_inputs.log").read_text()
-    assert str(t1) in log and "not a readable NIfTI" in log
+    assert str(t1) in log and "named .nii.gz but not gzip-compressed" in log
     assert not (tmp_path / "results/inputs/manifest.tsv").exists()
 
 
