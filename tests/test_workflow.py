@@ -506,6 +506,33 @@ def test_bad_bids_dataset_fails_before_any_work(repo, tiny_run, tmp_path):
     assert not (tmp_path / "results/inputs/manifest.tsv").exists()
 
 
+def test_a_new_session_of_a_known_participant_reruns_the_splits(repo, tiny_run, tmp_path):
+    """The tiny cohort as a user's BIDS dataset (a copy of the run): a new session of a participant who
+    is already in participants.tsv reruns its chain and the splits (it once left them stale), no other
+    session's chain."""
+    for part in ("results/synthetic/bids", "results/inputs", "results/extraction", "results/registration",
+                 "results/skullstrip", "results/qc", "results/crop", "results/splits", ".snakemake/metadata"):
+        shutil.copytree(tiny_run / part, tmp_path / part, symlinks=True)
+    over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    over["dataset"] = {"bids_dir": "results/synthetic/bids"}
+    (tmp_path / "bids.yaml").write_text(yaml.safe_dump(over))
+    split = "results/splits/task-CN_vs_AD/task-CN_vs_AD_split-01_split.tsv"
+    smk(repo, tmp_path, split, "--cores", "2", "--configfile", "bids.yaml")
+    assert job_counts(smk(repo, tmp_path, split, "-n", "--configfile", "bids.yaml").stdout) == {}
+    bids = tmp_path / "results/synthetic/bids"
+    sub = sorted(bids.glob("sub-*"))[0]
+    for f in (sub / "ses-01").rglob("*.*"):
+        new = sub / "ses-02" / f.relative_to(sub / "ses-01").parent / f.name.replace("ses-01", "ses-02")
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, new)
+    table = bids / sub.name / f"{sub.name}_sessions.tsv"
+    table.write_text(table.read_text() + table.read_text().splitlines()[1].replace("ses-01", "ses-02") + "\n")
+    counts = job_counts(smk(repo, tmp_path, split, "-n", "--configfile", "bids.yaml").stdout)
+    assert counts["session_scans"] == 1 and counts["extract"] == 1 and counts["splits"] == 1, counts
+    n_variants = len(yaml.safe_load((REPO / "config.yaml").read_text())["registration"]["variants"])
+    assert counts["skullstrip"] == n_variants and counts["check_inputs"] == 1, counts
+
+
 def test_dose_branch_on_a_bids_dataset_needs_its_count_scale(repo, tiny_run, tmp_path):
     """Real PET has no TotalCounts: the branch is off until dose.total_counts (or events, or scores) is set;
     without a scores table it reconstructs but trains no regressor."""
