@@ -1,15 +1,23 @@
 """Metrics of trained runs, bootstrap intervals and the comparison of registration variants.
 
 Classification (PROTOCOLS.md section 6): balanced accuracy, sensitivity,
-specificity, precision, F1, G-mean (sqrt(sensitivity x specificity)), ROC AUC
-and normalised mutual information. For two classes the second class of the
-task (the disease) is the positive one; for more, sensitivity, specificity,
-precision and F1 are macro averages over one-vs-rest and ROC AUC is the macro
-one-vs-rest AUC. Regression: MAE, MSE and R^2.
+specificity, precision, F1, G-mean, ROC AUC and normalised mutual information.
+For two classes the second class of the task (the disease) is the positive one;
+for more, sensitivity, specificity, precision and F1 are macro averages over
+one-vs-rest and ROC AUC is the macro one-vs-rest AUC. G-mean is
+sqrt(sensitivity x specificity) of those (two classes: of the disease class;
+more: of the macro-averaged one-vs-rest sensitivity and specificity, not the
+k-th root of the per-class recalls that imbalanced-learn calls G-mean).
+Regression: MAE, MSE and R^2.
 
-95 % intervals: percentile bootstrap over the test scans (``n_boot``
-resamples, fixed seed). Variants are compared on the per-split metric with the
-Wilcoxon signed-rank test (paired by split and run).
+95 % intervals: percentile bootstrap over **participants** (``n_boot``
+resamples, fixed seed): a participant's test scans are drawn together, and when
+several runs are summarised (the transfer table) one draw of participants is
+applied to every run and the runs' metrics averaged, since repeated-holdout
+test sets overlap. Variants are compared on per-split means (the runs of one
+split share its test set) with the Wilcoxon signed-rank test and the corrected
+resampled t-test of Nadeau and Bengio (2003), the usual test for repeated
+holdout.
 """
 
 from __future__ import annotations
@@ -75,18 +83,46 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
                 r2=float(skm.r2_score(truth, pred)) if len(truth) > 1 else np.nan)
 
 
-def bootstrap_ci(fn, arrays: tuple, n_boot: int, ci: float, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of every metric ``fn(*arrays)`` returns, over ``n_boot`` resamples of rows."""
+def bootstrap_ci(fn, arrays: tuple, n_boot: int, ci: float, seed: int = 0, groups=None) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of every metric ``fn(*arrays)`` returns, over ``n_boot`` resamples of rows, or
+    of ``groups`` (one label per row, e.g. the participant: a group's rows are drawn together)."""
+    return runs_bootstrap_ci(fn, [arrays], n_boot, ci, seed, None if groups is None else [groups])
+
+
+def runs_bootstrap_ci(fn, runs: list[tuple], n_boot: int, ci: float, seed: int = 0,
+                      groups: list | None = None) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of the mean over runs of ``fn(*arrays)``: each draw resamples the groups
+    (participants) of all runs with replacement, takes every row of a drawn group (as often as it is
+    drawn) in each run that tested it, and averages the runs' metrics. ``runs``: one tuple of arrays
+    per run; ``groups``: one label array per run (None: every row its own group)."""
     rng = np.random.default_rng(seed)
-    n = len(arrays[0])
+    if groups is None:
+        groups = [np.array([f"{i}:{j}" for j in range(len(r[0]))]) for i, r in enumerate(runs)]
+    groups = [np.asarray(g).astype(str) for g in groups]
+    labels = np.unique(np.concatenate(groups))
+    rows_of = [{g: np.flatnonzero(gr == g) for g in np.unique(gr)} for gr in groups]
     draws: dict[str, list] = {}
     for _ in range(int(n_boot)):
-        idx = rng.integers(0, n, n)
-        for k, v in fn(*(a[idx] for a in arrays)).items():
-            draws.setdefault(k, []).append(v)
+        drawn, counts = np.unique(rng.choice(labels, len(labels), replace=True), return_counts=True)
+        per_run: dict[str, list] = {}
+        for arrays, index in zip(runs, rows_of):
+            idx = np.concatenate([np.repeat(index[g], c) for g, c in zip(drawn, counts) if g in index]
+                                 or [np.array([], int)]).astype(int)
+            if len(idx) == 0:
+                continue
+            with np.errstate(all="ignore"):
+                for k, v in fn(*(a[idx] for a in arrays)).items():
+                    per_run.setdefault(k, []).append(v)
+        for k, v in per_run.items():
+            v = np.asarray(v, float)
+            draws.setdefault(k, []).append(float(np.nanmean(v)) if np.isfinite(v).any() else np.nan)
     lo, hi = (1 - ci) / 2 * 100, (1 + ci) / 2 * 100
-    return {k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) if np.isfinite(v).any()
-            else (np.nan, np.nan) for k, v in draws.items()}
+    out = {}
+    for k, v in draws.items():
+        v = np.asarray(v, float)
+        out[k] = (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) if np.isfinite(v).any() \
+            else (np.nan, np.nan)
+    return out
 
 
 def prediction_arrays(pred: pd.DataFrame, classes: list[str]):
@@ -105,7 +141,8 @@ def run_metrics(pred: pd.DataFrame, classes: list[str], n_boot: int, ci: float, 
     point = fn(*arrays)
     row = dict(point)
     if n_boot:
-        for k, (lo, hi) in bootstrap_ci(fn, arrays, n_boot, ci, seed).items():
+        groups = test["participant_id"].to_numpy() if "participant_id" in test.columns else None
+        for k, (lo, hi) in bootstrap_ci(fn, arrays, n_boot, ci, seed, groups).items():
             row[f"{k}_lo"], row[f"{k}_hi"] = lo, hi
     row["n_test"] = len(test)
     return row
@@ -120,7 +157,7 @@ def metrics_table(runs: list[dict], n_boot: int, ci: float) -> pd.DataFrame:
         m = run_metrics(pred, summary["classes"], n_boot, ci, seed=int(r["split"]) * 100 + int(r["run"]))
         rows.append(dict(task=summary["task"], modality=r["modality"], variant=r["variant"], split=int(r["split"]),
                          run=int(r["run"]), epochs=summary["epochs"], best_epoch=summary["best_epoch"],
-                         train_seconds=summary["seconds"], **m))
+                         train_seconds=summary["seconds"], n_train=summary.get("n_train", np.nan), **m))
     return pd.DataFrame(rows)
 
 
@@ -135,15 +172,36 @@ def summarise(table: pd.DataFrame, metrics: tuple) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def corrected_resampled_ttest(diff, n_train: float, n_test: float) -> tuple[float, float]:
+    """Nadeau and Bengio's (2003) corrected resampled t-test of the differences ``diff`` of J repeated
+    train/test splits: t = mean(d) / sqrt((1/J + n_test/n_train) * var(d)), var with J - 1 degrees of
+    freedom, two-sided p from Student's t with J - 1 degrees of freedom. The n_test/n_train term
+    replaces 1/J's assumption of independent splits (their training sets overlap). Returns (t, p);
+    (nan, nan) with fewer than 2 splits, (0, 1) when every difference is 0."""
+    d = np.asarray(diff, float)
+    d = d[np.isfinite(d)]
+    j = len(d)
+    if j < 2:
+        return np.nan, np.nan
+    var = d.var(ddof=1)
+    if var == 0:
+        return (0.0, 1.0) if d.mean() == 0 else (float(np.sign(d.mean()) * np.inf), 0.0)
+    t = d.mean() / np.sqrt((1 / j + n_test / n_train) * var)
+    return float(t), float(2 * stats.t.sf(abs(t), j - 1))
+
+
 def compare_variants(table: pd.DataFrame, metrics: tuple) -> pd.DataFrame:
-    """Wilcoxon signed-rank test between each pair of variants, paired by split and run."""
+    """Each pair of variants, per metric, on per-split means (the runs of one split share a test set, so
+    they are averaged first): the Wilcoxon signed-rank test and the corrected resampled t-test
+    (:func:`corrected_resampled_ttest`, with the splits' mean training and test sizes)."""
     rows = []
     for (task, mod), grp in table.groupby(["task", "modality"], sort=False):
         variants = list(dict.fromkeys(grp["variant"]))
+        sizes = grp.groupby("split")[[c for c in ("n_train", "n_test") if c in grp.columns]].mean()
         for a, b in itertools.combinations(variants, 2):
             for m in metrics:
-                pa = grp[grp.variant == a].set_index(["split", "run"])[m]
-                pb = grp[grp.variant == b].set_index(["split", "run"])[m]
+                pa = grp[grp.variant == a].groupby("split")[m].mean()
+                pb = grp[grp.variant == b].groupby("split")[m].mean()
                 both = pd.concat([pa, pb], axis=1, keys=["a", "b"]).dropna()
                 diff = both["a"] - both["b"]
                 if len(both) == 0 or np.allclose(diff, 0):
@@ -151,9 +209,14 @@ def compare_variants(table: pd.DataFrame, metrics: tuple) -> pd.DataFrame:
                 else:
                     res = stats.wilcoxon(both["a"], both["b"], zero_method="zsplit")
                     p, stat = float(res.pvalue), float(res.statistic)
-                rows.append(dict(task=task, modality=mod, variant_a=a, variant_b=b, metric=m, n_pairs=len(both),
+                n_train = float(sizes.loc[both.index, "n_train"].mean()) if "n_train" in sizes else np.nan
+                n_test = float(sizes.loc[both.index, "n_test"].mean()) if "n_test" in sizes else np.nan
+                t, p_t = corrected_resampled_ttest(diff, n_train, n_test) if np.isfinite(n_train + n_test) \
+                    else (np.nan, np.nan)
+                rows.append(dict(task=task, modality=mod, variant_a=a, variant_b=b, metric=m, n_splits=len(both),
                                  mean_difference=float(diff.mean()) if len(both) else np.nan,
-                                 statistic=stat, p_value=p))
+                                 statistic=stat, p_value=p, corrected_t=t, corrected_t_p_value=p_t,
+                                 n_train=n_train, n_test=n_test))
     return pd.DataFrame(rows)
 
 

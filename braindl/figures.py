@@ -84,7 +84,9 @@ def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: l
             row = comparison[(comparison.metric == m) & (((comparison.variant_a == ref) & (comparison.variant_b == v))
                                                            | ((comparison.variant_a == v) & (comparison.variant_b == ref)))]
             if len(row):
-                notes.append(f"{v} vs {ref}, {m.replace('_', ' ')}: p = {row['p_value'].iloc[0]:.3g}")
+                p_t = row["corrected_t_p_value"].iloc[0] if "corrected_t_p_value" in row else float("nan")
+                notes.append(f"{v} vs {ref}, {m.replace('_', ' ')}: p = {row['p_value'].iloc[0]:.3g} "
+                             f"(corrected t: {p_t:.3g})")
     ax.set_xticks(x, [m.replace("_", " ") for m in metrics])
     if not regression:
         ax.set_ylim(0, 1.05)
@@ -92,7 +94,8 @@ def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: l
     ax.set_ylabel("mean over splits and runs (± SE)")
     ax.legend(title="registration", fontsize=8)
     if notes:
-        fig.text(0.01, -0.02, "Wilcoxon signed-rank: " + "; ".join(notes), fontsize=6, va="top", wrap=True)
+        fig.text(0.01, -0.02, "per-split means, Wilcoxon signed-rank: " + "; ".join(notes), fontsize=6, va="top",
+                 wrap=True)
     _save(fig, out, dpi)
 
 

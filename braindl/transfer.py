@@ -3,8 +3,10 @@
 Each model ("arm") is trained by :func:`braindl.training.train_run` on the
 same splits; this module turns their runs into
 
-* a comparison table per (task, model): validation and test accuracy with
-  95 % bootstrap intervals over the pooled scans of all splits and runs,
+* a comparison table per (task, model): validation and test accuracy (the
+  mean over runs of each run's metric) with 95 % bootstrap intervals over
+  participants, one draw applied to every run (repeated-holdout test sets
+  overlap: pooling the runs' scans would count a participant once per run),
   balanced accuracy, NMI and macro ROC AUC of the test set, training time,
   epochs and trainable parameters;
 * macro-average ROC curves per model (mean over runs, shaded standard error);
@@ -28,7 +30,7 @@ import torch
 from sklearn import metrics as skm
 
 from braindl import splits
-from braindl.evaluation import bootstrap_ci, classification_metrics, prediction_arrays, regression_metrics
+from braindl.evaluation import classification_metrics, prediction_arrays, regression_metrics, runs_bootstrap_ci
 from braindl.io import write_tsv
 
 
@@ -46,8 +48,8 @@ def comparison_table(runs: list[dict], n_boot: int, ci: float) -> pd.DataFrame:
     frame = pd.DataFrame(runs)
     for (task, model), grp in frame.groupby(["task", "arm"], sort=False):
         summaries = [json.loads(Path(p).read_text()) for p in grp["summary"]]
-        preds = pd.concat([pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str})
-                           for p in grp["predictions"]], ignore_index=True)
+        preds = [pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str})
+                 for p in grp["predictions"]]
         classes = summaries[0]["classes"]
         row = dict(task=task, model=model, architecture=summaries[0]["model"], input=summaries[0].get("input"),
                    weights=summaries[0].get("weights") or summaries[0].get("pretrained") or "none",
@@ -56,23 +58,31 @@ def comparison_table(runs: list[dict], n_boot: int, ci: float) -> pd.DataFrame:
                    train_seconds=float(np.mean([s["seconds"] for s in summaries])),
                    epochs=float(np.mean([s["epochs"] for s in summaries])))
         for which in ("validation", "test"):
-            part = preds[preds["set"] == which]
-            arrays = prediction_arrays(part, classes)
+            # per run (repeated-holdout test sets overlap: pooling would count a participant once per run),
+            # averaged over runs; the interval resamples participants across the runs
+            parts = [p[p["set"] == which] for p in preds]
+            runs = [prediction_arrays(part, classes) for part in parts]
+            groups = [part["participant_id"].to_numpy() for part in parts]
             if classes:
-                point = _accuracy_metrics(*arrays)
-                if which == "test":  # 003's precision, recall, F1, G-mean; ROC AUC
-                    full = classification_metrics(*arrays)
-                    point.update({k: full[k] for k in ("precision", "sensitivity", "specificity", "f1", "g_mean",
-                                                       "roc_auc")})
-                fn = _accuracy_metrics
+                def fn(truth, proba, test=which == "test"):
+                    out = _accuracy_metrics(truth, proba)
+                    if test:  # 003's precision, recall, F1, G-mean; ROC AUC
+                        full = classification_metrics(truth, proba)
+                        out.update({k: full[k] for k in ("precision", "sensitivity", "specificity", "f1",
+                                                         "g_mean", "roc_auc")})
+                    return out
             else:
-                point, fn = regression_metrics(*arrays), regression_metrics
-            for k, v in point.items():
-                row[f"{which}_{k}"] = v
+                fn = regression_metrics
+            per_run = pd.DataFrame([fn(*arrays) for arrays in runs])
+            for k in per_run.columns:
+                row[f"{which}_{k}"] = float(per_run[k].mean())
             if n_boot:
-                for k, (lo, hi) in bootstrap_ci(fn, arrays, n_boot, ci, seed=len(part)).items():
+                ci_fn = fn if which == "test" or not classes else _accuracy_metrics
+                for k, (lo, hi) in runs_bootstrap_ci(ci_fn, runs, n_boot, ci, seed=sum(len(p) for p in parts),
+                                                     groups=groups).items():
                     row[f"{which}_{k}_lo"], row[f"{which}_{k}_hi"] = lo, hi
-            row[f"n_{which}"] = len(part)
+            row[f"n_{which}"] = int(np.mean([len(p) for p in parts]))
+            row[f"n_{which}_participants"] = len(set().union(*[set(g) for g in groups]))
         rows.append(row)
     return pd.DataFrame(rows)
 

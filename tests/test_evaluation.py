@@ -73,7 +73,7 @@ def _metrics_table():
     rows = []
     for split in range(1, 9):
         for v, base in (("none", 0.6), ("linear", 0.75), ("syn", 0.78)):
-            rows.append(dict(task="CN_vs_AD", modality="T1w", variant=v, split=split, run=1,
+            rows.append(dict(task="CN_vs_AD", modality="T1w", variant=v, split=split, run=1, n_train=80, n_test=20,
                              **{m: base + rng.normal(0, 0.03) for m in evaluation.CLASSIFICATION_METRICS}))
     return pd.DataFrame(rows)
 
@@ -87,6 +87,62 @@ def test_variant_comparison_is_scipy_wilcoxon():
     assert comp.loc[("none", "linear"), "mean_difference"] < 0
     summary = evaluation.summarise(table, ("balanced_accuracy",)).set_index("variant")
     assert summary.loc["linear", "se"] == pytest.approx(b.std(ddof=1) / np.sqrt(len(b)))
+
+
+def test_variant_comparison_pairs_per_split_means():
+    """Runs of one split share a test set: they are averaged before pairing (8 splits x 3 runs -> 8 pairs)."""
+    table = _metrics_table()
+    rng = np.random.default_rng(5)
+    more = pd.concat([table.assign(run=r, balanced_accuracy=table.balanced_accuracy + rng.normal(0, 0.02, len(table)))
+                      for r in (1, 2, 3)], ignore_index=True)
+    comp = evaluation.compare_variants(more, ("balanced_accuracy",)).set_index(["variant_a", "variant_b"])
+    row = comp.loc[("none", "syn")]
+    means = more.groupby(["variant", "split"]).balanced_accuracy.mean()
+    a, b = means["none"].to_numpy(), means["syn"].to_numpy()
+    assert row["n_splits"] == 8
+    assert row["p_value"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    # the corrected resampled t-test, by hand: J = 8 splits, 20 test / 80 training participants
+    d = a - b
+    t = d.mean() / np.sqrt((1 / 8 + 20 / 80) * d.var(ddof=1))
+    assert row["corrected_t"] == pytest.approx(t)
+    assert row["corrected_t_p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 7))
+
+
+def test_corrected_resampled_ttest_by_hand():
+    d = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
+    t, p = evaluation.corrected_resampled_ttest(d, n_train=80, n_test=20)
+    # mean 0.026, sample variance 0.00212 / 4 = 0.00053: t = 0.026 / sqrt((0.2 + 0.25) * 0.00053) = 1.6836
+    assert t == pytest.approx(0.026 / np.sqrt(0.45 * 0.00053))
+    assert t == pytest.approx(1.6836, abs=1e-4)
+    assert p == pytest.approx(2 * stats.t.sf(t, 4))
+    # the naive paired t-test (no n_test/n_train term) is the same statistic with 1/J alone: larger t, smaller p
+    naive = stats.ttest_1samp(d, 0)
+    assert naive.statistic == pytest.approx(0.026 / np.sqrt(0.2 * 0.00053)) and naive.pvalue < p
+    assert np.isnan(evaluation.corrected_resampled_ttest([0.1], 80, 20)[0])
+    assert evaluation.corrected_resampled_ttest([0.0, 0.0, 0.0], 80, 20) == (0.0, 1.0)
+
+
+def test_participant_bootstrap_never_splits_a_participant():
+    """Two scans per participant: every draw holds both scans of a drawn participant, or neither."""
+    pid = np.repeat(np.arange(20), 2)
+
+    def whole(p):
+        return {"whole": float(np.all(np.bincount(p, minlength=20) % 2 == 0))}
+
+    assert evaluation.bootstrap_ci(whole, (pid,), 200, 0.95, groups=pid)["whole"] == (1.0, 1.0)
+    assert evaluation.bootstrap_ci(whole, (pid,), 200, 0.95)["whole"][0] == 0.0  # scan-level draws split them
+
+
+def test_runs_bootstrap_is_not_narrowed_by_runs_that_test_the_same_participants():
+    truth, proba = _binary(60, seed=3)
+    groups = np.array([f"sub-{i:02d}" for i in range(60)])
+    fn = evaluation.classification_metrics
+    one = evaluation.runs_bootstrap_ci(fn, [(truth, proba)], 300, 0.95, seed=4, groups=[groups])
+    two = evaluation.runs_bootstrap_ci(fn, [(truth, proba)] * 2, 300, 0.95, seed=4, groups=[groups] * 2)
+    assert two["balanced_accuracy"] == pytest.approx(one["balanced_accuracy"])
+    pooled = evaluation.bootstrap_ci(fn, (np.r_[truth, truth], np.r_[proba, proba]), 300, 0.95, seed=4)
+    width = lambda ci: ci["balanced_accuracy"][1] - ci["balanced_accuracy"][0]  # noqa: E731
+    assert width(pooled) < 0.85 * width(two)
 
 
 def test_registration_figures_are_drawn(tmp_path):

@@ -33,24 +33,29 @@ def _run(tmp_path, name, rng, n=30, skill=0.8, seconds=12.0):
     return {"predictions": str(pred), "summary": str(summ)}
 
 
-def test_comparison_table_pools_runs_per_task_and_model(tmp_path):
+def test_comparison_table_averages_runs_per_task_and_model(tmp_path):
     rng = np.random.default_rng(0)
     runs = [dict(task="CN_AD_DLB", arm=arm, split=f"{s:02d}", run="01",
                  **_run(tmp_path, f"{arm}{s}", rng, skill=skill, seconds=10.0 * s))
             for arm, skill in (("cnn3d", 0.7), ("resnet18", 0.2)) for s in (1, 2)]
     table = transfer.comparison_table(runs, n_boot=200, ci=0.95).set_index("model")
     assert list(table.index) == ["cnn3d", "resnet18"]
-    pooled = pd.concat([pd.read_csv(r["predictions"], sep="\t") for r in runs[:2]])
-    test = pooled[pooled.set == "test"]
-    truth, pred = test["truth"], test[[f"prob_{c}" for c in CLASSES]].to_numpy().argmax(1)
-    pred = [CLASSES[i] for i in pred]
+    # per run, then the mean over runs (the two runs test the same participants: pooling would count them twice)
+    per_run = []
+    for r in runs[:2]:
+        test = pd.read_csv(r["predictions"], sep="\t").query("set == 'test'")
+        truth, pred = test["truth"], [CLASSES[i] for i in test[[f"prob_{c}" for c in CLASSES]].to_numpy().argmax(1)]
+        per_run.append((accuracy_score(truth, pred), balanced_accuracy_score(truth, pred),
+                        normalized_mutual_info_score(truth, pred)))
     row = table.loc["cnn3d"]
-    assert row["test_accuracy"] == pytest.approx(accuracy_score(truth, pred))
-    assert row["test_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(truth, pred))
-    assert row["test_nmi"] == pytest.approx(normalized_mutual_info_score(truth, pred))
+    acc, bacc, nmi = np.mean(per_run, axis=0)
+    assert row["test_accuracy"] == pytest.approx(acc)
+    assert row["test_balanced_accuracy"] == pytest.approx(bacc)
+    assert row["test_nmi"] == pytest.approx(nmi)
     assert row["test_accuracy_lo"] < row["test_accuracy"] < row["test_accuracy_hi"]
     assert row["validation_accuracy_lo"] < row["validation_accuracy"] < row["validation_accuracy_hi"]
-    assert row["n_runs"] == 2 and row["n_test"] == 60 and row["train_seconds"] == pytest.approx(15.0)
+    assert row["n_runs"] == 2 and row["n_test"] == 30 and row["n_test_participants"] == 30
+    assert row["train_seconds"] == pytest.approx(15.0)
     assert table.loc["cnn3d", "test_accuracy"] > table.loc["resnet18", "test_accuracy"]
     assert 0.5 < row["test_roc_auc"] <= 1
     assert 0 < row["test_precision"] <= 1 and 0 < row["test_g_mean"] <= 1 and 0 < row["test_f1"] <= 1
