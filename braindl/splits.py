@@ -134,22 +134,30 @@ def _assign(subjects: pd.DataFrame, test_ids, val_ids) -> pd.DataFrame:
 
 
 def make_splits(subjects: pd.DataFrame, settings: dict) -> list[pd.Series]:
-    """Participant -> set (train/validation/test) for each split, as Series indexed by participant."""
+    """Participant -> set (train/validation/test) for each split, as Series indexed by participant.
+
+    With ``balance_sex``, repeated holdout redraws the undersampling for every split (seed + k), as
+    004 study 4 "repeated both the undersampling and the data split for ten different random
+    seeds"; k-fold undersamples once (its folds partition one population). A participant left out
+    of a split's undersampling has no set in it."""
     method = settings["method"]
     seed = int(settings["seed"])
-    if settings.get("balance_sex"):
-        subjects = balance_sex(subjects, seed)
-    if len(subjects) < 6:
+    balance = bool(settings.get("balance_sex"))
+    if len(balance_sex(subjects, seed) if balance else subjects) < 6:
         raise SplitError(f"{len(subjects)} participants are too few for train/validation/test splits")
-    ids = subjects["participant_id"].to_numpy()
     out = []
     if method == "repeated_holdout":
         for k in range(int(settings["n_splits"])):
-            rest, test = _holdout(subjects, float(settings["test_fraction"]), seed + k, min_count=3)
-            rest_subjects = subjects.set_index("participant_id").loc[rest].reset_index()
+            drawn = balance_sex(subjects, seed + k) if balance else subjects
+            rest, test = _holdout(drawn, float(settings["test_fraction"]), seed + k, min_count=3)
+            rest_subjects = drawn.set_index("participant_id").loc[rest].reset_index()
             train, val = _holdout(rest_subjects, float(settings["validation_fraction"]), seed + k)
-            out.append(_assign(subjects, test, val))
-    elif method == "kfold":
+            out.append(_assign(drawn, test, val))
+        return out
+    if balance:
+        subjects = balance_sex(subjects, seed)
+    ids = subjects["participant_id"].to_numpy()
+    if method == "kfold":
         n = int(settings["n_splits"])
         if n < 2:
             raise SplitError("splits.method kfold needs n_splits >= 2")

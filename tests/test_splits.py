@@ -64,6 +64,22 @@ def test_sex_balanced_within_diagnosis_and_age_bin():
     assert (counts["F"] == counts["M"]).all()
 
 
+def test_sex_undersampling_is_redrawn_per_split():
+    """004 study 4 "repeated both the undersampling and the data split for ten different random seeds"."""
+    subjects = splits.subject_table(manifest(200), "CN_vs_AD", 5)
+    sets = splits.make_splits(subjects, {**SETTINGS, "balance_sex": True, "n_splits": 4})
+    kept = [frozenset(s.index) for s in sets]
+    assert len(set(kept)) == 4  # each split drew its own balanced sample
+    for k, s in enumerate(sets):
+        assert set(s.index) == set(splits.balance_sex(subjects, SETTINGS["seed"] + k).participant_id)
+        members = subjects.set_index("participant_id").loc[list(s.index)]
+        counts = members.groupby(["diagnosis", "age_bin", "sex"]).size().unstack("sex").fillna(0)
+        assert (counts["F"] == counts["M"]).all()
+    # k-fold partitions one undersampled population
+    folds = splits.make_splits(subjects, {**SETTINGS, "balance_sex": True, "method": "kfold", "n_splits": 3})
+    assert len({frozenset(f.index) for f in folds}) == 1
+
+
 def test_same_seed_same_split_other_seed_other_split():
     subjects = splits.subject_table(manifest(), "CN_vs_AD", 5)
     a = splits.make_splits(subjects, SETTINGS)
