@@ -208,10 +208,49 @@ def truth_mask_on_grid(mask_nii, affine, shape) -> np.ndarray:
     return resample_to_box(np.asarray(img.dataobj, dtype=np.float32), img.affine, affine, shape, order=0) > 0.5
 
 
-def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_json, out_tsv) -> pd.DataFrame:
-    """Localisation against the truth, one row per method: share of positive relevance inside the
-    altered-region mask (mean and SD over the disease-class test scans of all runs) against chance,
-    and the ranks of the altered regions (those with at least half their voxels in the mask).
+def localisation_scores(relevance: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """How one map localises a known mask (both flattened over the same domain of voxels).
+
+    * ``mass``: relevance mass accuracy (Arras, Osman and Samek, 2022), the share of the positive
+      relevance that falls inside the mask (NaN for a map without positive relevance);
+    * ``rank``: relevance rank accuracy (same paper), the share of the |mask| voxels of highest
+      relevance that lie inside the mask;
+    * ``pointing``: the pointing game (Zhang et al., 2018), 1 if the voxel of highest relevance is
+      inside the mask, else 0.
+
+    A map unrelated to the mask scores |mask| / |domain| on average on all three (:func:`chance_level`).
+    A constant map scores NaN on rank and pointing (nothing is ranked)."""
+    r = np.asarray(relevance, dtype=np.float64).ravel()
+    m = np.asarray(mask, dtype=bool).ravel()
+    pos = np.clip(r, 0, None)
+    total = pos.sum()
+    out = {"mass": float(pos[m].sum() / total) if total > 0 else np.nan}
+    k = int(m.sum())
+    if k == 0 or r.max() == r.min():
+        out.update(rank=np.nan, pointing=np.nan)
+        return out
+    top = np.argpartition(-r, k - 1)[:k]
+    out["rank"] = float(m[top].mean())
+    out["pointing"] = float(m[int(np.argmax(r))])
+    return out
+
+
+def chance_level(mask: np.ndarray) -> float:
+    """Expected mass, rank and pointing scores of a map unrelated to ``mask``: |mask| / |domain|."""
+    m = np.asarray(mask, dtype=bool)
+    return float(m.mean()) if m.size else np.nan
+
+
+LOCALISATION = ("mass", "rank", "pointing")
+
+
+def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_json, out_tsv,
+                    out_figure=None, dpi: int = 150) -> pd.DataFrame:
+    """Localisation against the truth, one row per method, over the disease-class test scans of all
+    runs (mean and SD, with the chance level): relevance mass accuracy, relevance rank accuracy and the
+    pointing game (:func:`localisation_scores`) inside the atlas' labelled voxels; and the ranks of the
+    altered regions (those with at least half their voxels in the mask). ``out_figure``: the three
+    scores per method against chance.
 
     ``methods`` maps a label to ``runs`` (dicts with heatmaps, index) and ``summary`` (its region
     summary table)."""
@@ -225,21 +264,24 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     altered = set(inside.region[inside["sum"] >= 0.5 * inside.n_voxels])
     # share and chance on one domain: the atlas' labelled voxels
     brain = labels > 0
-    chance = float(mask[brain].mean()) if brain.any() else float("nan")
+    chance = chance_level(mask[brain]) if brain.any() else float("nan")
     rows = []
     for label, files in methods.items():
-        shares = []
+        scores = []
         for r in files["runs"]:
             data, index = read_heatmaps(r["heatmaps"], r["index"])
             for v in np.flatnonzero(index["truth"].to_numpy() == target):
-                pos = np.clip(data[..., v], 0, None)[brain]
-                total = float(pos.sum())
-                if total > 0:
-                    shares.append(float(pos[mask[brain]].sum()) / total)
+                scores.append(localisation_scores(data[..., v][brain], mask[brain]))
+        scores = pd.DataFrame(scores, columns=list(LOCALISATION))
         summary = pd.read_csv(files["summary"], sep="\t")
-        row = dict(method=label, n_scans=len(shares), share_in_mask=np.mean(shares) if shares else np.nan,
-                   share_in_mask_sd=np.std(shares) if shares else np.nan, chance_share=chance,
-                   n_altered_regions=len(altered), n_regions=len(summary))
+        mass = scores["mass"].dropna()
+        row = dict(method=label, n_scans=len(scores), share_in_mask=mass.mean() if len(mass) else np.nan,
+                   share_in_mask_sd=mass.std(ddof=0) if len(mass) else np.nan, chance_share=chance)
+        for name in ("rank", "pointing"):
+            v = scores[name].dropna()
+            row[f"{name}_accuracy" if name == "rank" else "pointing_game"] = v.mean() if len(v) else np.nan
+            row[f"{name}_accuracy_sd" if name == "rank" else "pointing_game_sd"] = v.std(ddof=0) if len(v) else np.nan
+        row.update(chance_rank=chance, chance_pointing=chance, n_altered_regions=len(altered), n_regions=len(summary))
         k = max(len(altered), 1)
         for m in METRICS:
             ranks = summary.loc[summary.region.isin(altered), f"rank_{m}"]
@@ -250,7 +292,34 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     df = pd.DataFrame(rows)
     df["altered_regions"] = ", ".join(sorted(altered))
     write_tsv(out_tsv, df)
+    if out_figure is not None:
+        localisation_figure(df, out_figure, dpi)
     return df
+
+
+def localisation_figure(table: pd.DataFrame, out, dpi: int = 150) -> None:
+    """Relevance mass accuracy, relevance rank accuracy and the pointing game per method (mean and SD
+    over the disease-class test scans), each with its chance level."""
+    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
+    import matplotlib.pyplot as plt
+
+    cols = (("share_in_mask", "chance_share", "relevance mass accuracy"),
+            ("rank_accuracy", "chance_rank", "relevance rank accuracy"),
+            ("pointing_game", "chance_pointing", "pointing game"))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.2 * len(table), 3.6))
+    x = np.arange(len(table))
+    for i, (col, chance, name) in enumerate(cols):
+        ax.bar(x + (i - 1) * 0.27, table[col], 0.27, yerr=table[f"{col}_sd" if col != "share_in_mask"
+                                                               else "share_in_mask_sd"].fillna(0),
+               capsize=2, label=name)
+    ax.axhline(float(table["chance_share"].iloc[0]) if len(table) else 0, color="k", lw=0.8, ls="--",
+               label="chance (|mask| / |brain|)")
+    ax.set_xticks(x, table["method"], rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score (mean ± SD over disease-class test scans)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, out, dpi)
 
 
 def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> None:

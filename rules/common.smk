@@ -739,7 +739,7 @@ def heatmap_targets():
             files += [heat_table(k, task, mod, reg, model) for k in ("robustness", "robustnesssummary")]
             files.append(heat_figure("robustness", task, mod, reg, model))
             if SYNTHETIC:
-                files.append(heat_table("groundtruth", task, mod, reg, model))
+                files += [heat_table("groundtruth", task, mod, reg, model), heat_figure("localisation", task, mod, reg, model)]
     return files
 
 

@@ -163,13 +163,16 @@ if SYNTHETIC:
             pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
             atlas=atlas_files(),
         output:
-            captioned(heat_table("groundtruth"), "heatmap_groundtruth", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
+            table=captioned(heat_table("groundtruth"), "heatmap_groundtruth", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
+            figure=captioned(heat_figure("localisation"), "heatmap_localisation", "Heatmaps",
+                             "{hmodel} {task} {mod} {reg}"),
         params:
             methods=lambda wc: {m: {"runs": unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, m),
                                     "summary": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["summary"]}
                                 for m in heat_methods(wc.hmodel)},
             target=HM["target_class"],
             atlas=atlas_settings(),
+            dpi=config["figures"]["dpi"],
             code=code_hash("atlas"),
         log:
             f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_groundtruth.log",

@@ -125,10 +125,48 @@ def test_regions_robustness_and_ground_truth(custom_atlas, tmp_path):
     np.testing.assert_allclose(gt.loc["good", "chance_share"], mask[labels > 0].mean())
     assert gt.loc["good", "mean_rank_density"] == 1 and gt.loc["good", "precision_top_density"] == 1.0
     assert gt.loc["good", "altered_regions"] == "B" and gt.loc["good", "n_scans"] == 4
+    assert gt.loc["good", "rank_accuracy"] > 0.9 and gt.loc["good", "pointing_game"] == 1.0
+    assert gt.loc["good", "chance_rank"] == gt.loc["good", "chance_pointing"] == gt.loc["good", "chance_share"]
     for fig, args in ((A.regions_figure, (methods["good"]["summary"], 25, "t")), (A.robustness_figure,
                                                                                   (tmp_path / "rob.tsv", "t"))):
         fig(*args, tmp_path / "f.png", 60)
         assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_localisation_scores_on_constructed_maps():
+    mask = np.zeros(100, bool)
+    mask[:10] = True
+    # all relevance in the mask: every score 1
+    r = np.where(mask, 1.0, 0.0) + np.linspace(0, 0.01, 100) * mask
+    assert A.localisation_scores(r, mask) == {"mass": 1.0, "rank": 1.0, "pointing": 1.0}
+    # the maximum outside, half the top-10 inside, a quarter of the positive mass inside
+    r = np.zeros(100)
+    r[:5] = 1.0            # 5 inside: mass 5
+    r[50:55] = 2.0         # 5 outside, higher: mass 10
+    r[60] = 5.0            # the maximum, outside
+    s = A.localisation_scores(r, mask)
+    assert s["mass"] == pytest.approx(5 / 20) and s["pointing"] == 0.0
+    assert s["rank"] == pytest.approx(4 / 10)  # top 10: 60, 50-54 (6 outside), then 4 of the 5 tied inside
+    # negative relevance counts for rank and pointing (they rank values) but not for mass
+    neg = -np.arange(100, 0, -1).astype(float)  # highest (least negative) at the end, outside the mask
+    s = A.localisation_scores(neg, mask)
+    assert np.isnan(s["mass"]) and s["pointing"] == 0.0 and s["rank"] == 0.0
+    s = A.localisation_scores(neg[::-1], mask)
+    assert np.isnan(s["mass"]) and s["pointing"] == 1.0 and s["rank"] == 1.0
+    # a constant map ranks nothing
+    assert np.isnan(A.localisation_scores(np.ones(100), mask)["rank"])
+
+
+def test_localisation_chance_level_is_what_random_maps_score():
+    rng = np.random.default_rng(0)
+    mask = np.zeros(4000, bool)
+    mask[rng.choice(4000, 600, replace=False)] = True
+    scores = pd.DataFrame([A.localisation_scores(rng.random(4000), mask) for _ in range(400)])
+    chance = A.chance_level(mask)
+    assert chance == pytest.approx(0.15)
+    assert scores["mass"].mean() == pytest.approx(chance, abs=0.005)
+    assert scores["rank"].mean() == pytest.approx(chance, abs=0.005)
+    assert scores["pointing"].mean() == pytest.approx(chance, abs=0.06)
 
 
 def test_atlas_on_an_axis_aligned_grid_matches_the_general_resampling():

@@ -483,6 +483,10 @@ def test_tiny_heatmap_outputs(tiny_run, default_config):
     truth = pd.read_csv(str(pre) + "_atlas-AAL3_groundtruth.tsv", sep="\t")
     assert truth.method.tolist() == ["lrpepsilon", "gradientxinput", "occlusion"]
     assert truth.share_in_mask.between(0, 1).all() and truth.chance_share.between(0, 1).all()
+    assert truth.rank_accuracy.between(0, 1).all() and truth.pointing_game.between(0, 1).all()
+    assert (truth.chance_rank == truth.chance_share).all() and (truth.chance_pointing == truth.chance_share).all()
+    fig = tiny_run / "results/figures/heatmaps_task-CN_vs_AD_T1w_desc-syn_model-cnn3d_thesis_localisation.png"
+    assert fig.stat().st_size > 5000
     robust = pd.read_csv(str(pre) + "_atlas-AAL3_robustnesssummary.tsv", sep="\t")
     assert set(robust.method) == set(truth.method) and robust.overlap_sum_mean.between(0, 100).all()
     # the 2D model: its PET mosaic heatmaps mapped back onto the PET crop, LRP left out
