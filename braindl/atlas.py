@@ -6,11 +6,16 @@
   neighbour) onto the heatmaps' grid. With ``merge_hemispheres`` the left and
   right parts of a region (names ending ``_L``/``_R``, ``_Left``/``_Right`` or
   starting ``Left_``/``Right_``) count as one region.
-* Per region, from the positive relevance (the evidence for the disease
-  class) of each run's mean disease-class and mean control map: ``sum``,
-  ``density`` = sum / voxel count, and ``gain`` = patient sum / control sum
-  (undefined, n/a, where the controls carry no positive relevance). Regions
-  are ranked per metric (1 = most relevant).
+* Per region, from each scan's relevance read by its method's convention
+  (``positive``: the positive part, the evidence for the disease class, for LRP
+  and Grad-CAM; ``absolute``: absolute values for guided backprop, gradient x
+  input and occlusion, as 004 does), averaged per run over the disease-class,
+  control and true-positive scans: ``sum``, ``density`` = sum / voxel count,
+  and ``gain`` = true-positive sum / control sum (004 study 1: the gain of
+  correctly classified patients over the average control; undefined, n/a,
+  where the controls carry no relevance or the run has no true positive).
+  ``gain_all`` (all disease-class scans over controls) is kept beside it.
+  Regions are ranked per metric (1 = most relevant).
 * Robustness across runs (study 3): for each pair of runs, the L2 distance
   between their mean disease-class maps, each scaled by its maximum, and the
   percentage overlap of their top-k regions per metric.
@@ -97,24 +102,47 @@ def rank(values: pd.Series) -> pd.Series:
     return values.rank(ascending=False, method="min", na_option="bottom").astype(int)
 
 
-def region_metrics(patients: np.ndarray, controls: np.ndarray, labels, table) -> pd.DataFrame:
-    """Sum, density and gain per region of the positive relevance of two mean maps, with ranks."""
-    p = region_sums(np.clip(patients, 0, None), labels, table)
-    c = region_sums(np.clip(controls, 0, None), labels, table)
+CONVENTIONS = ("positive", "absolute")
+
+
+def relevance_part(maps: np.ndarray, convention: str) -> np.ndarray:
+    """What the atlas metrics sum of a map: its positive part or its absolute value."""
+    if convention == "absolute":
+        return np.abs(maps)
+    if convention == "positive":
+        return np.clip(maps, 0, None)
+    raise ValueError(f"unknown atlas convention {convention!r}; use one of {CONVENTIONS}")
+
+
+def _gain(num: pd.Series, den: pd.Series) -> pd.Series:
+    return num / den.where(den > 0)
+
+
+def region_metrics(patients: np.ndarray, controls: np.ndarray, labels, table, tp: np.ndarray | None = None,
+                   convention: str = "positive") -> pd.DataFrame:
+    """Sum, density and gain per region of the mean maps of the disease class (``patients``), the
+    controls and the true positives (``tp``; None: no true positive, gain n/a), each read by
+    ``convention`` (:func:`relevance_part`), with ranks. ``gain`` is true positives over controls
+    (004 study 1), ``gain_all`` every disease-class scan over controls."""
+    p = region_sums(relevance_part(patients, convention), labels, table)
+    c = region_sums(relevance_part(controls, convention), labels, table)
     df = pd.DataFrame(dict(region=p.region, n_voxels=p.n_voxels, sum_patients=p["sum"], sum_controls=c["sum"]))
+    df["sum_tp"] = region_sums(relevance_part(tp, convention), labels, table)["sum"] if tp is not None else np.nan
     df["density_patients"] = df.sum_patients / df.n_voxels
     df["density_controls"] = df.sum_controls / df.n_voxels
-    df["gain"] = np.where(df.sum_controls > 0, df.sum_patients / df.sum_controls.where(df.sum_controls > 0), np.nan)
+    df["gain"] = _gain(df.sum_tp, df.sum_controls)
+    df["gain_all"] = _gain(df.sum_patients, df.sum_controls)
     df["sum"], df["density"] = df.sum_patients, df.density_patients
+    df["convention"] = convention
     for m in METRICS:
         df[f"rank_{m}"] = rank(df[m])
     return df
 
 
 def run_regions(runs: list[dict], target: str, control: str, settings: dict, pack_json, out_tsv,
-                out_summary) -> pd.DataFrame:
+                out_summary, convention: str = "positive") -> pd.DataFrame:
     """Region tables of one method: per run (``out_tsv``) and the mean over runs, re-ranked
-    (``out_summary``)."""
+    (``out_summary``). Each scan's map is read by ``convention`` before the group means."""
     from braindl.heatmaps import group_means, read_heatmaps
 
     meta = json.loads(Path(pack_json).read_text())
@@ -124,14 +152,14 @@ def run_regions(runs: list[dict], target: str, control: str, settings: dict, pac
         data, index = read_heatmaps(r["heatmaps"], r["index"])
         if data.shape[:3] != labels.shape:
             raise AtlasError(f"{r['heatmaps']}: grid {data.shape[:3]} differs from the pack's {labels.shape}")
-        means = group_means(data, index, [target, control])
+        means = group_means(relevance_part(data, convention), index, [target, control, "TP"])
         missing = [g for g in (target, control) if g not in means]
         if missing:  # said in the tables, not a stop of the whole run
             note = f"split {r['split']} run {r['run']}: no test scan of {missing}, no patient/control comparison"
             print(f"{r['index']}: {note}")
             skipped.append(note)
             continue
-        frames.append(region_metrics(means[target], means[control], labels, table)
+        frames.append(region_metrics(means[target], means[control], labels, table, means.get("TP"), convention)
                       .assign(split=r["split"], run=r["run"]))
     if not frames:
         empty = pd.DataFrame({"region": [], "note": []})
@@ -140,11 +168,15 @@ def run_regions(runs: list[dict], target: str, control: str, settings: dict, pac
         write_tsv(out_summary, summary)
         return summary
     per_run = pd.concat(frames, ignore_index=True)
-    cols = ["n_voxels", "sum_patients", "sum_controls", "density_patients", "density_controls"]
-    summary = per_run.groupby("region", sort=False, as_index=False)[cols].mean()
+    cols = ["n_voxels", "sum_patients", "sum_controls", "sum_tp", "density_patients", "density_controls"]
+    summary = per_run.groupby("region", sort=False, as_index=False)[cols].mean()  # sum_tp: runs with a TP
     # gain of the run means (a mean of per-run ratios would let one run with little control relevance dominate)
-    summary["gain"] = summary.sum_patients / summary.sum_controls.where(summary.sum_controls > 0)
+    controls_tp = per_run[per_run.sum_tp.notna()].groupby("region", sort=False).sum_controls.mean()
+    summary["gain"] = _gain(summary.sum_tp, summary.region.map(controls_tp))
+    summary["gain_all"] = _gain(summary.sum_patients, summary.sum_controls)
     summary["n_runs"] = len(frames)
+    summary["n_runs_tp"] = int(per_run.groupby(["split", "run"]).sum_tp.apply(lambda v: v.notna().any()).sum())
+    summary["convention"] = convention
     summary["note"] = "; ".join(skipped)
     summary["sum"], summary["density"] = summary.sum_patients, summary.density_patients
     for m in METRICS:

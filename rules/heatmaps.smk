@@ -63,6 +63,7 @@ rule heatmap_regions:
         target=HM["target_class"],
         control=HM["control_class"],
         atlas=atlas_settings(),
+        convention=lambda wc: architectures.ATLAS_CONVENTION[HM_SPECS[wc.method]["method"]],
         code=code_hash("atlas"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regions.log",

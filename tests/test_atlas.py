@@ -69,16 +69,59 @@ def test_region_metrics_rank_the_relevant_region_first(custom_atlas):
     patients = np.where(labels == 3, 2.0, 0.1).astype(np.float32)
     patients[0, 0, 0] = -50  # negative relevance is not evidence for the disease: ignored
     controls = np.full(SHAPE, 0.1, np.float32)
-    df = A.region_metrics(patients, controls, labels, table).set_index("region")
+    tp = np.where(labels == 3, 3.0, 0.1).astype(np.float32)
+    df = A.region_metrics(patients, controls, labels, table, tp).set_index("region")
     n_a, n_b = (labels > 0).sum() - (labels == 3).sum(), (labels == 3).sum()
     assert df.loc["A", "n_voxels"] == n_a and df.loc["B", "n_voxels"] == n_b
     np.testing.assert_allclose(df.loc["B", "density"], 2.0)
     np.testing.assert_allclose(df.loc["A", "sum_patients"], 0.1 * (n_a - 1))
-    np.testing.assert_allclose(df.loc["B", "gain"], 20.0)
+    # 004 study 1's gain: true positives over controls; every disease-class scan over controls beside it
+    np.testing.assert_allclose(df.loc["B", "gain"], 30.0)
+    np.testing.assert_allclose(df.loc["B", "gain_all"], 20.0)
     assert df.loc["B", "rank_density"] == 1 and df.loc["B", "rank_gain"] == 1
+    assert set(df.convention) == {"positive"}
     # controls without positive relevance: gain undefined, ranked last
-    df = A.region_metrics(patients, -controls, labels, table)
+    df = A.region_metrics(patients, -controls, labels, table, tp)
     assert df.gain.isna().all() and (df.rank_gain == 1).all()
+    # no true positive in the run: gain n/a, gain_all still there
+    df = A.region_metrics(patients, controls, labels, table).set_index("region")
+    assert np.isnan(df.loc["B", "gain"]) and df.loc["B", "gain_all"] == pytest.approx(20.0)
+
+
+def test_signed_methods_are_summed_by_absolute_value(custom_atlas):
+    """004 study 3: "sum as the sum of absolute values in each region"; study 1: "the absolute value of
+    the GB gradients". A region of strong negative attribution ranks first by absolute value and
+    last by positive part."""
+    settings, labels = custom_atlas
+    _, table = A.load_atlas(settings, AFFINE, SHAPE)
+    signed = np.where(labels == 3, -2.0, 0.1).astype(np.float32)
+    controls = np.full(SHAPE, 0.1, np.float32)
+    absolute = A.region_metrics(signed, controls, labels, table, signed, "absolute").set_index("region")
+    positive = A.region_metrics(signed, controls, labels, table, signed, "positive").set_index("region")
+    np.testing.assert_allclose(absolute.loc["B", "density"], 2.0)
+    assert absolute.loc["B", "rank_sum"] == 1 and positive.loc["B", "sum"] == 0
+    assert set(absolute.convention) == {"absolute"}
+    from braindl.architectures import ATLAS_CONVENTION, HEATMAP_METHODS
+    assert set(ATLAS_CONVENTION) == set(HEATMAP_METHODS)
+    assert {m for m, c in ATLAS_CONVENTION.items() if c == "absolute"} == {"guided_backprop", "gradient_x_input",
+                                                                           "occlusion"}
+    with pytest.raises(ValueError, match="unknown atlas convention"):
+        A.relevance_part(signed, "signed")
+
+
+def test_run_regions_reads_each_scan_by_its_convention(custom_atlas, tmp_path):
+    """The convention applies to each scan before the group mean: two scans of opposite sign in a region
+    cancel in a mean of signed maps, not in a mean of absolute values."""
+    settings, labels = custom_atlas
+    (tmp_path / "pack.json").write_text(json.dumps(dict(Shape=[1, *SHAPE], Affine=AFFINE.tolist())))
+    on_b = np.where(labels == 3, 1.0, 0.0)
+    run = dict(split="01", run="01", **_write_run(tmp_path, "r", [on_b, -on_b, 0.1 * on_b], ["AD", "AD", "CN"]))
+    out = {k: tmp_path / f"{k}.tsv" for k in ("regions", "summary")}
+    for convention, density in (("absolute", 1.0), ("positive", 0.5)):
+        summary = A.run_regions([run], "AD", "CN", settings, tmp_path / "pack.json", out["regions"],
+                                out["summary"], convention=convention).set_index("region")
+        np.testing.assert_allclose(summary.loc["B", "density"], density)
+        assert summary.loc["B", "convention"] == convention and summary.loc["B", "n_runs_tp"] == 1
 
 
 def _write_run(d, name, maps, truth):
