@@ -17,8 +17,11 @@
   ``gain_all`` (all disease-class scans over controls) is kept beside it.
   Regions are ranked per metric (1 = most relevant).
 * Robustness across runs (study 3): for each pair of runs, the L2 distance
-  between their mean disease-class maps, each scaled by its maximum, and the
-  percentage overlap of their top-k regions per metric.
+  between their mean maps, each scaled by its maximum, of the true positives
+  and of the true negatives (study 3: "for true positive and true negative
+  predictions") and of the whole disease class, and the percentage overlap of
+  their top-k regions per metric. The summary follows study 3's table: per
+  method, the top-k overlap of sum, density and gain, then L2 for TP and TN.
 * Ground truth (synthetic cohort): the share of the positive relevance on the
   atlas' labelled voxels that lies inside the mask of the regions the disease
   altered, against the share expected by chance (the mask's share of those
@@ -202,37 +205,52 @@ def run_robustness(methods: dict, top_k: int, out_tsv, out_summary) -> pd.DataFr
     rows = []
     for label, files in methods.items():
         maps = np.asarray(nib.load(str(files["runs"])).dataobj, dtype=np.float32)
+        if maps.ndim == 3:
+            maps = maps[..., None]
         runs = pd.read_csv(files["runs_tsv"], sep="\t", dtype={"split": str, "run": str})
-        runs = runs[runs.volume >= 0].reset_index(drop=True)  # runs without a disease-class test scan: no map
+        if "group" not in runs.columns:
+            runs["group"] = "disease"
+        runs["kind"] = [g if g in ("TP", "TN") else "disease" for g in runs.group]
+        runs = runs[runs.volume >= 0]  # runs without such a test scan: no map
+        vol = {(r.split, r.run, r.kind): int(r.volume) for r in runs.itertuples()}
+        disease = runs[runs.kind == "disease"].reset_index(drop=True)
         regions = pd.read_csv(files["regions"], sep="\t", dtype={"split": str, "run": str})
-        for a, b in itertools.combinations(range(len(runs)), 2):
-            ra, rb = runs.iloc[a], runs.iloc[b]
-            ma, mb = maps[..., int(ra.volume)], maps[..., int(rb.volume)]
-            sa, sb = np.abs(ma).max() or 1.0, np.abs(mb).max() or 1.0
+        for a, b in itertools.combinations(range(len(disease)), 2):
+            ra, rb = disease.iloc[a], disease.iloc[b]
             row = dict(method=label, split_a=ra.split, run_a=ra.run, split_b=rb.split, run_b=rb.run,
-                       same_split=ra.split == rb.split, l2=float(np.linalg.norm(ma / sa - mb / sb)))
+                       same_split=ra.split == rb.split)
+            for kind, col in (("disease", "l2"), ("TP", "l2_tp"), ("TN", "l2_tn")):
+                va, vb = vol.get((ra.split, ra.run, kind)), vol.get((rb.split, rb.run, kind))
+                row[col] = _scaled_l2(maps[..., va], maps[..., vb]) if va is not None and vb is not None else np.nan
             ta = regions[(regions.split == ra.split) & (regions.run == ra.run)]
             tb = regions[(regions.split == rb.split) & (regions.run == rb.run)]
             k = min(top_k, len(ta), len(tb))
             for m in METRICS:
                 row[f"overlap_{m}"] = 100.0 * len(top_regions(ta, m, k) & top_regions(tb, m, k)) / k
             rows.append(row)
-    pairs = pd.DataFrame(rows, columns=["method", "split_a", "run_a", "split_b", "run_b", "same_split", "l2"]
-                         + [f"overlap_{m}" for m in METRICS])
+    pairs = pd.DataFrame(rows, columns=["method", "split_a", "run_a", "split_b", "run_b", "same_split", "l2", "l2_tp",
+                                        "l2_tn"] + [f"overlap_{m}" for m in METRICS])
     summ = []
     for label in methods:
         p = pairs[pairs.method == label]
         use = p[p.same_split] if p.same_split.any() else p
         summ.append(dict(method=label, pairs=len(use),
                          compared="repeated runs of one split" if p.same_split.any() else "runs of different splits",
-                         l2_mean=use.l2.mean(), l2_sd=use.l2.std(),
                          **{f"overlap_{m}_mean": use[f"overlap_{m}"].mean() for m in METRICS},
-                         **{f"overlap_{m}_sd": use[f"overlap_{m}"].std() for m in METRICS}))
+                         **{f"overlap_{m}_sd": use[f"overlap_{m}"].std() for m in METRICS},
+                         **{f"{c}_{s}": getattr(use[c], f)() for c in ("l2_tp", "l2_tn", "l2")
+                            for s, f in (("mean", "mean"), ("sd", "std"))}))
     summary = pd.DataFrame(summ)
     summary["top_k"] = top_k
     write_tsv(out_tsv, pairs)
     write_tsv(out_summary, summary)
     return summary
+
+
+def _scaled_l2(a: np.ndarray, b: np.ndarray) -> float:
+    """L2 distance of two maps, each scaled by its maximum absolute value (study 3)."""
+    sa, sb = float(np.abs(a).max()) or 1.0, float(np.abs(b).max()) or 1.0
+    return float(np.linalg.norm(a / sa - b / sb))
 
 
 def truth_mask_on_grid(mask_nii, affine, shape) -> np.ndarray:
@@ -397,9 +415,13 @@ def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
     a1.set_ylabel(f"top-{int(s.top_k.iloc[0])} region overlap (%)")
     a1.set_ylim(0, 105)
     a1.legend(fontsize=8)
-    a2.bar(x, s.l2_mean, yerr=s.l2_sd.fillna(0), color="tab:gray", capsize=2)
+    for i, (col, name) in enumerate((("l2_tp", "true positives"), ("l2_tn", "true negatives"),
+                                     ("l2", "disease class"))):
+        if f"{col}_mean" in s.columns and s[f"{col}_mean"].notna().any():
+            a2.bar(x + (i - 1) * 0.27, s[f"{col}_mean"], 0.27, yerr=s[f"{col}_sd"].fillna(0), capsize=2, label=name)
     a2.set_xticks(x, s.method, rotation=30, ha="right")
     a2.set_ylabel("L2 distance of max-scaled mean maps")
+    a2.legend(fontsize=8)
     fig.suptitle(f"{title} ({s.compared.iloc[0]})" if len(s) else title)
     fig.tight_layout()
     _save(fig, out, dpi)

@@ -453,14 +453,17 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
 
     Writes ``out['groups']`` (4D: one mean map per group, each the mean of the
     runs' group means) with its table ``out['groups_tsv']``, ``out['runs']``
-    (4D: each run's mean map of the disease class, for the robustness
-    analysis) with ``out['runs_tsv']``, and ``out['meanbrain']``: the mean of
-    the scans the heatmaps were computed on (display background).
+    (4D: each run's mean maps of the disease class, of its true positives and
+    of its true negatives, for the robustness analysis; 004 study 3 compares
+    runs "for true positive and true negative predictions") with
+    ``out['runs_tsv']`` (split, run, group, volume, n_scans; volume -1 where a
+    run has no such scan), and ``out['meanbrain']``: the mean of the scans the
+    heatmaps were computed on (display background).
     """
     import json
 
     groups = group_labels(target, control)
-    sums, counts, per_run, run_rows, scans, skipped = {}, {}, [], [], set(), []
+    sums, counts, per_run, run_rows, scans = {}, {}, [], [], set()
     shape = affine = None
     for r in runs:
         data, table = read_heatmaps(r["heatmaps"], r["index"])
@@ -472,12 +475,16 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
         if target not in means:  # said in the runs table, and the other runs go on
             print(f"{r['index']}: no test scan of the disease class {target}; split {r['split']} run {r['run']} "
                   "is left out of the per-run maps")
-            skipped.append(dict(split=r["split"], run=r["run"], volume=-1, n_scans=0))
-            continue
-        per_run.append(means[target])
-        run_rows.append(dict(split=r["split"], run=r["run"], volume=len(run_rows),
-                             n_scans=int((table["truth"] == target).sum())))
-        scans.update(zip(table.participant_id, table.session_id))
+        for g in (target, "TP", "TN"):
+            sel = (table["outcome"] == g) if g in ("TP", "TN") else (table["truth"] == g)
+            if g in means and target in means:
+                per_run.append(means[g])
+                run_rows.append(dict(split=r["split"], run=r["run"], group=g, volume=len(per_run) - 1,
+                                     n_scans=int(sel.sum())))
+            else:
+                run_rows.append(dict(split=r["split"], run=r["run"], group=g, volume=-1, n_scans=int(sel.sum())))
+        if target in means:
+            scans.update(zip(table.participant_id, table.session_id))
     if not per_run:
         raise HeatmapError(f"no run has a test scan of the disease class {target}: no group maps")
     affine = np.asarray(json.loads(Path(pack_json).read_text())["Affine"])
@@ -491,7 +498,10 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
     write_nifti(out["groups"], stack.astype(np.float32), affine, np.float32)
     write_tsv(out["groups_tsv"], gtable)
     write_nifti(out["runs"], np.stack(per_run, -1).astype(np.float32), affine, np.float32)
-    write_tsv(out["runs_tsv"], pd.DataFrame(run_rows + skipped))
+    runs_table = pd.DataFrame(run_rows)  # in run order, grouped: the disease class, TP, TN
+    order = {g: i for i, g in enumerate((target, "TP", "TN"))}
+    runs_table = runs_table.assign(_g=runs_table.group.map(order)).sort_values("_g", kind="stable")
+    write_tsv(out["runs_tsv"], runs_table.drop(columns="_g").reset_index(drop=True))
     write_nifti(out["meanbrain"], brain, affine, np.float32)
     return gtable
 

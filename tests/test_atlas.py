@@ -176,6 +176,35 @@ def test_regions_robustness_and_ground_truth(custom_atlas, tmp_path):
         assert (tmp_path / "f.png").stat().st_size > 1000
 
 
+def test_robustness_l2_for_true_positives_and_true_negatives(tmp_path):
+    """Study 3 compares runs "for true positive and true negative predictions": the TP maps agree across
+    runs (up to scale), the TN maps do not."""
+    rng = np.random.default_rng(1)
+    tp = rng.random(SHAPE)
+    maps, rows = [], []
+    for k, split in enumerate(("01", "02", "03")):
+        for group, m in (("AD", tp + 0.1 * rng.random(SHAPE)), ("TP", tp * (k + 1)), ("TN", rng.random(SHAPE))):
+            rows.append(dict(split=split, run="01", group=group, volume=len(maps), n_scans=2))
+            maps.append(m)
+    nib.save(nib.Nifti1Image(np.stack(maps, -1).astype(np.float32), AFFINE), tmp_path / "runs.nii.gz")
+    pd.DataFrame(rows).to_csv(tmp_path / "runs.tsv", sep="\t", index=False)
+    regions = pd.DataFrame([dict(split=s, run="01", region=r, **{f"rank_{m}": i + 1 for m in A.METRICS})
+                            for s in ("01", "02", "03") for i, r in enumerate("AB")])
+    regions.to_csv(tmp_path / "regions.tsv", sep="\t", index=False)
+    summary = A.run_robustness({"m": dict(runs=tmp_path / "runs.nii.gz", runs_tsv=tmp_path / "runs.tsv",
+                                          regions=tmp_path / "regions.tsv")}, 1, tmp_path / "p.tsv", tmp_path / "s.tsv")
+    row = summary.iloc[0]
+    assert row.pairs == 3 and row.l2_tp_mean == pytest.approx(0, abs=1e-4)
+    a, b = maps[2] / maps[2].max(), maps[5] / maps[5].max()
+    pairs = pd.read_csv(tmp_path / "p.tsv", sep="\t", dtype=str)
+    first = pairs[(pairs.split_a == "01") & (pairs.split_b == "02")].iloc[0]
+    assert float(first.l2_tn) == pytest.approx(np.linalg.norm(a - b), rel=1e-4)
+    assert row.l2_tn_mean > 10 * max(row.l2_tp_mean, 1e-3)
+    # the summary's columns in study 3's order: overlaps of sum, density, gain, then L2 for TP and TN
+    cols = [c for c in summary.columns if c.endswith("_mean")]
+    assert cols[:5] == ["overlap_sum_mean", "overlap_density_mean", "overlap_gain_mean", "l2_tp_mean", "l2_tn_mean"]
+
+
 def test_localisation_scores_on_constructed_maps():
     mask = np.zeros(100, bool)
     mask[:10] = True

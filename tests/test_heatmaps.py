@@ -269,7 +269,18 @@ def test_group_maps_and_figures(run_files):
     heat = np.asarray(nib.load(out["heatmaps.nii.gz"]).dataobj)
     np.testing.assert_allclose(maps[..., 0], heat[..., [0, 2]].mean(-1), rtol=1e-5, atol=1e-8)  # AD: scans 1, 3
     np.testing.assert_allclose(maps[..., 3], heat[..., 1], rtol=1e-5, atol=1e-8)  # FP: the CN predicted AD
-    assert nib.load(paths["runs"]).shape == (*SHAPE, 2)
+    # per run the disease-class, true-positive and true-negative means (study 3's L2 for TP and TN)
+    runs_table = pd.read_csv(paths["runs_tsv"], sep="\t", dtype={"split": str})
+    index = pd.read_csv(out["heatmaps.tsv"], sep="\t")
+    have = [g for g in ("AD", "TP", "TN") if (index.truth == g).any() or (index.outcome == g).any()]
+    assert nib.load(paths["runs"]).shape == (*SHAPE, 2 * len(have))
+    runs_maps = np.asarray(nib.load(paths["runs"]).dataobj)
+    for g in have:
+        sel = (index.outcome == g) if g in ("TP", "TN") else (index.truth == g)
+        row = runs_table[(runs_table.group == g) & (runs_table.split == "02")].iloc[0]
+        assert row.n_scans == sel.sum()
+        np.testing.assert_allclose(runs_maps[..., int(row.volume)], heat[..., sel.to_numpy()].mean(-1), rtol=1e-5,
+                                   atol=1e-8)
     brain = np.asarray(nib.load(paths["meanbrain"]).dataobj)
     np.testing.assert_allclose(brain, np.load(d / "pack.npy")[1:5].astype(np.float32).mean(0), rtol=1e-3)
     for draw, name in ((H.display_figure, "display.png"), (H.statmap_figure, "statmap.png")):
@@ -296,7 +307,9 @@ def test_a_run_without_a_disease_scan_is_left_out_of_the_run_maps(run_files):
              for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
     H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
     table = pd.read_csv(paths["runs_tsv"], sep="\t", dtype={"split": str})
-    assert table.volume.tolist() == [0, -1] and table.n_scans.tolist()[1] == 0
-    assert nib.load(paths["runs"]).shape == (*SHAPE, 1)
+    disease = table[table.group == "AD"]
+    assert disease.volume.tolist() == [0, -1] and disease.n_scans.tolist()[1] == 0
+    assert (table[table.split == "02"].volume == -1).all()  # nor its TP and TN maps
+    assert nib.load(paths["runs"]).shape[-1] == (table.volume >= 0).sum()
     with pytest.raises(H.HeatmapError, match="no run has a test scan of the disease class AD"):
         H.run_group_maps(runs[1:], "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
