@@ -15,6 +15,11 @@ loss adds the softmax. ``model.features`` is the convolutional part and
 ``model.entry`` runs before the features: the identity, or (3D networks with
 ``input_pool`` k > 1) an average pooling by k, so that a 2 mm crop trains at
 4 mm while inputs, checkpoints' input shapes and heatmaps stay on the crop's grid.
+
+Convolutions pad their input ("same", MONAI's ``Convolution`` default), where 004's reference code
+uses unpadded ("valid") ones: with padding, the feature-map sizes depend on the pooling alone
+(:func:`braindl.architectures.pooled_shape`), so any crop box can be checked before training, and the
+voxels at the crop's border stay in every block's field of view.
 """
 
 from __future__ import annotations

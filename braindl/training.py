@@ -79,8 +79,10 @@ def to_device(arr: np.ndarray, rows: pd.DataFrame, device: torch.device, mosaic:
     return (data if mosaic else data.unsqueeze(1)).to(device)
 
 
-def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Flip across the sagittal plane (array axis 0) and shift along one random axis, per sample."""
+def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator, shift_axis: str = "random") -> torch.Tensor:
+    """Flip across the sagittal plane (array axis 0) and shift, per sample, along one random axis
+    (``shift_axis`` random) or along the left-right axis (``sagittal``, array axis 0: 004's "translation
+    and flipping along the sagittal axis")."""
     x = x.clone()
     n = x.shape[0]
     dev = gen.device
@@ -90,6 +92,8 @@ def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator
             x[flip] = x[flip].flip(2)
     if max_shift > 0:
         axes = torch.randint(0, 3, (n,), generator=gen, device=dev).tolist()
+        if shift_axis == "sagittal":
+            axes = [0] * n
         shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen, device=dev).tolist()
         for i, (a, s) in enumerate(zip(axes, shifts)):
             if s == 0:
@@ -240,7 +244,8 @@ class Runner:
             xb = xb[torch.arange(xb.shape[0], device=xb.device), pick].unsqueeze(1)
             return augment_2d(xb, float(self.s.get("augment_shift_fraction", 0.0)),
                               float(self.s.get("augment_zoom", 0.0)), self.aug_gen)
-        return augment(xb, float(self.s["augment_flip"]), int(self.s["augment_shift_voxels"]), self.aug_gen)
+        return augment(xb, float(self.s["augment_flip"]), int(self.s["augment_shift_voxels"]), self.aug_gen,
+                       str(self.s.get("augment_shift_axis", "random")))
 
     def train_epoch(self) -> float:
         self._train_mode()

@@ -58,3 +58,19 @@ def test_wrong_type_names_the_key(repo, config, path, value):
         validate(config, str(repo / SCHEMA))
     msg = str(err.value)
     assert f"['{path[0]}']['{path[1]}']" in msg, msg
+
+
+def test_full_protocol_follows_the_papers_where_they_are_specific(repo):
+    """Each setting with the sentence of its paper (PROTOCOLS.md; ../shared/seeds)."""
+    full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
+    tr, arms = full["training"], full["transfer"]["models"]
+    # 004: "translation and flipping along the sagittal axis", no class weights
+    assert tr["augment_shift_axis"] == "sagittal" and tr["augment_shift_voxels"] == 2 and tr["class_weights"] is False
+    # 000: "we froze the pre-trained weights for convolution layers"
+    assert arms["resnet18"]["freeze"] == "head_only" and arms["resnet18"]["weights"] == "imagenet"
+    # 000's 3D CNN: early stopping when the validation loss changes by < 1e-4 for 10 epochs
+    assert arms["cnn3d"] == {"early_stopping_patience": 10, "early_stopping_min_delta": 1.0e-4, "monitor": "val_loss"}
+    # 001: Adam at lr 5e-7
+    assert arms["densenet121x3"]["learning_rate"] == 5.0e-7
+    # 004 studies 1-3 betas, and study 5's beta = 4
+    assert full["heatmaps"]["lrp_betas"] == [0, 0.25, 0.5, 0.75, 1, 4]

@@ -277,3 +277,16 @@ def test_distance_transform_matches_scipy():
         mask[0, 0, 0] = True
         want = ndimage.distance_transform_edt(~mask, sampling=sampling)
         np.testing.assert_allclose(distance_to(mask.astype(np.uint8), *sampling), want, rtol=1e-12)
+
+
+def test_dlb_pattern_spares_the_posterior_cingulate(default_config):
+    """The cingulate island sign: DLB's hypometabolism is occipital, parietal and temporal, and spares the
+    posterior cingulate (McKeith et al. 2017), unlike AD's."""
+    from braindl import templates
+
+    patterns = default_config["synthetic"]["patterns"]
+    dlb = set(templates.region_indices(patterns["DLB"]["hypometabolism"], "AAL3"))
+    cingulate = set(templates.region_indices(["Cingulate_Post"], "AAL3"))
+    assert cingulate and not dlb & cingulate
+    assert cingulate <= set(templates.region_indices(patterns["AD"]["hypometabolism"], "AAL3"))
+    assert set(templates.region_indices(["Calcarine", "Parietal_Inf"], "AAL3")) <= dlb

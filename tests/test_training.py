@@ -153,6 +153,34 @@ def test_augment_flips_and_shifts_with_zero_fill():
     assert torch.equal(training.augment(x, 0.0, 0, gen), x)
 
 
+def _shifted(v, s, d):
+    out = torch.roll(v, s, d)
+    sl = [slice(None)] * v.ndim
+    sl[d] = slice(0, s) if s > 0 else slice(s, None)
+    out[tuple(sl)] = 0
+    return out
+
+
+def _shift_axes(x, y):
+    """The array axis (1 = sagittal) each sample was shifted along (None: not shifted)."""
+    out = []
+    for i in range(len(x)):
+        hits = [d for d in (1, 2, 3) for s in (-2, -1, 1, 2) if torch.equal(y[i], _shifted(x[i], s, d))]
+        out.append(hits[0] if hits else None)
+    return out
+
+
+def test_augment_can_shift_along_the_sagittal_axis_only():
+    """004: "translation and flipping along the sagittal axis": every shift moves array axis 0."""
+    x = torch.rand(64, 1, 6, 7, 8) + 1
+    y = training.augment(x, 0.0, 2, torch.Generator().manual_seed(3), shift_axis="sagittal")
+    axes = _shift_axes(x, y)
+    assert set(axes) == {1, None} and axes.count(1) > 30
+    # a random axis: all three
+    y = training.augment(x, 0.0, 2, torch.Generator().manual_seed(3))
+    assert set(_shift_axes(x, y)) == {1, 2, 3, None}
+
+
 def test_class_weights_match_scikit_learn():
     y = np.array([0, 0, 0, 1, 2, 2])
     expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
