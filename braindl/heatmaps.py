@@ -27,7 +27,14 @@ layer, so LRP is refused for the 2D backbones (DenseNet concatenations,
 ResNet skip connections); the other methods apply to them.
 
 Every heatmap is for the disease class (``target``), so patients and controls
-share one scale. Heatmaps of 2D models on mosaics are mapped back onto the
+share one scale, and every method starts from one score: the disease logit
+minus the mean of the other logits (:func:`contrast_model`; with two classes the
+logit difference, i.e. the log-odds of the disease's softmax probability), not
+from the disease logit alone. A softmax network's logits are defined only up to
+a shared offset: a negative disease logit of a scan the network calls diseased
+made every LRP voxel negative, and the positive-only atlas metrics then dropped
+the map. The score is positive exactly when the disease probability exceeds the
+mean of the others' (two classes: 0.5). Heatmaps of 2D models on mosaics are mapped back onto the
 volume (each mosaic's tiles to their slices, resized back to the tile size),
 so every model's heatmaps are volumes in template space.
 """
@@ -256,16 +263,74 @@ def check_method(model: nn.Module, spec: dict) -> None:
                                f"{getattr(model, 'name', type(model).__name__)} uses {', '.join(other)}")
 
 
-class Attributor:
-    """One method on one trained model: ``self(x, target)`` -> attributions shaped like ``x``."""
+class _Contrast(nn.Module):
+    """``model``'s ``target`` output minus the mean of its others, as a one-output module."""
 
-    def __init__(self, model: nn.Module, spec: dict, example: torch.Tensor, settings: dict | None = None):
-        settings = settings or {}
+    def __init__(self, model: nn.Module, target: int, n_outputs: int):
+        super().__init__()
+        self.model, self.target = model, int(target)
+        self.others = [i for i in range(int(n_outputs)) if i != self.target]
+
+    def forward(self, x):
+        z = self.model(x)
+        return (z[:, self.target] - z[:, self.others].mean(1))[:, None]
+
+
+def contrast_model(model: nn.Module, target: int, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` (eval mode) with one output: the ``target`` logit minus the mean of the other
+    logits. Where the last linear layer is the output, the contrast is folded into it (``w_t -
+    mean(w_others)``, ``b_t - mean(b_others)``), so that LRP's rules apply to it as to any linear layer
+    (checked on ``example``); otherwise the model is wrapped (:class:`_Contrast`, not for LRP). A
+    single-output model is returned as it is."""
+    net = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        logits = net(example)
+    k = logits.shape[-1]
+    if k < 2:
+        return net
+    others = [i for i in range(k) if i != int(target)]
+    want = logits[:, int(target)] - logits[:, others].mean(1)
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if linears and linears[-1][1].out_features == k:
+        name, last = linears[-1]
+        new = nn.Linear(last.in_features, 1, bias=last.bias is not None).to(last.weight.device, last.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_((last.weight[int(target)] - last.weight[others].mean(0))[None])
+            if last.bias is not None:
+                new.bias.copy_((last.bias[int(target)] - last.bias[others].mean())[None])
+        folded = copy.deepcopy(net)
+        _set_module(folded, name, new)
+        with torch.no_grad():
+            got = folded(example)
+        if got.shape[-1] == 1 and torch.allclose(got[:, 0], want, rtol=1e-4, atol=1e-5):
+            return folded
+    return _Contrast(net, target, k)
+
+
+class Attributor:
+    """One method on one trained model: ``self(x, target)`` -> attributions shaped like ``x``, of the
+    disease-class contrast (:func:`contrast_model`)."""
+
+    def __init__(self, model: nn.Module, spec: dict, example: torch.Tensor, settings: dict | None = None,
+                 target: int = 0):
+        self.model, self.example, self.settings = model, example, settings or {}
         self.spec = dict(spec)
         check_method(model, spec)
-        method = spec["method"]
         self.spatial = example.dim() - 2
+        self.target = None
+        self.folded = 0
+        self._build(int(target))  # refuses a method that does not apply before any scan is read
+
+    def _build(self, target: int) -> None:
+        """The method on the contrast of ``target`` (built on the first call, and for another target)."""
+        settings, spec, example = self.settings, self.spec, self.example
+        model = contrast_model(self.model, target, example)
+        method = spec["method"]
+        self.target = target
         if method in ("lrp_epsilon", "lrp_beta"):
+            if isinstance(model, _Contrast):
+                raise HeatmapError(f"LRP needs a model whose output is its last linear layer; "
+                                   f"{getattr(self.model, 'name', type(self.model).__name__)} has none")
             net, self.folded = fold_batchnorm(model, example)
             self.net = assign_lrp_rules(net, spec)
             self.impl = LRP(self.net)
@@ -295,6 +360,9 @@ class Attributor:
                 raise HeatmapError(f"unknown heatmap method {method!r}; use one of {METHODS}")
 
     def __call__(self, x: torch.Tensor, target: int) -> torch.Tensor:
+        if self.target != int(target):
+            self._build(int(target))
+        target = 0  # the contrast network's one output
         x = x.detach().float().clone().requires_grad_(True)
         method = self.spec["method"]
         if method == "occlusion":
@@ -380,7 +448,7 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     model = model.to(dev)
     ex = torch.as_tensor(np.asarray(arr[pos[(test.participant_id[0], test.session_id[0])]], dtype=np.float32))
     ex = (ex[:1] if is_mosaic else ex[None]).unsqueeze(0).to(dev)
-    attr = Attributor(model, spec, ex, settings)
+    attr = Attributor(model, spec, ex, settings, target=t_idx)
     bs = int(settings.get("batch_size", 4))
     maps = np.zeros((*vol_shape, len(test)), dtype=np.float32)
     t0 = time.perf_counter()
@@ -408,7 +476,8 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     write_nifti(out_nii, maps, affine, np.float32)
     write_tsv(out_tsv, table)
     info = dict(Method=spec["method"], Parameters={k: v for k, v in attr.spec.items() if k != "method"},
-                TargetClass=target, Classes=classes, Space=TEMPLATE_SPACE, Model=str(Path(model_pt).name),
+                TargetClass=target, Classes=classes,
+                Score=f"logit of {target} minus the mean of the other logits" if len(classes) > 1 else "the output", Space=TEMPLATE_SPACE, Model=str(Path(model_pt).name),
                 Input="mosaic" if is_mosaic else "volume", Device=str(dev), Scans=len(test),
                 Seconds=round(seconds, 3), HeatmapsPerSecond=round(len(test) / max(seconds, 1e-9), 3))
     if spec["method"].startswith("lrp"):

@@ -19,6 +19,13 @@ from braindl.mosaic import make_mosaics, resize
 OCCLUSION = dict(occlusion_patch=[4, 4, 4], occlusion_stride=[4, 4, 4], occlusion_batch=8)
 
 
+def _contrast(net, x, target):
+    """The score every method starts from: the target logit minus the mean of the others."""
+    z = net(x).detach()
+    others = [i for i in range(z.shape[1]) if i != target]
+    return z[:, target] - z[:, others].mean(1)
+
+
 def _bias_free_net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv3d(1, 4, 3, bias=False), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(4, 4, 3, bias=False),
@@ -32,14 +39,14 @@ def test_lrp_conserves_relevance(spec):
     x = torch.rand(3, 1, 10, 10, 10)
     relevance = H.Attributor(net, spec, x[:1])(x, 1)
     assert relevance.shape == x.shape
-    np.testing.assert_allclose(relevance.sum((1, 2, 3, 4)).numpy(), net(x)[:, 1].detach().numpy(), rtol=1e-4)
+    np.testing.assert_allclose(relevance.sum((1, 2, 3, 4)).numpy(), _contrast(net, x, 1).numpy(), rtol=1e-4)
 
 
 def test_lrp_epsilon_to_zero_is_gradient_times_input():
     net = _bias_free_net()
     x = torch.rand(2, 1, 10, 10, 10)
     lrp = H.Attributor(net, dict(method="lrp_epsilon", epsilon=1e-9), x[:1])(x, 0)
-    gxi = InputXGradient(net).attribute(x.clone().requires_grad_(True), target=0).detach()
+    gxi = InputXGradient(H.contrast_model(net, 0, x[:1])).attribute(x.clone().requires_grad_(True), target=0).detach()
     np.testing.assert_allclose(lrp.numpy(), gxi.numpy(), rtol=1e-3, atol=1e-5 * float(gxi.abs().max()))
     # a large epsilon absorbs relevance: no longer gradient x input
     big = H.Attributor(net, dict(method="lrp_epsilon", epsilon=1.0), x[:1])(x, 0)
@@ -51,12 +58,40 @@ def test_alpha_beta_differs_from_epsilon_and_beta_zero_is_positive():
     x = torch.rand(2, 1, 10, 10, 10)
     r0 = H.Attributor(net, dict(method="lrp_beta", beta=0.0), x[:1])(x, 1)
     r1 = H.Attributor(net, dict(method="lrp_beta", beta=1.0), x[:1])(x, 1)
-    score = net(x)[:, 1].detach()
+    score = _contrast(net, x, 1)
     # with a positive class score, alpha 1 beta 0 only spreads positive relevance (inputs are >= 0)
     for i in range(2):
         if score[i] > 0:
             assert float(r0[i].min()) >= -1e-7
     assert not torch.allclose(r0, r1)
+
+
+def test_every_method_starts_from_the_disease_contrast_not_the_raw_logit():
+    """A softmax network's logits are defined up to a shared offset: here the disease logit is negative
+    although the network calls the scan diseased (p = 0.99). From the raw logit, LRP (beta 0) made every
+    voxel that matters negative; from the contrast (logit difference) they are positive."""
+    from captum.attr import LRP
+
+    net = nn.Sequential(nn.Conv3d(1, 1, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(6 ** 3, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[3].weight.zero_()
+        net[3].weight[0, :8] = 1.0      # the disease class reads the first 8 voxels
+        net[3].bias.copy_(torch.tensor([-5.0, -10.0]))
+    x = torch.rand(2, 1, 6, 6, 6) * 0.5
+    z = net(x).detach()
+    assert (z[:, 0] < 0).all() and (z.softmax(1)[:, 0] > 0.99).all()
+    raw = LRP(H.assign_lrp_rules(H.fold_batchnorm(net, x[:1])[0], dict(method="lrp_beta", beta=0.0)))
+    before = raw.attribute(x.clone().requires_grad_(True), target=0).detach().reshape(2, -1)
+    assert (before[:, :8] < 0).all()
+    for spec in (dict(method="lrp_beta", beta=0.0), dict(method="lrp_epsilon", epsilon=1e-3),
+                 dict(method="gradient_x_input")):
+        after = H.Attributor(net, spec, x[:1])(x, 0).reshape(2, -1)
+        assert (after[:, :8] > 0).all() and after[:, 8:].abs().max() < 1e-6, spec
+    # a two-class contrast is the log-odds of the disease probability
+    p = z.softmax(1)[:, 0]
+    torch.testing.assert_close(H.contrast_model(net, 0, x[:1])(x)[:, 0].detach(), torch.log(p / (1 - p)), rtol=1e-4,
+                               atol=1e-4)
 
 
 def _with_random_batchnorm(model):
