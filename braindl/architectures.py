@@ -107,11 +107,12 @@ def method_specs(methods: list[str], settings: dict) -> dict[str, dict]:
     for m in methods:
         if m not in HEATMAP_METHODS:
             raise ValueError(f"unknown heatmap method {m!r}; use one of {HEATMAP_METHODS}")
+        bias = bool(settings.get("lrp_bias", False))
         if m == "lrp_beta":
             for b in settings["lrp_betas"]:
-                out[f"lrpbeta{int(round(float(b) * 100)):03d}"] = {"method": m, "beta": float(b)}
+                out[f"lrpbeta{int(round(float(b) * 100)):03d}"] = {"method": m, "beta": float(b), "bias": bias}
         elif m == "lrp_epsilon":
-            out["lrpepsilon"] = {"method": m, "epsilon": float(settings["lrp_epsilon"])}
+            out["lrpepsilon"] = {"method": m, "epsilon": float(settings["lrp_epsilon"]), "bias": bias}
         else:
             out[m.replace("_", "")] = {"method": m}
     return out

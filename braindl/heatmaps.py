@@ -20,9 +20,11 @@ rules are assigned to each layer here, since captum's defaults only cover
 some 2D layers: the chosen rule on convolutions and linear layers, epsilon on
 pooling and on BatchNorm layers that cannot be folded, and a pass-through rule (the relevance of an output goes to
 its input unchanged) on reshaping layers, on activations other than ReLU and
-on the grey-to-RGB input layer. On the bias-free sequential networks LRP
-conserves relevance (tested); biases (and BatchNorm shifts folded into them)
-absorb some, as usual. captum's LRP needs every activation to feed one
+on the grey-to-RGB input layer. Biases (and the BatchNorm shifts folded into
+them) are left out of the rules' denominators, as in 004's reference code
+(``heatmaps.lrp_bias: false``), so LRP conserves relevance on the sequential
+networks, trained ones included (tested); with ``lrp_bias: true`` they absorb
+some, as in captum's own rules. captum's LRP needs every activation to feed one
 layer, so LRP is refused for the 2D backbones (DenseNet concatenations,
 ResNet skip connections); the other methods apply to them.
 
@@ -134,6 +136,17 @@ def _hook_input(rule: PropagationRule, inputs) -> torch.Tensor:
     return x
 
 
+class EpsilonNoBiasRule(EpsilonRule):
+    """LRP epsilon rule with the bias out of the denominator, z_j = sum_i x_i w_ij (the reference's
+    convention): captum computes the layer's output for the relevance pass with the modified weights,
+    so the bias is set to 0 there (the forward activations are kept), and relevance is conserved
+    up to epsilon."""
+
+    def _manipulate_weights(self, module, inputs, outputs) -> None:
+        if getattr(module, "bias", None) is not None:
+            module.bias.data = torch.zeros_like(module.bias.data)
+
+
 class AlphaBetaRule(PropagationRule):
     """LRP alpha-beta rule (alpha = 1 + beta): positive contributions weighted by alpha, negative by beta.
 
@@ -142,12 +155,14 @@ class AlphaBetaRule(PropagationRule):
     gradient carries the alpha-beta relevance:
     ``alpha * z+ * (z / z+) - beta * z- * (z / z-)`` with the ratios detached,
     ``z+`` and ``z-`` the sums of the positive and negative input x weight
-    products (and bias parts).
+    products, and of the bias's part when ``bias`` (by default biases are left
+    out, as in the reference: relevance is then conserved exactly).
     """
 
-    def __init__(self, beta: float) -> None:
+    def __init__(self, beta: float, bias: bool = False) -> None:
         self.beta = float(beta)
         self.alpha = 1.0 + self.beta
+        self.bias = bool(bias)
 
     def _manipulate_weights(self, module, inputs, outputs) -> None:
         pass
@@ -163,8 +178,8 @@ class AlphaBetaRule(PropagationRule):
         w, b = module.weight, module.bias
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        bp = None if b is None else b.clamp(min=0)
-        bn = None if b is None else b.clamp(max=0)
+        bp = None if b is None or not self.bias else b.clamp(min=0)
+        bn = None if b is None or not self.bias else b.clamp(max=0)
         zp = self._apply(module, xp, wp, bp) + self._apply(module, xn, wn, None)
         zn = self._apply(module, xp, wn, bn) + self._apply(module, xn, wp, None)
         z = outputs.detach()
@@ -216,8 +231,11 @@ def assign_lrp_rules(net: nn.Module, spec: dict) -> nn.Module:
         if list(mod.children()) and not isinstance(mod, GreyToRGB):
             continue
         if isinstance(mod, _WEIGHTED):
-            mod.rule = (AlphaBetaRule(spec["beta"]) if spec["method"] == "lrp_beta"
-                        else EpsilonRule(spec.get("epsilon", 1e-3)))
+            bias = bool(spec.get("bias", False))
+            if spec["method"] == "lrp_beta":
+                mod.rule = AlphaBetaRule(spec["beta"], bias)
+            else:
+                mod.rule = EpsilonRule(spec.get("epsilon", 1e-3)) if bias else EpsilonNoBiasRule(spec.get("epsilon", 1e-3))
         elif isinstance(mod, _POOLS):
             mod.rule = EpsilonRule(1e-9)  # captum's default for pooling, whatever the rule of the weighted layers
         elif isinstance(mod, (GreyToRGB,) + _PASS + _RESHAPE):

@@ -94,6 +94,38 @@ def test_every_method_starts_from_the_disease_contrast_not_the_raw_logit():
                                atol=1e-4)
 
 
+def _trained_thesis_cnn():
+    """cnn3d_thesis after a few Adam steps on random scans: biases, BatchNorm statistics and shifts
+    all away from their initial values, as in a trained model."""
+    torch.manual_seed(4)
+    model = models.build_model("cnn3d_thesis", (36, 40, 36), 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(8, 1, 36, 40, 36)
+    y = torch.tensor([0, 1] * 4)
+    model.train()
+    for _ in range(6):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x + 0.3 * y.view(-1, 1, 1, 1, 1).float()), y).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("spec", [dict(method="lrp_epsilon", epsilon=1e-6), dict(method="lrp_beta", beta=0.0),
+                                  dict(method="lrp_beta", beta=1.0)])
+def test_lrp_conserves_relevance_on_a_trained_model_with_biases_left_out(spec):
+    """The reference's convention: biases (and folded BatchNorm shifts) out of the denominators, so the
+    relevance of the input sums to the score LRP starts from; with them in, they absorb a share."""
+    model = _trained_thesis_cnn()
+    biases = [m.bias for m in model.modules() if isinstance(m, (nn.Conv3d, nn.Linear)) and m.bias is not None]
+    assert max(float(b.abs().max()) for b in biases) > 1e-2
+    x = torch.rand(3, 1, 36, 40, 36)
+    score = _contrast(model, x, 1)
+    kept = H.Attributor(model, spec, x[:1])(x, 1).sum((1, 2, 3, 4))
+    np.testing.assert_allclose(kept.numpy(), score.numpy(), rtol=2e-3, atol=1e-5)
+    absorbed = H.Attributor(model, {**spec, "bias": True}, x[:1])(x, 1).sum((1, 2, 3, 4))
+    assert float((absorbed - score).abs().max()) > 10 * float((kept - score).abs().max())
+
+
 def _with_random_batchnorm(model):
     torch.manual_seed(1)
     for m in model.modules():
@@ -207,7 +239,7 @@ def test_2d_methods_on_backbones(name):
 def test_method_labels():
     specs = method_specs(["lrp_epsilon", "lrp_beta", "gradcam"], dict(lrp_epsilon=0.001, lrp_betas=[0, 0.25, 1]))
     assert list(specs) == ["lrpepsilon", "lrpbeta000", "lrpbeta025", "lrpbeta100", "gradcam"]
-    assert specs["lrpbeta025"] == {"method": "lrp_beta", "beta": 0.25}
+    assert specs["lrpbeta025"] == {"method": "lrp_beta", "beta": 0.25, "bias": False}
     with pytest.raises(ValueError, match="unknown heatmap method"):
         method_specs(["saliency"], {})
 
@@ -275,7 +307,7 @@ def test_run_heatmaps_writes_template_space_maps_with_outcomes(run_files):
     np.testing.assert_allclose(img.affine, affine)
     table = pd.read_csv(out["heatmaps.tsv"], sep="\t")
     assert table.outcome.tolist() == ["TP", "FP", "FN", "TN"]
-    assert info["Parameters"] == {"beta": 0.5} and info["FoldedBatchNorm"] == 4 and info["TargetClass"] == "AD"
+    assert info["Parameters"] == {"beta": 0.5, "bias": False} and info["FoldedBatchNorm"] == 4 and info["TargetClass"] == "AD"
     # the maps equal a direct attribution of the same scans
     model, _ = __import__("braindl.training", fromlist=["load_model"]).load_model(d / "model.pt")
     x = torch.as_tensor(np.load(d / "pack.npy")[[1, 2, 3, 4]].astype(np.float32))[:, None]
