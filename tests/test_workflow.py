@@ -355,7 +355,8 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
         "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
     assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == add({
         **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1},
-        *[HMFIG] * 5, {"heatmap_figure_robustness": 2, "dose_figure": 2, "dose_figure_levels": 1})
+        *[HMFIG] * 5, {"heatmap_figure_robustness": 2, "dose_figure": 2, "dose_figure_levels": 1},
+        {"heatmap_groundtruth": 2})  # its job draws the localisation figure beside the table
     # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
     assert _rerun(repo, tiny_run, "sizes", {"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}) == {
         "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}
@@ -517,6 +518,7 @@ def test_a_new_session_of_a_known_participant_reruns_the_splits(repo, tiny_run, 
     for part in ("results/synthetic/bids", "results/inputs", "results/extraction", "results/registration",
                  "results/skullstrip", "results/qc", "results/crop", "results/splits", ".snakemake/metadata"):
         shutil.copytree(tiny_run / part, tmp_path / part, symlinks=True)
+    shutil.copy(tiny_run / "resnet18-upstream.pth", tmp_path)  # the transfer arm's weights the config names
     over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     over["dataset"] = {"bids_dir": "results/synthetic/bids"}
     (tmp_path / "bids.yaml").write_text(yaml.safe_dump(over))
