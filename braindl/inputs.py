@@ -443,8 +443,12 @@ def clinical_values(bids_dir, participants: pd.DataFrame, scans: pd.DataFrame, d
                 val = row.get(col)
                 if not isinstance(val, str):
                     where = f"{ptsv}" + (f" or {stsv}" if table is not None else "")
-                    said = "is n/a" if col in by_pid.columns or (table is not None and col in table.columns) \
-                        else "is not given (no such column)"
+                    if table is not None and col in table.columns and srow is None:
+                        said = f"is not given: {stsv.name} has no row ses-{ses}"
+                    elif col in by_pid.columns or (table is not None and col in table.columns):
+                        said = "is n/a"
+                    else:
+                        said = "is not given (no such column)"
                     problems.append(f"{where}: {col} of {pid} ses-{ses} {said}: give it, or leave the participant "
                                     f"out (dataset.participants.exclude)")
             dx = row.get("diagnosis")

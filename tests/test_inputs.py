@@ -220,6 +220,12 @@ def test_diagnosis_per_session_from_sessions_tsv(tmp_path):
     (line,) = err.value.problems
     assert str(root / "sub-02" / "sub-02_sessions.tsv") in line and "diagnosis of sub-02 ses-M012 is n/a" in line
     assert "nan" not in line
+    # a session without its row in sessions.tsv: said so
+    (root / "sub-02" / "sub-02_sessions.tsv").write_text("session_id\tdiagnosis\tage\nses-M000\tCN\t60\n")
+    with pytest.raises(InputError) as err:
+        check_inputs(root, DX)
+    assert any("diagnosis of sub-02 ses-M012 is not given: sub-02_sessions.tsv has no row ses-M012" in p
+               for p in err.value.problems), err.value.problems
     (root / "sub-02" / "sub-02_sessions.tsv").write_text("session_id\tdiagnosis\tage\nses-M000\tCN\t60\n"
                                                          "ses-M012\tCN\t61\n")
     man, _ = check_inputs(root, DX)
