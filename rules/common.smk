@@ -8,6 +8,7 @@ import pandas as pd
 
 from braindl import architectures, crop, extraction, inputs, mosaic, patches, pretraining, registration, splits, synthetic
 
+from braindl.logs import to_log
 from braindl.provenance import canonical, code_hash
 
 RESULTS = config["results_dir"]
@@ -119,7 +120,7 @@ def session_mods(subject, session):
 
 def set_suffix(mods):
     """Rule-name suffix of the per-session rules of sessions with ``mods`` ('' for every modality)."""
-    return "" if tuple(mods) == tuple(MODALITIES) else "_" + "_".join(mods)
+    return "" if tuple(mods) == tuple(MODALITIES) else f"_{'_'.join(mods)}"
 
 
 def of_set(mods, function):
@@ -131,9 +132,9 @@ def of_set(mods, function):
     def inputs_of(wildcards):
         have = SESSION_MODS.get((wildcards.subject, wildcards.session))
         if have != tuple(mods):
-            said = "/".join(have) if have else "no selected scan"
+            said = ", ".join(have) if have else "no selected scan"
             return {"session": f"{BIDS_DIR}/sub-{wildcards.subject}/ses-{wildcards.session} "
-                               f"(has {said}; this rule is for {'/'.join(mods)})"}
+                               f"(has {said}; this rule is for {', '.join(mods)})"}
         return function(wildcards)
 
     return inputs_of
@@ -190,15 +191,19 @@ def modality_sessions_path(mod="{mod}"):
     return f"{RESULTS}/inputs/desc-{mod}_sessions.tsv"
 
 
+_SCAN_ROWS = [list(r) for r in SCANS[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)]
+_ROWS_OF_SESSION, _ROWS_OF_MOD = {}, {}
+for _row in _SCAN_ROWS:  # grouped once: the list jobs' params ask per session and per modality
+    _ROWS_OF_SESSION.setdefault((_row[0][4:], _row[1]), []).append(_row)
+    _ROWS_OF_MOD.setdefault(_row[2], []).append(_row)
+
+
 def scan_rows(subject=None, session=None, mod=None):
-    """[participant_id, session_id, modality, path] of the selected scans, optionally of one session or
-    one modality."""
-    sel = SCANS
+    """[participant_id, session_id, modality, path] of the selected scans of one session, or of one
+    modality."""
     if subject is not None:
-        sel = sel[(sel.participant_id == f"sub-{subject}") & (sel.session_id == session)]
-    if mod is not None:
-        sel = sel[sel.modality == mod]
-    return [list(r) for r in sel[["participant_id", "session_id", "modality", "path"]].itertuples(index=False)]
+        return _ROWS_OF_SESSION.get((subject, session), [])
+    return _ROWS_OF_MOD.get(mod, [])
 
 
 def mod_sessions(mod):
@@ -209,11 +214,12 @@ def mod_sessions(mod):
 @functools.lru_cache(maxsize=None)
 def data_digest(mods):
     """Digest of the scans of ``mods`` (participant, session, modality, path) and of the clinical tables:
-    the params of the rules that gather sessions (splits, pack), so that a new session, a dropped scan
-    or an edited diagnosis reruns them."""
+    a param of modality_sessions, whose list the gathering rules (QC table, splits, packs) read, so that
+    a new session, a dropped scan or an edited diagnosis reruns them."""
     digest = inputs.scans_digest(SCANS, list(mods), None if SYNTHETIC else BIDS_DIR)
     if SYNTHETIC:
-        digest += "-" + inputs.text_digest(COHORT.to_csv(sep="\t", index=False))
+        cohort = COHORT.to_csv(sep="\t", index=False)
+        digest = f"{digest}-{inputs.text_digest(cohort)}"
     return digest
 
 
@@ -338,7 +344,7 @@ TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"]}
 
 def state_dir(wildcards, output):
     """Per-epoch checkpoint folder of a run, beside its model (removed when the run completes)."""
-    return str(Path(output.model).with_suffix("")) + "_state"
+    return f"{Path(output.model).with_suffix('')}_state"
 
 
 def train_inputs(wildcards):

@@ -106,7 +106,7 @@ rule dose_train:
         settings=dose_train_settings,
         fold=lambda wc: DOSE_FOLDS[int(wc.fold)],
         patch_keys=lambda wc: list(dose_patch_inputs(wc)),
-        state_dir=lambda wc, output: str(Path(output.summary).with_suffix("")) + "_state",
+        state_dir=lambda wc, output: f"{Path(output.summary).with_suffix('')}_state",
         code=code_hash("quality"),
     log:
         f"{DOSE}/logs/model-{{dmodel}}_freeze-{{freeze}}_n-{{n}}_fold-{{fold}}_run-{{run}}.log",

@@ -36,9 +36,12 @@ rule session_scans:
         session_scans_path(),
     params:
         scans=lambda wc: scan_rows(wc.subject, wc.session),
+    log:
+        f"{RESULTS}/inputs/logs/sub-{{subject}}_ses-{{session}}_scans.log",
     localrule: True
     run:
-        inputs.write_scans(params.scans, output[0])
+        with to_log(log):
+            inputs.write_scans(params.scans, output[0])
 
 
 rule modality_sessions:
@@ -47,6 +50,9 @@ rule modality_sessions:
     params:
         scans=lambda wc: scan_rows(mod=wc.mod),
         data=lambda wc: data_digest((wc.mod,)),
+    log:
+        f"{RESULTS}/inputs/logs/desc-{{mod}}_sessions.log",
     localrule: True
     run:
-        inputs.write_scans(params.scans, output[0], digest=params.data)
+        with to_log(log):
+            inputs.write_scans(params.scans, output[0], digest=params.data)

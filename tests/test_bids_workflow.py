@@ -8,8 +8,6 @@ tests/posed_heads.py, not from braindl.synthetic.
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -19,9 +17,9 @@ import pytest
 import yaml
 
 from adni_layout import DESIGN, adni_dataset
+from snakemake_runs import job_counts, smk
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # the ADNI layout, FDG only; linear registration and a coarse N4 (accuracy is tested in test_registration.py)
 CONFIG = {
     "dataset": {"diagnoses": ["CN", "MCI", "AD"], "out_of_distribution": [], "filters": {"pet": {"trc": "18FFDG"}}},
@@ -33,22 +31,6 @@ CONFIG = {
     "transfer": {"tasks": [], "roc_task": None, "embedding_task": None},
     "pretraining": {"model": None},
 }
-
-
-def smk(repo, workdir, *args, check=True):
-    cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and out.returncode:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
-    return out
-
-
-def job_counts(text):
-    if "Job stats:" not in text:
-        assert "Nothing to be done" in text, text
-        return {}
-    block = text.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
 def _config(workdir, bids, **dataset):

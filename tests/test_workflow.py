@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -16,11 +15,11 @@ import yaml
 
 from braindl import synthetic
 from braindl.architectures import heatmap_refusal, method_specs
+from snakemake_runs import job_counts, smk
 
 # every test here runs the real Snakefile (dry runs of seconds, and a tiny end-to-end run of minutes)
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # the smallest cohort the whole chain runs on: 4 CN + 4 AD, one session, 2 splits of 2 epochs
 TINY = {
     "synthetic": {"groups": {"CN": 4, "MCI": 0, "AD": 4, "DLB": 0, "FTLD": 0}, "sessions": [1, 1]},
@@ -86,26 +85,6 @@ def _heat_unit(n_methods, n_splits=2):
 
 HM3D, HM2D = _heat_unit(3), _heat_unit(2)  # the 3D CNN: 3 methods; ResNet-18: LRP left out
 HM = add(HM3D, HM2D)
-
-
-def smk(repo, workdir, *args, check=True, env=None):
-    # targets first: --configfile takes several values and would swallow them
-    targets = [a for a in args if a == "all" or a.startswith("results/")]
-    options = [a for a in args if a not in targets]
-    cmd = [*SNAKEMAKE, *targets, "-s", str(repo / "Snakefile"), "--directory", str(workdir), *options]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
-    if check and out.returncode:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
-    return out
-
-
-def job_counts(text):
-    """Job stats table of a Snakemake dry run as {rule: count} ({} when nothing is to be done)."""
-    if "Job stats:" not in text:
-        assert "Nothing to be done" in text, text
-        return {}
-    block = text.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
 def test_dry_run_default_config(repo, tmp_path, default_config):
