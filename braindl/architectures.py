@@ -89,12 +89,16 @@ def heatmap_refusal(model: str, method: str) -> str | None:
     return None
 
 
-HEATMAP_METHODS = ("lrp_epsilon", "lrp_beta", "guided_backprop", "gradient_x_input", "occlusion", "gradcam")
+HEATMAP_METHODS = ("lrp_epsilon", "lrp_beta", "guided_backprop", "gradient_x_input", "occlusion", "gradcam",
+                   "occlusion_slice")
 #: how the atlas metrics read each method's map: LRP and Grad-CAM by their positive part (the evidence for
 #: the disease class), the signed methods by absolute value, as 004 does ("the absolute value of the GB
-#: gradients", study 1; "sum as the sum of absolute values in each region", study 3)
+#: gradients", study 1; "sum as the sum of absolute values in each region", study 3). 000's per-slice occlusion
+#: by its positive part: the rise of the cross-entropy when a region is hidden ("when ignoring a relevant region
+#: for the correct classification, the cross entropy response will be high")
 ATLAS_CONVENTION = {"lrp_epsilon": "positive", "lrp_beta": "positive", "gradcam": "positive",
-                    "guided_backprop": "absolute", "gradient_x_input": "absolute", "occlusion": "absolute"}
+                    "guided_backprop": "absolute", "gradient_x_input": "absolute", "occlusion": "absolute",
+                    "occlusion_slice": "positive"}
 
 
 def method_specs(methods: list[str], settings: dict) -> dict[str, dict]:

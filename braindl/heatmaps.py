@@ -9,7 +9,22 @@ Methods (``spec["method"]``):
 * ``guided_backprop``: refused for models whose nonlinearity is not ReLU;
 * ``gradient_x_input``;
 * ``occlusion``: a patch of zeros slid over the input (3D patch and stride on
-  volumes, 2D on mosaics), ``batch`` occluded inputs per forward pass;
+  volumes, 2D on mosaics), ``batch`` occluded inputs per forward pass (004
+  study 3's occlusion: the drop of the disease-class score);
+* ``occlusion_slice``: 000's occlusion. "We performed occlusion sensitively for
+  3D and TL models using 2D window of size 6 x 5 to be removed from each input
+  slice with a stride of 2. We used 2D window for occlusion to hide the same
+  number of pixels for TL and 3D models." The window (``occlusion_slice_window``,
+  rows x columns of a slice as the mosaics show it) covers one axial slice of a
+  volume at a time, or slides over the whole mosaic of a 2D model, zeroing 30
+  pixels per step. The score is the cross-entropy of each scan's true class,
+  "the cross entropy response of the network given such occluded data as a
+  function of the position of the occlusion box": each voxel's value is the
+  mean, over the windows that hide it, of the cross-entropy of the occluded
+  input minus that of the intact one (000's map less the scan's own
+  cross-entropy, a constant per scan, so that 0 means no effect). Each scan is
+  explained for its own class, so the class-wise group maps are 000's
+  "average cross entropy using all samples belonging to each class separately";
 * ``gradcam``: on a named layer (default: the last convolution block of a 3D
   network, the last dense block, i.e. 001's last concatenation, or the last
   stage of a 2D backbone), upsampled to the input (tri- or bilinear).
@@ -28,7 +43,7 @@ some, as in captum's own rules. captum's LRP needs every activation to feed one
 layer, so LRP is refused for the 2D backbones (DenseNet concatenations,
 ResNet skip connections); the other methods apply to them.
 
-Every heatmap is for the disease class (``target``), so patients and controls
+Every heatmap but 000's occlusion is for the disease class (``target``), so patients and controls
 share one scale, and every method starts from one score: the disease logit
 minus the mean of the other logits (:func:`contrast_model`; with two classes the
 logit difference, i.e. the log-odds of the disease's softmax probability), not
@@ -325,6 +340,37 @@ def contrast_model(model: nn.Module, target: int, example: torch.Tensor) -> nn.M
     return _Contrast(net, target, k)
 
 
+class _LogProb(nn.Module):
+    """The log-softmax of a classifier's logits: captum's occlusion of it gives, per window, the
+    cross-entropy of the occluded input minus that of the intact input (:func:`occlusion_slice_shapes`)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return torch.log_softmax(self.net(x), dim=-1)
+
+
+def occlusion_slice_shapes(window, stride, spatial: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """000's occlusion window and strides for captum (channel axis first): a 2D window of ``window``
+    (rows, columns of a slice as the mosaics display it, 000: 6 x 5) stepped by ``stride`` (000: 2).
+
+    On a volume (x, y, z in the template's RAS grid) the window covers one axial slice (z) at a time; a
+    mosaic's rows run along y and its columns along x (each tile is the slice turned by 90 degrees), so the
+    window is (columns, rows, 1) in x, y, z. On a mosaic it is (rows, columns)."""
+    rows, cols = (int(v) for v in window)
+    step = int(stride)
+    if not 1 <= step <= min(rows, cols):
+        raise HeatmapError(f"occlusion_slice_stride {step} must be between 1 and the window's smaller side "
+                           f"({min(rows, cols)} of {rows} x {cols}), or some voxels are never hidden")
+    if spatial == 3:
+        return (1, cols, rows, 1), (1, step, step, 1)
+    if spatial == 2:
+        return (1, rows, cols), (1, step, step)
+    raise HeatmapError(f"occlusion_slice needs 2D or 3D inputs, not {spatial}D")
+
+
 class Attributor:
     """One method on one trained model: ``self(x, target)`` -> attributions shaped like ``x``, of the
     disease-class contrast (:func:`contrast_model`)."""
@@ -342,9 +388,19 @@ class Attributor:
     def _build(self, target: int) -> None:
         """The method on the contrast of ``target`` (built on the first call, and for another target)."""
         settings, spec, example = self.settings, self.spec, self.example
-        model = contrast_model(self.model, target, example)
         method = spec["method"]
         self.target = target
+        if method == "occlusion_slice":  # each scan's true class, not the disease-class contrast
+            self.net = _LogProb(copy.deepcopy(self.model).eval())
+            self.impl = Occlusion(self.net)
+            self.window = [int(v) for v in settings["occlusion_slice_window"]]
+            self.slide, self.strides = occlusion_slice_shapes(self.window, settings["occlusion_slice_stride"],
+                                                              self.spatial)
+            self.batch = int(settings.get("occlusion_batch", 16))
+            self.spec.update(window=self.window, stride=int(settings["occlusion_slice_stride"]),
+                             score="cross-entropy of the true class, occluded minus intact")
+            return
+        model = contrast_model(self.model, target, example)
         if method in ("lrp_epsilon", "lrp_beta"):
             if isinstance(model, _Contrast):
                 raise HeatmapError(f"LRP needs a model whose output is its last linear layer; "
@@ -377,12 +433,21 @@ class Attributor:
             else:
                 raise HeatmapError(f"unknown heatmap method {method!r}; use one of {METHODS}")
 
-    def __call__(self, x: torch.Tensor, target: int) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, target: int, truth=None) -> torch.Tensor:
+        """Attributions of ``x`` for the disease class ``target``; ``truth`` (class index per input) is
+        the class each input is explained for by ``occlusion_slice``, which needs it."""
+        method = self.spec["method"]
+        if method == "occlusion_slice":
+            if truth is None or len(truth) != x.shape[0]:
+                raise HeatmapError("occlusion_slice explains each scan for its true class: give one class per input")
+            x = x.detach().float().clone()
+            return self.impl.attribute(x, target=[int(t) for t in truth], sliding_window_shapes=self.slide,
+                                       strides=self.strides, baselines=0.0,
+                                       perturbations_per_eval=self.batch).detach()
         if self.target != int(target):
             self._build(int(target))
         target = 0  # the contrast network's one output
         x = x.detach().float().clone().requires_grad_(True)
-        method = self.spec["method"]
         if method == "occlusion":
             out = self.impl.attribute(x, target=target, sliding_window_shapes=(1, *self.patch),
                                       strides=(1, *self.stride), baselines=0.0, perturbations_per_eval=self.batch)
@@ -467,18 +532,23 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     ex = torch.as_tensor(np.asarray(arr[pos[(test.participant_id[0], test.session_id[0])]], dtype=np.float32))
     ex = (ex[:1] if is_mosaic else ex[None]).unsqueeze(0).to(dev)
     attr = Attributor(model, spec, ex, settings, target=t_idx)
+    unknown = sorted(set(test["truth"]) - set(classes))
+    if spec["method"] == "occlusion_slice" and unknown:
+        raise HeatmapError(f"{predictions_tsv}: true classes {unknown} are not the model's classes {classes}")
+    truth_idx = [classes.index(t) if t in classes else -1 for t in test["truth"]]
     bs = int(settings.get("batch_size", 4))
     maps = np.zeros((*vol_shape, len(test)), dtype=np.float32)
     t0 = time.perf_counter()
     for start in range(0, len(test), bs):
         rows = [pos[(p, s)] for p, s in zip(test.participant_id[start:start + bs], test.session_id[start:start + bs])]
         x = torch.as_tensor(np.stack([np.asarray(arr[i], dtype=np.float32) for i in rows])).to(dev)
+        truth = truth_idx[start:start + bs]
         if is_mosaic:  # every mosaic of a scan, mapped back onto the volume
-            a = torch.stack([attr(x[:, s:s + 1], t_idx)[:, 0] for s in range(x.shape[1])], 1).cpu().numpy()
+            a = torch.stack([attr(x[:, s:s + 1], t_idx, truth)[:, 0] for s in range(x.shape[1])], 1).cpu().numpy()
             for j in range(a.shape[0]):
                 maps[..., start + j] = unmosaic(a[j], vol_shape, layout)
         else:
-            a = attr(x.unsqueeze(1), t_idx)[:, 0].cpu().numpy()
+            a = attr(x.unsqueeze(1), t_idx, truth)[:, 0].cpu().numpy()
             maps[..., start:start + a.shape[0]] = np.moveaxis(a, 0, -1)
         log(f"{spec['method']}: {min(start + bs, len(test))}/{len(test)} scans")
     seconds = time.perf_counter() - t0
@@ -495,7 +565,7 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     write_tsv(out_tsv, table)
     info = dict(Method=spec["method"], Parameters={k: v for k, v in attr.spec.items() if k != "method"},
                 TargetClass=target, Classes=classes,
-                Score=f"logit of {target} minus the mean of the other logits" if len(classes) > 1 else "the output", Space=TEMPLATE_SPACE, Model=str(Path(model_pt).name),
+                Score=_score_text(spec["method"], target, classes), Space=TEMPLATE_SPACE, Model=str(Path(model_pt).name),
                 Input="mosaic" if is_mosaic else "volume", Device=str(dev), Scans=len(test),
                 Seconds=round(seconds, 3), HeatmapsPerSecond=round(len(test) / max(seconds, 1e-9), 3))
     if spec["method"].startswith("lrp"):
@@ -504,9 +574,16 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     return info
 
 
+def _score_text(method: str, target: str, classes: list) -> str:
+    if method == "occlusion_slice":
+        return "cross-entropy of each scan's true class, occluded minus intact (000)"
+    return f"logit of {target} minus the mean of the other logits" if len(classes) > 1 else "the output"
+
+
 # ---- group maps and figures over the runs of one method --------------------------------------------
 def group_labels(target: str, control: str) -> list[str]:
-    """Groups averaged: the disease class, the control class, and the four outcomes."""
+    """Groups averaged: the disease class, the control class, and the four outcomes (then any other class
+    of the task, as :func:`run_group_maps` meets it)."""
     return [target, control, "TP", "FP", "TN", "FN"]
 
 
@@ -555,6 +632,7 @@ def run_group_maps(runs: list[dict], target: str, control: str, pack_npy, pack_i
     for r in runs:
         data, table = read_heatmaps(r["heatmaps"], r["index"])
         shape = data.shape[:3]
+        groups += sorted(set(table["truth"].astype(str)) - set(groups))  # a task's other classes (000: four)
         means = group_means(data, table, groups)
         for g, m in means.items():
             sums[g] = sums.get(g, 0) + m

@@ -594,6 +594,9 @@ def _heat_units():
         for key in ("target_class", "control_class"):
             if HM[key] not in classes:
                 raise WorkflowError(f"{where}.{key} {HM[key]!r} is not a class of task {task} {classes}")
+    if "occlusion_slice" in HM["methods"] and HM["occlusion_slice_stride"] > min(HM["occlusion_slice_window"]):
+        raise WorkflowError(f"{where}.occlusion_slice_stride {HM['occlusion_slice_stride']} is larger than the "
+                            f"window's smaller side {min(HM['occlusion_slice_window'])}: some voxels would never be hidden")
     groups = [HM["target_class"], HM["control_class"], "TP", "FP", "TN", "FN"]
     if HM["display_group"] not in groups:
         raise WorkflowError(f"{where}.display_group {HM['display_group']!r} is not one of {groups}")
@@ -705,6 +708,8 @@ def heat_settings(wc):
     if method == "occlusion":
         keys = ("occlusion_patch_2d", "occlusion_stride_2d") if heat_layout(wc) else ("occlusion_patch", "occlusion_stride")
         out.update({k: HM[k] for k in keys})
+    elif method == "occlusion_slice":
+        out.update(occlusion_slice_window=HM["occlusion_slice_window"], occlusion_slice_stride=HM["occlusion_slice_stride"])
     elif method == "gradcam":
         out["gradcam_layer"] = HM["gradcam_layer"]
     return canonical(out)

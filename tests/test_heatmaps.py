@@ -182,6 +182,78 @@ def test_occlusion_batching_does_not_change_the_result():
     torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-4)
 
 
+class _Recorder(nn.Module):
+    """Logits (0, mean of the input): records every input it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        s = x.flatten(1).mean(1)
+        return torch.stack([torch.zeros_like(s), s], 1)
+
+
+SLICE = dict(occlusion_slice_window=[6, 5], occlusion_slice_stride=2, occlusion_batch=7)
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 10, 3), (1, 10, 9)])  # a volume (x, y, z); a mosaic (rows, columns)
+def test_slice_occlusion_hides_30_pixels_of_one_slice_per_step(shape):
+    x = torch.ones(1, *shape)
+    attr = H.Attributor(_Recorder(), dict(method="occlusion_slice"), x, SLICE)
+    attr(x, 1, truth=[1])
+    occluded = torch.cat(attr.net.net.seen[1:])[:, 0] == 0  # the first pass is captum's intact input
+    per_step = occluded.flatten(1).sum(1)
+    # 000: "2D window of size 6 x 5 ... from each input slice with a stride of 2"; windows fit these shapes exactly
+    assert per_step.tolist() == [30] * len(per_step)
+    if len(shape) == 4:  # one axial slice at a time: 5 columns along x, 6 rows along y
+        hidden = occluded.nonzero()
+        for k in range(len(per_step)):
+            where = hidden[hidden[:, 0] == k][:, 1:]
+            assert len(set(where[:, 2].tolist())) == 1
+            assert (where.max(0).values - where.min(0).values + 1)[:2].tolist() == [5, 6]
+        assert len(per_step) == 3 * 3 * 3  # x: (9-5)/2+1, y: (10-6)/2+1, z: 3 slices
+    else:  # 6 rows x 5 columns of the mosaic
+        hidden = occluded.nonzero()
+        for k in range(len(per_step)):
+            where = hidden[hidden[:, 0] == k][:, 1:]
+            assert (where.max(0).values - where.min(0).values + 1).tolist() == [6, 5]
+        assert len(per_step) == 3 * 3  # rows (10-6)/2+1, columns (9-5)/2+1
+
+
+def _cross_entropy(net, x, truth):
+    return -torch.log_softmax(net(x), 1)[torch.arange(len(truth)), truth]
+
+
+def test_slice_occlusion_maps_the_true_class_cross_entropy_rise():
+    """Each voxel: the mean over the windows that hide it of CE(occluded) - CE(intact), for the scan's own
+    class (000: "the cross entropy response ... as a function of the position of the occlusion box")."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(7 * 8 * 2, 2)).eval()
+    x = torch.rand(2, 1, 7, 8, 2)
+    truth = [1, 0]  # an AD and a CN scan: each explained for its own class
+    got = H.Attributor(net, dict(method="occlusion_slice"), x[:1], SLICE)(x, 1, truth=truth)
+    want, count = torch.zeros_like(x), torch.zeros_like(x)
+    base = _cross_entropy(net, x, truth)
+    for z in range(2):  # windows of 5 (x) x 6 (y) x 1 (z), stride 2, cut at the far edges as captum does
+        for i in range(0, 7 - 5 + 2, 2):
+            for j in range(0, 8 - 6 + 2, 2):
+                occ = x.clone()
+                occ[:, :, i:i + 5, j:j + 6, z] = 0
+                rise = _cross_entropy(net, occ, truth) - base
+                want[:, :, i:i + 5, j:j + 6, z] += rise[:, None, None, None]
+                count[:, :, i:i + 5, j:j + 6, z] += 1
+    torch.testing.assert_close(got, want / count, atol=1e-5, rtol=1e-4)
+    # another true class gives another map
+    other = H.Attributor(net, dict(method="occlusion_slice"), x[:1], SLICE)(x, 1, truth=[0, 0])
+    assert not torch.allclose(other[0], got[0]) and torch.allclose(other[1], got[1])
+    with pytest.raises(H.HeatmapError, match="one class per input"):
+        H.Attributor(net, dict(method="occlusion_slice"), x[:1], SLICE)(x, 1)
+    with pytest.raises(H.HeatmapError, match="occlusion_slice_stride 6 must be between 1 and"):
+        H.Attributor(net, dict(method="occlusion_slice"), x[:1], {**SLICE, "occlusion_slice_stride": 6})
+
+
 def test_refusals_name_the_model_and_the_reason():
     ms = models.build_model("cnn3d_ms", (36, 40, 36), 2).eval()
     x = torch.rand(1, 1, 36, 40, 36)
@@ -240,6 +312,8 @@ def test_method_labels():
     specs = method_specs(["lrp_epsilon", "lrp_beta", "gradcam"], dict(lrp_epsilon=0.001, lrp_betas=[0, 0.25, 1]))
     assert list(specs) == ["lrpepsilon", "lrpbeta000", "lrpbeta025", "lrpbeta100", "gradcam"]
     assert specs["lrpbeta025"] == {"method": "lrp_beta", "beta": 0.25, "bias": False}
+    assert method_specs(["occlusion", "occlusion_slice"], {}) == {
+        "occlusion": {"method": "occlusion"}, "occlusionslice": {"method": "occlusion_slice"}}
     with pytest.raises(ValueError, match="unknown heatmap method"):
         method_specs(["saliency"], {})
 
@@ -380,3 +454,43 @@ def test_a_run_without_a_disease_scan_is_left_out_of_the_run_maps(run_files):
     assert nib.load(paths["runs"]).shape[-1] == (table.volume >= 0).sum()
     with pytest.raises(H.HeatmapError, match="no run has a test scan of the disease class AD"):
         H.run_group_maps(runs[1:], "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+
+
+def test_slice_occlusion_run_gives_class_wise_cross_entropy_maps(run_files, monkeypatch):
+    """000: "the average cross entropy using all samples belonging to each class separately": each scan
+    is explained for its true class, and the class groups (and a class the pair leaves out) average them."""
+    import braindl.training
+
+    d, _ = run_files
+    torch.manual_seed(0)  # a small network: ~9,000 occluded volumes per run
+    small = nn.Sequential(nn.AvgPool3d(6), nn.Flatten(), nn.Linear(6 * 6 * 6, 2)).eval()
+    ck = torch.load(d / "model.pt", weights_only=True)
+    monkeypatch.setattr(braindl.training, "load_model", lambda path: (small, ck))
+    coarse = dict(occlusion_slice_window=[6, 5], occlusion_slice_stride=5, occlusion_batch=64)
+    out, info = _run(d, "occlusion_slice", **coarse)
+    assert info["Method"] == "occlusion_slice" and "true class" in info["Score"]
+    assert info["Parameters"]["window"] == [6, 5] and info["Parameters"]["stride"] == 5
+    heat = np.moveaxis(np.asarray(nib.load(out["heatmaps.nii.gz"]).dataobj), -1, 0)
+    x = torch.as_tensor(np.load(d / "pack.npy")[[1, 2, 3, 4]].astype(np.float32))[:, None]
+    truth = [1, 0, 1, 0]  # AD, CN, AD, CN of the classes [CN, AD]
+    direct = H.Attributor(small, {"method": "occlusion_slice"}, x[:1], coarse)(x, 1, truth=truth)[:, 0].numpy()
+    np.testing.assert_allclose(heat, direct, rtol=1e-4, atol=1e-6)
+    # a third class in a test set: its own group map
+    index = pd.read_csv(out["heatmaps.tsv"], sep="\t", dtype=str)
+    index.loc[3, "truth"] = "MCI"
+    index.to_csv(d / "three.tsv", sep="\t", index=False)
+    runs = [dict(split="01", run="01", heatmaps=out["heatmaps.nii.gz"], index=d / "three.tsv")]
+    paths = {k: d / f"o_{k}{'.tsv' if k.endswith('tsv') else '.nii.gz'}"
+             for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
+    table = H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+    assert table.group.tolist() == ["AD", "CN", "TP", "FP", "TN", "FN", "MCI"]
+    maps = np.asarray(nib.load(paths["groups"]).dataobj)
+    np.testing.assert_allclose(maps[..., 0], heat[[0, 2]].mean(0), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(maps[..., 1], heat[1], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(maps[..., 6], heat[3], rtol=1e-5, atol=1e-8)
+    # a test scan of a class the model does not know is refused, naming the file
+    pred = pd.read_csv(d / "pred.tsv", sep="\t", dtype={"session_id": str})
+    pred.loc[0, "truth"] = "DLB"
+    pred.to_csv(d / "pred.tsv", sep="\t", index=False)
+    with pytest.raises(H.HeatmapError, match=r"pred.tsv: true classes \['DLB'\]"):
+        _run(d, "occlusion_slice", **coarse)

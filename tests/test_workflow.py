@@ -412,6 +412,10 @@ def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
     # a new method: its jobs only, and the summaries over methods
     assert _rerun(repo, tiny_run, "gcam", {"heatmaps": {**hm, "methods": [*hm["methods"], "gradcam"]}}) == add(
         _heat_unit(1), _heat_unit(1), {"all": 1})
+    # 000's per-slice occlusion applies to both models; its settings change nothing while it is not chosen
+    assert _rerun(repo, tiny_run, "oslice", {"heatmaps": {**hm, "methods": [*hm["methods"], "occlusion_slice"]}}) == add(
+        _heat_unit(1), _heat_unit(1), {"all": 1})
+    assert _rerun(repo, tiny_run, "oslice2", {"heatmaps": {**hm, "occlusion_slice_stride": 3}}) == {}
     # the atlas: region tables and everything after them, not the heatmaps or group maps
     after_regions = {"heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
                      "heatmap_figure_robustness": 2, "heatmap_groundtruth": 2, "all": 1}
@@ -705,6 +709,8 @@ def test_bad_transfer_settings_are_refused_at_parse_time(repo, tmp_path, change,
     ({"transfer_models": ["vit"]}, "heatmaps.transfer_models ['vit'] are not in transfer.models"),
     ({"display_group": "XX"}, "heatmaps.display_group 'XX' is not one of"),
     ({"methods": ["saliency"]}, "['heatmaps']['methods']"),
+    ({"methods": ["occlusion_slice"], "occlusion_slice_stride": 6},
+     "heatmaps.occlusion_slice_stride 6 is larger than the window's smaller side 5"),
 ])
 def test_bad_heatmap_settings_are_refused_at_parse_time(repo, tmp_path, change, message):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"heatmaps": change}))
