@@ -16,6 +16,25 @@ in the ITK/ANTs convention (LPS, affine ``.mat`` files and displacement-field
 NIfTIs) so that ``ants.apply_transforms`` reproduces both directions; see
 :func:`truth_transformlist`.
 
+Effects other than disease (``settings["effects"]``, each off at 0; recorded per
+session in the ground-truth sidecar and per site in ``sites.tsv``):
+
+* age: grey matter loses T1w contrast (``gm_loss_per_year``) and uptake
+  (``hypometabolism_per_year``) everywhere, in proportion to the years from
+  ``age_reference_years`` (the template's age; younger subjects gain), a global
+  decline of the order reported in normal ageing (grey-matter volume and
+  glucose metabolism fall by a few tenths of a percent a year: Fjell & Walhovd,
+  Rev Neurosci 21:187-221, 2010; Kalpouzos et al., Neurobiol Aging 30:112-124,
+  2009);
+* sex: male heads are larger than female ones by ``sex_head_size`` (linear;
+  0.04 is about 12 % in intracranial volume, Ruigrok et al., Neurosci Biobehav
+  Rev 39:34-50, 2014), on top of each subject's random head size;
+* site: each site has its own intensity scale (log-normal,
+  ``site_intensity_sd``), T1w contrast exponent (``site_contrast_sd``: the
+  sampled T1w is raised to 1 + N(0, sd)), noise level (log-normal,
+  ``site_noise_sd``) and PET resolution (``pet_fwhm_mm`` + N(0,
+  ``site_pet_fwhm_sd_mm``), at least 2 mm): :func:`site_table`.
+
 Everything is deterministic for ``settings["seed"]``; subjects and sessions draw
 from independent random streams, so sessions can be generated in any order and
 in parallel (:func:`run_cohort`).
@@ -90,6 +109,47 @@ def cohort_table(settings: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: settings of ``effects`` that switch every non-disease effect off (what a settings dict without it gets)
+NO_EFFECTS = {"age_reference_years": 70.0, "gm_loss_per_year": 0.0, "hypometabolism_per_year": 0.0,
+              "sex_head_size": 0.0, "site_intensity_sd": 0.0, "site_contrast_sd": 0.0, "site_noise_sd": 0.0,
+              "site_pet_fwhm_sd_mm": 0.0}
+
+
+def effect_settings(settings: dict) -> dict:
+    """``settings['effects']`` over :data:`NO_EFFECTS`."""
+    return {**NO_EFFECTS, **(settings.get("effects") or {})}
+
+
+def site_table(settings: dict) -> pd.DataFrame:
+    """Per-site acquisition effects: site, intensity_scale, t1_contrast_gamma, noise_factor, pet_fwhm_mm.
+    Deterministic for the seed; every site is neutral (1, 1, 1, ``pet_fwhm_mm``) when the effects are off."""
+    e = effect_settings(settings)
+    rng = np.random.default_rng([int(settings["seed"]), 4])
+    rows = []
+    for k in range(1, int(settings["sites"]) + 1):
+        z = rng.standard_normal(4)
+        rows.append(dict(site=f"site{k}", intensity_scale=round(float(np.exp(e["site_intensity_sd"] * z[0])), 4),
+                         t1_contrast_gamma=round(float(max(0.5, 1.0 + e["site_contrast_sd"] * z[1])), 4),
+                         noise_factor=round(float(np.exp(e["site_noise_sd"] * z[2])), 4),
+                         pet_fwhm_mm=round(float(max(2.0, float(settings["pet_fwhm_mm"])
+                                                     + e["site_pet_fwhm_sd_mm"] * z[3])), 3)))
+    return pd.DataFrame(rows)
+
+
+def head_size_factor(sex: str, settings: dict) -> float:
+    """Head size of a sex relative to the cohort's middle: 1 +- ``sex_head_size`` / 2 (M larger)."""
+    d = float(effect_settings(settings)["sex_head_size"])
+    return 1.0 + d / 2 if str(sex) == "M" else 1.0 - d / 2
+
+
+def age_losses(age: float, settings: dict) -> dict[str, float]:
+    """Shares of grey-matter T1w contrast and uptake lost at ``age`` (negative below the reference age)."""
+    e = effect_settings(settings)
+    years = float(age) - float(e["age_reference_years"])
+    return {"gm_loss_fraction": round(years * float(e["gm_loss_per_year"]), 6),
+            "hypometabolism_fraction": round(years * float(e["hypometabolism_per_year"]), 6)}
+
+
 def session_labels(n_sessions: int) -> list[str]:
     return [f"{i + 1:02d}" for i in range(n_sessions)]
 
@@ -129,6 +189,7 @@ def write_dataset_metadata(settings: dict, bids_dir, truth_dir) -> None:
             "site": {"Description": "acquisition site"},
         },
     )
+    write_tsv(truth_dir / "sites.tsv", site_table(settings))
     write_json(
         bids_dir / "dataset_description.json",
         {
@@ -507,15 +568,16 @@ def _bias_field(rng, shape, strength) -> np.ndarray:
 
 
 def session_geometry(settings: dict, model: dict, dx_weights: dict, subject_index: int,
-                     session_index: int, severity: float) -> dict:
-    """Anatomy warp of one session: u (template -> subject) and its inverse v."""
+                     session_index: int, severity: float, head_factor: float = 1.0) -> dict:
+    """Anatomy warp of one session: u (template -> subject) and its inverse v; ``scale``: the subject's
+    head size per axis, its random part times ``head_factor`` (:func:`head_size_factor`)."""
     grid_aff, grid_shape = truth_grid(model, settings)
     base, scale = _subject_anatomy(int(settings["seed"]), subject_index, grid_shape,
                                    *(float(settings[k]) for k in ("truth_field_spacing_mm", "warp_mm",
                                                                   "warp_smoothness_mm", "scaling")))
     u = base + float(severity) * dx_weights["shrink"]
     v = invert_field(u, grid_aff)
-    return dict(u=u, v=v, grid_affine=grid_aff, scale=scale.copy())
+    return dict(u=u, v=v, grid_affine=grid_aff, scale=scale * float(head_factor))
 
 
 @functools.lru_cache(maxsize=8)
@@ -579,20 +641,31 @@ def _effect_scale(settings: dict, modality: str) -> float:
     return float(settings["hypometabolism"]) * _PET_TISSUE["gm"]
 
 
-def generate_modality(settings, model, volumes, geometry, modality, severity, rng) -> dict:
+_NEUTRAL_SITE = {"intensity_scale": 1.0, "t1_contrast_gamma": 1.0, "noise_factor": 1.0}
+
+
+def generate_modality(settings, model, volumes, geometry, modality, severity, rng, site: dict | None = None,
+                      age_loss: dict | None = None) -> dict:
     """Native-space image and truth volumes of one modality of one session.
 
-    ``volumes`` comes from :func:`sampling_volumes`. Arrays come back Fortran-ordered.
+    ``volumes`` comes from :func:`sampling_volumes`; ``site``: a row of :func:`site_table` (neutral when
+    None); ``age_loss``: :func:`age_losses` of the session (none when None). Arrays come back
+    Fortran-ordered.
     """
     import torch
 
+    site = {**_NEUTRAL_SITE, "pet_fwhm_mm": float(settings["pet_fwhm_mm"]), **(site or {})}
     pose = _pose(rng, settings, geometry["scale"])  # template -> native
     A = np.linalg.inv(pose)  # native -> template (before the anatomy warp)
     affine, shape, orient = _native_grid(rng, settings, modality, pose, model["head_points"])
     image, effect, box = volumes[modality]
     src = image
+    aged = (age_loss or {}).get("gm_loss_fraction" if modality == "T1w" else "hypometabolism_fraction", 0.0)
+    if aged:  # global grey-matter loss with age: contrast towards CSF (T1w), uptake (PET)
+        per = (_GM_T1 - _CSF_T1) if modality == "T1w" else _PET_TISSUE["gm"]
+        src = image - np.float32(aged * per) * model["gm"]
     if severity and box is not None:  # image - severity * effect, computed where the effect lives
-        src = image.copy()
+        src = image.copy() if src is image else src
         src[box] -= np.float32(severity * _effect_scale(settings, modality)) * effect[box]
     img, code = sample_native(src, volumes["code"], geometry, A @ affine, shape, model["affine"],
                               volumes["occupancy"])
@@ -605,8 +678,11 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
         return torch.randn(tuple(shape)[::-1], generator=gen).numpy().T
 
     if modality == "T1w":
+        if site["t1_contrast_gamma"] != 1.0:  # the site's contrast
+            np.clip(img, 0, None, out=img)
+            np.power(img, np.float32(site["t1_contrast_gamma"]), out=img)
         img *= _bias_field(rng, shape, float(settings["bias_field"]))
-        sigma = np.float32(settings["t1_noise"])
+        sigma = np.float32(float(settings["t1_noise"]) * site["noise_factor"])
         n1, n2 = noise(), noise()
         n1 *= sigma
         n2 *= sigma
@@ -615,15 +691,16 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
         np.square(n2, out=n2)
         img += n2
         np.sqrt(img, out=img)  # Rician magnitude noise
-        img *= np.float32(rng.uniform(600, 1400))
+        img *= np.float32(rng.uniform(600, 1400) * site["intensity_scale"])
         data = np.clip(np.rint(img), 0, 32767).astype(np.int16)
     else:
         img = np.clip(img, 0, None)
-        img = img + noise() * np.float32(float(settings["pet_noise"]) * img.max())
+        img = img + noise() * np.float32(float(settings["pet_noise"]) * site["noise_factor"] * img.max())
         vs = np.sqrt((affine[:3, :3] ** 2).sum(0))
-        sig = float(settings["pet_fwhm_mm"]) / (2 * np.sqrt(2 * np.log(2))) / vs
+        sig = float(site["pet_fwhm_mm"]) / (2 * np.sqrt(2 * np.log(2))) / vs
         img = np.clip(ndimage.gaussian_filter(img, sig), 0, None)
-        data = np.asfortranarray(img * np.float32(rng.uniform(4000, 9000)))  # Bq/mL-like activity
+        gain = rng.uniform(4000, 9000) * site["intensity_scale"]
+        data = np.asfortranarray(img * np.float32(gain))  # Bq/mL-like activity
     return dict(data=data, affine=affine, mask=mask, labels=labels, orientation=orient, pose=pose)
 
 
@@ -696,19 +773,26 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
     sessions = session_table(row, settings)
     session_index = list(sessions["session_id"]).index(f"ses-{session}")
     severity = float(sessions["severity"].iloc[session_index])
+    age = float(sessions["age"].iloc[session_index])
     sub, ses = participant, session
     if volumes is None:
         volumes = sampling_volumes(model, dx_weights)
-    geom = session_geometry(settings, model, dx_weights, subject_index, session_index, severity)
+    head = head_size_factor(row["sex"], settings)
+    geom = session_geometry(settings, model, dx_weights, subject_index, session_index, severity, head)
+    site = site_table(settings).set_index("site").loc[row["site"]].to_dict()
+    aged = age_losses(age, settings)
     truth = truth_paths(truth_dir, sub, ses)
     raw = raw_paths(bids_dir, sub, ses)
     write_itk_field(truth["anat_to_tpl_warp"], geom["v"], geom["grid_affine"])
     write_itk_field(truth["tpl_to_anat_warp"], geom["u"], geom["grid_affine"])
     record = {"participant": f"sub-{sub}", "session": f"ses-{ses}", "severity": severity,
-              "space": SPACE, "convention": TRUTH_CONVENTION}
+              "space": SPACE, "convention": TRUTH_CONVENTION,
+              "effects": {"age": age, **aged, "sex": str(row["sex"]), "head_size_factor": round(head, 6),
+                          "head_scale_xyz": [round(float(x), 6) for x in geom["scale"]],
+                          "site": str(row["site"]), **site}}
     for k, modality in enumerate(MODALITIES):
         rng = np.random.default_rng([int(settings["seed"]), 3, subject_index, session_index, k])
-        out = generate_modality(settings, model, volumes, geom, modality, severity, rng)
+        out = generate_modality(settings, model, volumes, geom, modality, severity, rng, site, aged)
         write_itk_affine(truth[f"{modality}_to_tpl_affine"], out["pose"])  # template pts -> native pts
         write_nifti(truth[f"{modality}_brainmask"], out["mask"], out["affine"], np.uint8)
         write_nifti(truth[f"{modality}_labels"], out["labels"], out["affine"], np.int16)
@@ -729,7 +813,7 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
                     "TotalCounts": float(settings["pet_total_counts"]),
                     "TotalCountsDescription": "expected detected events of a full-dose acquisition of this "
                                               "activity distribution; the dose stage scales the image to it",
-                    "ReconFilterType": "Gaussian", "ReconFilterSize": float(settings["pet_fwhm_mm"])}
+                    "ReconFilterType": "Gaussian", "ReconFilterSize": float(site["pet_fwhm_mm"])}
         side["SyntheticSeed"] = int(settings["seed"])
         write_json(raw[f"{modality}_json"], side)
         record[modality] = {"orientation": out["orientation"], "shape": list(out["data"].shape),

@@ -20,6 +20,7 @@ rule synthetic_cohort:
         description=f"{BIDS_DIR}/dataset_description.json",
         truth_description=f"{TRUTH_DIR}/dataset_description.json",
         truth_participants=f"{TRUTH_DIR}/participants.tsv",
+        truth_sites=f"{TRUTH_DIR}/sites.tsv",
     params:
         settings=config["synthetic"],
         bids_dir=lambda wc, output: str(Path(output.description).parent),

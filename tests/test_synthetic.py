@@ -7,6 +7,7 @@ import ants
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from braindl import synthetic, templates
 
@@ -290,3 +291,99 @@ def test_dlb_pattern_spares_the_posterior_cingulate(default_config):
     assert cingulate and not dlb & cingulate
     assert cingulate <= set(templates.region_indices(patterns["AD"]["hypometabolism"], "AAL3"))
     assert set(templates.region_indices(["Calcarine", "Parietal_Inf"], "AAL3")) <= dlb
+
+
+# ---- effects besides disease: age, sex, site ---------------------------------------------------------
+def test_site_table_is_neutral_when_off_and_varies_when_on(default_config):
+    s = copy.deepcopy(default_config["synthetic"])
+    on = synthetic.site_table(s)
+    assert on.site.tolist() == [f"site{k}" for k in range(1, s["sites"] + 1)]
+    assert on.equals(synthetic.site_table(s))  # deterministic for the seed
+    for col in ("intensity_scale", "t1_contrast_gamma", "noise_factor", "pet_fwhm_mm"):
+        assert on[col].nunique() == s["sites"], col
+    assert (on.pet_fwhm_mm >= 2).all()
+    off = synthetic.site_table({**s, "effects": synthetic.NO_EFFECTS})
+    assert (off[["intensity_scale", "t1_contrast_gamma", "noise_factor"]] == 1).all().all()
+    assert (off.pet_fwhm_mm == s["pet_fwhm_mm"]).all()
+    # sex and age
+    d = s["effects"]["sex_head_size"]
+    assert synthetic.head_size_factor("M", s) / synthetic.head_size_factor("F", s) == pytest.approx((1 + d / 2) / (1 - d / 2))
+    ref = s["effects"]["age_reference_years"]
+    assert synthetic.age_losses(ref + 10, s) == pytest.approx(
+        {"gm_loss_fraction": 10 * s["effects"]["gm_loss_per_year"],
+         "hypometabolism_fraction": 10 * s["effects"]["hypometabolism_per_year"]})
+    assert synthetic.age_losses(ref + 10, {**s, "effects": synthetic.NO_EFFECTS})["gm_loss_fraction"] == 0
+
+
+def test_effects_are_recorded_in_the_ground_truth(small):
+    import pandas as pd
+
+    root, s = small["root"], small["settings"]
+    sites = pd.read_csv(root / "truth" / "sites.tsv", sep="\t").set_index("site")
+    pd.testing.assert_frame_equal(sites.reset_index(), synthetic.site_table(s), check_dtype=False)
+    for row in small["table"].itertuples():
+        sub = row.participant_id[4:]
+        sessions = pd.read_csv(root / "bids" / row.participant_id / f"{row.participant_id}_sessions.tsv", sep="\t")
+        for ses, age in zip(sessions.session_id, sessions.age):
+            truth = json.loads(synthetic.truth_paths(root / "truth", sub, ses[4:])["sidecar"].read_text())["effects"]
+            assert truth["age"] == age and truth["sex"] == row.sex and truth["site"] == row.site
+            assert truth["gm_loss_fraction"] == pytest.approx(synthetic.age_losses(age, s)["gm_loss_fraction"])
+            assert truth["head_size_factor"] == pytest.approx(synthetic.head_size_factor(row.sex, s))
+            assert truth["pet_fwhm_mm"] == sites.loc[row.site, "pet_fwhm_mm"]
+            pet = json.loads(synthetic.raw_paths(root / "bids", sub, ses[4:])["pet_json"].read_text())
+            assert pet["ReconFilterSize"] == sites.loc[row.site, "pet_fwhm_mm"]
+        # the head scale is the subject's random size times its sex factor, the same in every session
+        scales = [json.loads(synthetic.truth_paths(root / "truth", sub, ses[4:])["sidecar"].read_text())
+                  ["effects"]["head_scale_xyz"] for ses in sessions.session_id]
+        assert scales[0] == scales[1]
+
+
+def test_sex_scales_the_head(small):
+    s, model, w = small["settings"], small["model"], small["weights"]["CN"]
+    male = synthetic.session_geometry(s, model, w, 0, 0, 0.0, synthetic.head_size_factor("M", s))
+    female = synthetic.session_geometry(s, model, w, 0, 0, 0.0, synthetic.head_size_factor("F", s))
+    d = s["effects"]["sex_head_size"]
+    np.testing.assert_allclose(male["scale"] / female["scale"], (1 + d / 2) / (1 - d / 2))
+
+
+def _one_image(small, modality, site=None, age_loss=None, **change):
+    s = {**small["settings"], **change}
+    model, w = small["model"], small["weights"]["CN"]
+    geom = synthetic.session_geometry(s, model, w, 0, 0, 0.0)
+    out = synthetic.generate_modality(s, model, small.setdefault("cn_volumes", synthetic.sampling_volumes(model, w)),
+                                      geom, modality, 0.0, np.random.default_rng(7), site, age_loss)
+    return np.asarray(out["data"], np.float64), out["labels"], out["mask"]
+
+
+def test_age_lowers_grey_matter_contrast_and_uptake_in_proportion(small):
+    """Noise off: the images are linear in the age loss, and the loss sits in grey matter (the AAL3
+    labels), not in deep white matter."""
+    for modality, key, change in (("pet", "hypometabolism_fraction", {"pet_noise": 0.0}),
+                                  ("T1w", "gm_loss_fraction", {"t1_noise": 0.0})):
+        base, labels, mask = _one_image(small, modality, **change)
+        one = _one_image(small, modality, age_loss={key: 0.05}, **change)[0]
+        two = _one_image(small, modality, age_loss={key: 0.10}, **change)[0]
+        gm = labels > 0
+        wm = ndimage.binary_erosion((mask > 0) & (labels == 0), iterations=4)  # deep white matter (PET: ~10 mm in)
+        drop_gm = 1 - one[gm].mean() / base[gm].mean()
+        assert 0.01 < drop_gm < 0.05, (modality, drop_gm)
+        assert 1 - two[gm].mean() / base[gm].mean() == pytest.approx(2 * drop_gm, rel=0.02)
+        assert 1 - one[wm].mean() / base[wm].mean() < drop_gm / 2
+
+
+def test_site_scale_noise_and_resolution_reach_the_pet(small):
+    base = _one_image(small, "pet")[0]
+    site = {"intensity_scale": 1.5, "noise_factor": 1.0, "t1_contrast_gamma": 1.0,
+            "pet_fwhm_mm": small["settings"]["pet_fwhm_mm"]}
+    np.testing.assert_allclose(_one_image(small, "pet", site)[0], 1.5 * base, rtol=1e-5)
+    quiet = _one_image(small, "pet", {**site, "intensity_scale": 1.0, "noise_factor": 0.0})[0]
+    np.testing.assert_allclose(quiet, _one_image(small, "pet", pet_noise=0.0)[0], rtol=1e-5)
+    sharp = _one_image(small, "pet", {**site, "intensity_scale": 1.0, "pet_fwhm_mm": 4.0}, pet_noise=0.0)[0]
+    blurred = _one_image(small, "pet", {**site, "intensity_scale": 1.0, "pet_fwhm_mm": 8.0}, pet_noise=0.0)[0]
+    energy = lambda a: float(np.mean(np.diff(a, axis=0) ** 2)) / float(np.mean(a ** 2))  # noqa: E731
+    assert energy(blurred) < 0.7 * energy(sharp)
+    # the T1w's contrast exponent: a higher gamma darkens grey against white matter
+    t1, labels, mask = _one_image(small, "T1w", t1_noise=0.0)
+    t1g = _one_image(small, "T1w", {**site, "intensity_scale": 1.0, "t1_contrast_gamma": 1.3}, t1_noise=0.0)[0]
+    gm, wm = labels > 0, ndimage.binary_erosion((mask > 0) & (labels == 0), iterations=4)
+    assert t1g[gm].mean() / t1g[wm].mean() < t1[gm].mean() / t1[wm].mean() - 0.02
