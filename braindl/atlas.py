@@ -303,7 +303,9 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     scores per method against chance.
 
     ``methods`` maps a label to ``runs`` (dicts with heatmaps, index) and ``summary`` (its region
-    summary table)."""
+    summary table), and ``convention`` (absent: positive): a method read by absolute value is scored on
+    ``|map|`` (its negative relevance counts as evidence too, as in its region sums); a positive one on
+    the signed map (mass: its positive part; rank and pointing: the highest values)."""
     from braindl.heatmaps import read_heatmaps
 
     meta = json.loads(Path(pack_json).read_text())
@@ -318,14 +320,18 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     rows = []
     for label, files in methods.items():
         scores = []
+        convention = files.get("convention", "positive")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"unknown atlas convention {convention!r} of method {label}; use one of {CONVENTIONS}")
         for r in files["runs"]:
             data, index = read_heatmaps(r["heatmaps"], r["index"])
             for v in np.flatnonzero(index["truth"].to_numpy() == target):
-                scores.append(localisation_scores(data[..., v][brain], mask[brain]))
+                m = data[..., v][brain]
+                scores.append(localisation_scores(np.abs(m) if convention == "absolute" else m, mask[brain]))
         scores = pd.DataFrame(scores, columns=list(LOCALISATION))
         summary = pd.read_csv(files["summary"], sep="\t")
         mass = scores["mass"].dropna()
-        row = dict(method=label, n_scans=len(scores), share_in_mask=mass.mean() if len(mass) else np.nan,
+        row = dict(method=label, convention=convention, n_scans=len(scores), share_in_mask=mass.mean() if len(mass) else np.nan,
                    share_in_mask_sd=mass.std(ddof=0) if len(mass) else np.nan, chance_share=chance)
         for name in ("rank", "pointing"):
             v = scores[name].dropna()

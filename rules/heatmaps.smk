@@ -169,7 +169,8 @@ if SYNTHETIC:
                              "{hmodel} {task} {mod} {reg}"),
         params:
             methods=lambda wc: {m: {"runs": unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, m),
-                                    "summary": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["summary"]}
+                                    "summary": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["summary"],
+                                    "convention": architectures.ATLAS_CONVENTION[HM_SPECS[m]["method"]]}
                                 for m in heat_methods(wc.hmodel)},
             target=HM["target_class"],
             atlas=atlas_settings(),

@@ -170,6 +170,16 @@ def test_regions_robustness_and_ground_truth(custom_atlas, tmp_path):
     assert gt.loc["good", "altered_regions"] == "B" and gt.loc["good", "n_scans"] == 4
     assert gt.loc["good", "rank_accuracy"] > 0.9 and gt.loc["good", "pointing_game"] == 1.0
     assert gt.loc["good", "chance_rank"] == gt.loc["good", "chance_pointing"] == gt.loc["good", "chance_share"]
+    # a signed method whose relevance in the mask is negative: found when read by absolute value, not as
+    # positive evidence
+    flipped = [dict(split=s, run="01", **_write_run(tmp_path, f"neg{s}", [-on_b + 0.01, -on_b + 0.01, on_b],
+                                                     ["AD", "AD", "CN"])) for s in ("01", "02")]
+    signed = {c: dict(runs=flipped, summary=methods["good"]["summary"], convention=c) for c in ("absolute", "positive")}
+    gt2 = A.run_groundtruth(signed, tmp_path / "mask.nii.gz", "AD", settings, tmp_path / "pack.json",
+                            tmp_path / "gt2.tsv").set_index("method")
+    assert gt2.loc["absolute", "share_in_mask"] > 0.95 and gt2.loc["absolute", "pointing_game"] == 1.0
+    assert gt2.loc["positive", "share_in_mask"] == 0.0 and gt2.loc["positive", "pointing_game"] == 0.0
+    assert gt2.convention.to_dict() == {"absolute": "absolute", "positive": "positive"}
     for fig, args in ((A.regions_figure, (methods["good"]["summary"], 25, "t")), (A.robustness_figure,
                                                                                   (tmp_path / "rob.tsv", "t"))):
         fig(*args, tmp_path / "f.png", 60)

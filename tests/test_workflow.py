@@ -245,6 +245,9 @@ def test_tiny_training_and_evaluation_outputs(tiny_run, default_config):
     assert {"balanced_accuracy_lo", "balanced_accuracy_hi", "roc_auc", "g_mean", "nmi"} <= set(metrics.columns)
     comparison = pd.read_csv(tiny_run / "results/evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_variants.tsv", sep="\t")
     assert len(comparison.drop_duplicates(["variant_a", "variant_b"])) == 3
+    # pairs on per-split means, with the corrected resampled t-test beside the Wilcoxon test
+    assert {"corrected_t", "corrected_t_p_value", "p_value"} <= set(comparison.columns)
+    assert comparison.corrected_t_p_value.dropna().between(0, 1).all()
     for split in ("01", "02"):
         table = pd.read_csv(tiny_run / f"results/splits/task-CN_vs_AD/task-CN_vs_AD_split-{split}_split.tsv", sep="\t")
         assert table.groupby("participant_id")["set"].nunique().max() == 1
@@ -461,6 +464,9 @@ def test_tiny_heatmap_outputs(tiny_run, default_config):
         assert info["TargetClass"] == "AD" and info["Space"] == "MNI152NLin2009aSym"
         regions = pd.read_csv(str(pre) + f"_method-{method}_atlas-AAL3_regionsummary.tsv", sep="\t")
         assert "Hippocampus" in set(regions.region) and (regions.n_runs == 2).all()
+        # 004's conventions: absolute values for the signed methods; gain of true positives, all patients kept
+        assert set(regions.convention) == {"positive" if method == "lrpepsilon" else "absolute"}
+        assert {"gain", "gain_all", "sum", "density"} <= set(regions.columns)
         for kind in ("display", "statmap", "regions"):
             fig = tiny_run / f"results/figures/heatmaps_task-CN_vs_AD_T1w_desc-syn_model-cnn3d_thesis_method-{method}_{kind}.png"
             assert fig.stat().st_size > 5000
@@ -473,6 +479,10 @@ def test_tiny_heatmap_outputs(tiny_run, default_config):
     assert fig.stat().st_size > 5000
     robust = pd.read_csv(str(pre) + "_atlas-AAL3_robustnesssummary.tsv", sep="\t")
     assert set(robust.method) == set(truth.method) and robust.overlap_sum_mean.between(0, 100).all()
+    # study 3's layout: top-k overlaps of sum, density and gain, then L2 of the TP and TN maps
+    cols = [c for c in robust.columns if c.endswith("_mean")]
+    assert cols[:5] == ["overlap_sum_mean", "overlap_density_mean", "overlap_gain_mean", "l2_tp_mean", "l2_tn_mean"]
+    assert (truth.convention == ["positive", "absolute", "absolute"]).all()
     # the 2D model: its PET mosaic heatmaps mapped back onto the PET crop, LRP left out
     pet = nib.load(str(next(tiny_run.glob("results/crop/sub-*/ses-*/pet/*_desc-syn_pet.nii.gz"))))
     two_d = sorted((base / "pet/desc-syn/model-resnet18").glob("*_split-01_run-01_method-*_heatmaps.nii.gz"))
