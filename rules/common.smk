@@ -9,7 +9,15 @@ import pandas as pd
 from braindl import architectures, crop, extraction, inputs, mosaic, patches, pretraining, registration, splits, synthetic
 
 from braindl.logs import to_log
-from braindl.provenance import canonical, code_hash
+from braindl.provenance import canonical, script_hash
+
+
+@functools.cache
+def script_code(script):
+    """The code a rule runs (its workflow script and the library modules it imports, comments and
+    docstrings left out) as a digest: a rule's `params: code=` reruns it when that code changes."""
+    return script_hash(Path(workflow.basedir) / "workflow_scripts" / script)
+
 
 RESULTS = config["results_dir"]
 DATASET = config["dataset"]

@@ -23,7 +23,7 @@ for _mods in MODALITY_SETS:
             modalities=list(_mods),
             settings=crop_settings(),
             aligned=lambda wc: wc.reg != "none",
-            code=code_hash("crop"),
+            code=script_code("crop.py"),
         log:
             f"{CROP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
         conda:

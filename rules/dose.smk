@@ -21,7 +21,7 @@ rule dose_resample:
         total_counts=DCFG["total_counts"],
         seed=lambda wc: dose_seed(wc.subject, wc.session),
         device=DCFG["device"],
-        code=code_hash("dose"),
+        code=script_code("dose_resample.py"),
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_resample.log",
     threads: 2
@@ -42,7 +42,7 @@ rule dose_reconstruct:
         level=lambda wc: DOSE_LABELS[wc.level],
         settings=canonical({k: DCFG[k] for k in ("iterations", "subsets", "postfilter_fwhm_mm")}),
         device=DCFG["device"],
-        code=code_hash("dose"),
+        code=script_code("dose_reconstruct.py"),
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_reconstruct.log",
     threads: 2
@@ -63,7 +63,7 @@ rule dose_patches:
         settings=canonical({k: DCFG[k] for k in ("patch_size", "patches_per_plane", "candidates_per_plane",
                                                  "background_fraction")}),
         seed=lambda wc: dose_seed(wc.subject, wc.session, wc.level),
-        code=code_hash("patches"),
+        code=script_code("dose_patches.py"),
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_patches.log",
     conda:
@@ -87,7 +87,7 @@ rule dose_scores:
         groups=DCFG["groups"],
         levels=DOSE_LEVELS,
         scores=DCFG["scores"],
-        code=code_hash("patches"),
+        code=script_code("dose_scores.py"),
     log:
         f"{DOSE}/logs/quality_scores.log",
     conda:
@@ -107,7 +107,7 @@ rule dose_train:
         fold=lambda wc: DOSE_FOLDS[int(wc.fold)],
         patch_keys=lambda wc: list(dose_patch_inputs(wc)),
         state_dir=lambda wc, output: f"{Path(output.summary).with_suffix('')}_state",
-        code=code_hash("quality"),
+        code=script_code("dose_train.py"),
     log:
         f"{DOSE}/logs/model-{{dmodel}}_freeze-{{freeze}}_n-{{n}}_fold-{{fold}}_run-{{run}}.log",
     threads: TRAIN_THREADS
@@ -126,7 +126,7 @@ rule dose_table:
         captioned(DOSE_TABLE, "dose_table", "Dose"),
     params:
         runs=[dose_run_paths(**r) for r in dose_runs()],
-        code=code_hash("quality"),
+        code=script_code("dose_table.py"),
     log:
         f"{DOSE}/logs/quality_runs.log",
     conda:
@@ -144,7 +144,7 @@ rule dose_figure:
         dkind="training_size|freezing",
     params:
         style=canonical(config["figures"]),
-        code=code_hash("quality"),
+        code=script_code("dose_figure.py"),
     log:
         f"{DOSE}/logs/figure_{{dkind}}.log",
     conda:
@@ -161,7 +161,7 @@ rule dose_figure_levels:
     params:
         levels=list(DOSE_LABELS.values()),
         style=canonical(config["figures"]),
-        code=code_hash("dose"),
+        code=script_code("dose_levels_figure.py"),
     log:
         f"{DOSE}/logs/figure_levels.log",
     conda:

@@ -22,7 +22,7 @@ for _mods in MODALITY_SETS:
         params:
             modalities=list(_mods),
             settings=canonical(extraction.job_settings(config["skullstrip"], config["registration"], _mods)),
-            code=code_hash("extraction"),
+            code=script_code("extract.py"),
         log:
             f"{EXT}/logs/sub-{{subject}}_ses-{{session}}.log",
         threads: config["resources"]["registration_threads"]

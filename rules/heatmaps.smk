@@ -12,7 +12,7 @@ rule heatmap:
         spec=lambda wc: HM_SPECS[wc.method],
         settings=heat_settings,
         layout=heat_layout,
-        code=code_hash("heatmaps"),
+        code=script_code("heatmap.py"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_split-{{split}}_run-{{run}}_method-{{method}}.log",
     threads: TRAIN_THREADS
@@ -38,7 +38,7 @@ rule heatmap_groups:
         runs=heat_runs,
         target=HM["target_class"],
         control=HM["control_class"],
-        code=code_hash("heatmaps"),
+        code=script_code("heatmap_groups.py"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_groups.log",
     conda:
@@ -64,7 +64,7 @@ rule heatmap_regions:
         control=HM["control_class"],
         atlas=atlas_settings(),
         convention=lambda wc: architectures.ATLAS_CONVENTION[HM_SPECS[wc.method]["method"]],
-        code=code_hash("atlas"),
+        code=script_code("heatmap_regions.py"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regions.log",
     conda:
@@ -89,7 +89,7 @@ for _kind in ("display", "statmap"):
             group=HM["display_group"],
             title=lambda wc: f"{wc.hmodel} {wc.method}: mean heatmap of {HM['display_group']} ({wc.task}, {wc.mod}, {wc.reg})",
             dpi=config["figures"]["dpi"],
-            code=code_hash("heatmaps"),
+            code=script_code("heatmap_figure.py"),
         log:
             f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_{_kind}.log",
         conda:
@@ -108,7 +108,7 @@ rule heatmap_figure_regions:
         title=lambda wc: (f"{wc.hmodel} {wc.method}: regions of {HM['target_class']} vs {HM['control_class']} "
                           f"({wc.task}, {wc.mod}, {wc.reg}; {_atlas_label()})"),
         dpi=config["figures"]["dpi"],
-        code=code_hash("atlas"),
+        code=script_code("heatmap_regions_figure.py"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regionfigure.log",
     conda:
@@ -126,7 +126,7 @@ rule heatmap_robustness:
     params:
         methods=robustness_inputs,
         top=ATLAS["robustness_top"],
-        code=code_hash("atlas"),
+        code=script_code("heatmap_robustness.py"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_robustness.log",
     conda:
@@ -143,7 +143,7 @@ rule heatmap_figure_robustness:
     params:
         title=lambda wc: f"{wc.hmodel}: robustness of the heatmaps across runs ({wc.task}, {wc.mod}, {wc.reg})",
         dpi=config["figures"]["dpi"],
-        code=code_hash("atlas"),
+        code=script_code("heatmap_robustness_figure.py"),
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_robustnessfigure.log",
     conda:
@@ -175,7 +175,7 @@ if SYNTHETIC:
             target=HM["target_class"],
             atlas=atlas_settings(),
             dpi=config["figures"]["dpi"],
-            code=code_hash("atlas"),
+            code=script_code("heatmap_groundtruth.py"),
         log:
             f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_groundtruth.log",
         conda:

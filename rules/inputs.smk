@@ -21,7 +21,7 @@ rule check_inputs:
         bids_dir=BIDS_DIR,
         settings=canonical({k: v for k, v in DATASET.items() if k not in ("bids_dir", "out_of_distribution")}),
         pet_route=PET_ROUTE,
-        code=code_hash("inputs"),
+        code=script_code("check_inputs.py"),
     log:
         f"{RESULTS}/inputs/logs/check_inputs.log",
     threads: 2

@@ -12,7 +12,7 @@ if PRE["model"]:
         params:
             fraction=lambda wc: int(wc.size) / 100,
             seed=lambda wc: config["splits"]["seed"] + int(wc.split),
-            code=code_hash("pretraining"),
+            code=script_code("sweep_split.py"),
         log:
             f"{PRETRAIN}/logs/size-{{size}}_split-{{split}}.log",
         conda:
@@ -31,7 +31,7 @@ if PRE["model"]:
             settings=lambda wc: arm_settings(PRE["model"]),
             task=PRE["source_task"],
             state_dir=state_dir,
-            code=code_hash("training"),
+            code=script_code("train.py"),
         log:
             f"{PRETRAIN}/logs/pretrain_size-{{size}}_split-{{split}}_run-{{run}}.log",
         threads: TRAIN_THREADS
@@ -54,7 +54,7 @@ if PRE["model"]:
             settings=lambda wc: _finetune_settings(),
             task=PRE["target_task"],
             state_dir=state_dir,
-            code=code_hash("training"),
+            code=script_code("train.py"),
         log:
             f"{PRETRAIN}/logs/finetune_from-{{source}}_split-{{split}}_run-{{run}}.log",
         threads: TRAIN_THREADS
@@ -74,7 +74,7 @@ if PRE["model"]:
             captioned(sweep_targets()[0], "sweep", "Pre-training sweep"),
         params:
             runs=_sweep_runs(),
-            code=code_hash("pretraining"),
+            code=script_code("sweep_table.py"),
         log:
             f"{PRETRAIN}/logs/sweep_table.log",
         conda:
@@ -90,7 +90,7 @@ if PRE["model"]:
             captioned(sweep_targets()[1], "sweep", "Pre-training sweep"),
         params:
             style=canonical(config["figures"]),
-            code=code_hash("pretraining"),
+            code=script_code("sweep_figure.py"),
         log:
             f"{FIGURES}/logs/pretraining_sweep.log",
         conda:

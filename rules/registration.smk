@@ -30,7 +30,7 @@ for _variant in registration.VARIANTS:
             params:
                 variant=_variant,
                 settings=canonical(registration.variant_settings(_variant, config["registration"])),
-                code=code_hash("registration"),
+                code=script_code("register.py"),
             log:
                 f"{REG}/logs/sub-{{subject}}_ses-{{session}}_desc-{_variant}.log",
             threads: config["resources"]["registration_threads"]

@@ -28,7 +28,7 @@ for _mods in MODALITY_SETS:
         params:
             modalities=list(_mods),
             dpi=config["qc"]["dpi"],
-            code=code_hash("skullstrip"),
+            code=script_code("skullstrip.py"),
         log:
             f"{STRIP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
         conda:
@@ -49,7 +49,7 @@ rule qc_table:
         scans=captioned(QC_SCANS, "qc", "Preprocessing quality control"),
     params:
         settings=canonical({k: v for k, v in config["qc"].items() if k != "dpi"}),
-        code=code_hash("qc"),
+        code=script_code("qc_table.py"),
     log:
         f"{QC}/logs/qc.log",
     conda:

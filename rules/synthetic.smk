@@ -25,7 +25,7 @@ rule synthetic_cohort:
         settings=config["synthetic"],
         bids_dir=lambda wc, output: str(Path(output.description).parent),
         truth_dir=lambda wc, output: str(Path(output.truth_description).parent),
-        code=code_hash("synthetic"),
+        code=script_code("synthetic_cohort.py"),
     log:
         f"{SYN}/logs/cohort.log",
     # scaled down to --cores when run locally; profiles set it with set-threads

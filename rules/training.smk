@@ -14,7 +14,7 @@ rule splits:
     params:
         settings=split_settings(),
         modalities=lambda wc: split_modalities(wc.task),
-        code=code_hash("splits"),
+        code=script_code("splits.py"),
     log:
         f"{SPLITS}/logs/task-{{task}}.log",
     conda:
@@ -34,7 +34,7 @@ rule pack:
     params:
         sessions=lambda wc: mod_sessions(wc.mod),
         dtype=config["training"]["pack_dtype"],
-        code=code_hash("pack"),
+        code=script_code("pack.py"),
     log:
         f"{PACK}/logs/desc-{{reg}}_{{mod}}.log",
     conda:
@@ -53,7 +53,7 @@ rule train:
     params:
         settings=training_settings(),
         state_dir=state_dir,
-        code=code_hash("training"),
+        code=script_code("train.py"),
     log:
         f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_split-{{split}}_run-{{run}}.log",
     threads: TRAIN_THREADS
@@ -76,7 +76,7 @@ rule evaluate:
                          for v in VARIANTS for s in SPLIT_IDS for r in RUN_IDS],
         n_boot=config["evaluation"]["bootstrap"],
         ci=config["evaluation"]["ci"],
-        code=code_hash("evaluation"),
+        code=script_code("evaluate.py"),
     log:
         f"{EVAL}/logs/task-{{task}}_{{mod}}.log",
     conda:
@@ -100,7 +100,7 @@ for _fig in ("variants", "roc", "splits"):
             kind=_fig,
             variants=VARIANTS,
             style=canonical(config["figures"]),
-            code=code_hash("figures"),
+            code=script_code("figure.py"),
         log:
             f"{FIGURES}/logs/task-{{task}}_{{mod}}_{_fig}.log",
         conda:

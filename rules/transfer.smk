@@ -11,7 +11,7 @@ rule mosaic:
     params:
         layout=lambda wc: canonical(LAYOUTS[wc.layout]),
         scale=config["mosaic"]["scale"],
-        code=code_hash("mosaic"),
+        code=script_code("mosaic.py"),
     log:
         f"{MOSAIC}/logs/desc-{{reg}}_{{mod}}_layout-{{layout}}.log",
     conda:
@@ -30,7 +30,7 @@ rule train_model:
     params:
         settings=lambda wc: arm_settings(wc.arm),
         state_dir=state_dir,
-        code=code_hash("training"),
+        code=script_code("train.py"),
     log:
         f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}_split-{{split}}_run-{{run}}.log",
     threads: TRAIN_THREADS
@@ -53,7 +53,7 @@ rule transfer_table:
               for s in SPLIT_IDS for r in RUN_IDS],
         n_boot=config["evaluation"]["bootstrap"],
         ci=config["evaluation"]["ci"],
-        code=code_hash("transfer"),
+        code=script_code("transfer_table.py"),
     log:
         f"{TRANSFER}/logs/comparison.log",
     conda:
@@ -72,7 +72,7 @@ rule transfer_roc:
         groups=lambda wc: {a: [arm_paths(wc.task, a, s, r)["predictions"] for s in SPLIT_IDS for r in RUN_IDS]
                            for a in ARMS},
         style=canonical(config["figures"]),
-        code=code_hash("transfer"),
+        code=script_code("transfer_roc.py"),
     log:
         f"{FIGURES}/logs/transfer_task-{{task}}_roc.log",
     conda:
@@ -91,7 +91,7 @@ rule transfer_metrics:
         runs=lambda wc: [dict(arm=a, split=s, run=r, **arm_paths(wc.task, a, s, r)) for a in ARMS
                          for s in SPLIT_IDS for r in RUN_IDS],
         style=canonical(config["figures"]),
-        code=code_hash("transfer"),
+        code=script_code("transfer_metrics.py"),
     log:
         f"{FIGURES}/logs/transfer_task-{{task}}_metrics.log",
     conda:
@@ -110,7 +110,7 @@ rule transfer_embedding:
     params:
         out_of_distribution=config["dataset"]["out_of_distribution"],
         style=canonical(config["figures"]),
-        code=code_hash("transfer"),
+        code=script_code("transfer_embedding.py"),
     log:
         f"{FIGURES}/logs/transfer_task-{{task}}_model-{{arm}}_embedding.log",
     conda:

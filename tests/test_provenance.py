@@ -2,6 +2,8 @@
 
 import shutil
 
+import pytest
+
 from braindl import provenance
 
 
@@ -19,11 +21,39 @@ def test_hash_changes_only_for_dependent_modules(tmp_path, monkeypatch):
     provenance._local_imports.cache_clear()
     before = {m: provenance.code_hash(m) for m in ("synthetic", "inputs")}
     with open(pkg / "templates.py", "a") as fh:
-        fh.write("\n# a change\n")
+        fh.write("\n_A_CHANGE = 1\n")
+    provenance._module_digest.cache_clear()
     after = {m: provenance.code_hash(m) for m in ("synthetic", "inputs")}
     assert after["synthetic"] != before["synthetic"]
     assert after["inputs"] == before["inputs"]
     provenance._local_imports.cache_clear()
+    provenance._module_digest.cache_clear()
+
+
+def test_comments_docstrings_and_formatting_do_not_count():
+    code = 'def f(x):\n    """Doubles."""\n    return 2 * x  # twice\n'
+    same = '"""A module."""\n\n\ndef f(x):\n    """Doubles x, documented anew."""\n\n    return 2*x\n'
+    assert provenance.normalised_source(code) == provenance.normalised_source(same)
+    assert provenance.normalised_source(code) != provenance.normalised_source(code.replace("2 * x", "3 * x"))
+    # a string that is not a docstring is code
+    assert provenance.normalised_source('x = "a"\n') != provenance.normalised_source('x = "b"\n')
+    # a function whose body is only its docstring still parses to something
+    assert "Pass" in provenance.normalised_source('def g():\n    """Nothing."""\n')
+
+
+def test_script_modules_come_from_its_imports(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text("from braindl.atlas import run_groundtruth\nfrom braindl.logs import to_log\n")
+    mods = provenance.script_modules(script)
+    assert {"braindl.atlas", "braindl.logs", "braindl.io"} <= set(mods) and "braindl.dose" not in mods
+    before = provenance.script_hash(script)
+    script.write_text("# run it\n" + script.read_text())
+    assert provenance.script_hash(script) == before
+    script.write_text(script.read_text() + "from braindl.dose import run_scores\n")
+    assert provenance.script_hash(script) != before
+    (tmp_path / "none.py").write_text("import os\n")
+    with pytest.raises(ValueError, match="imports no braindl module"):
+        provenance.script_hash(tmp_path / "none.py")
 
 
 def test_canonical_sorts_keys_recursively_and_keeps_lists():

@@ -393,10 +393,15 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
         src = repo / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / item, **(
             {"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
-    with open(copy / "braindl" / "crop.py", "a") as fh:
-        fh.write("\n# a change to the cropping code\n")
+    # a comment and a docstring change no code: nothing reruns
+    crop_py = copy / "braindl" / "crop.py"
+    crop_py.write_text(crop_py.read_text().replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
     # the copy's package, not the installed one, must be imported (by the Snakefile and the hash)
     env = {**os.environ, "PYTHONPATH": str(copy)}
+    out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
+    assert job_counts(out.stdout + out.stderr) == {}, out.stdout
+    with open(crop_py, "a") as fh:
+        fh.write("\n_A_CHANGE_TO_THE_CROPPING_CODE = 1\n")
     out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
     counts = job_counts(out.stdout + out.stderr)
     assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF, *SW, *HM}, counts
