@@ -48,8 +48,9 @@ def load_set(patch_files: dict, scores: pd.DataFrame, members: list[str]) -> tup
 
 
 def train_quality(patch_files: dict, scores_tsv, fold: dict, n_train: int, settings: dict, run: int, out: dict,
-                  state_dir, threads: int | None = None, log=None) -> dict:
-    """Train one quality regressor on the first ``n_train`` patients of the fold's pool.
+                  state_dir, threads: int | None = None, log=None, checkpoint_s: float = 60.0) -> dict:
+    """Train one quality regressor on the first ``n_train`` patients of the fold's pool (checkpoints
+    every ``checkpoint_s`` seconds at most: :func:`braindl.training.fit`).
 
     ``settings``: ``model``, ``freeze``, ``weights``, ``learning_rate``,
     ``batch_size``, ``max_epochs``, ``early_stopping_patience``, ``seed``,
@@ -74,7 +75,8 @@ def train_quality(patch_files: dict, scores_tsv, fold: dict, n_train: int, setti
         f"(freeze {settings['freeze']}); {n_train} training patients, {len(data['train'][0])} patches")
     digest = training.settings_digest({**settings, "fold": fold, "n_train": n_train, "run": run})
     history, _, best_epoch, _ = training.fit(runner, settings, "validation_loss", -1, digest, state_dir, log,
-                                             label=f"fold {fold['fold']} n {n_train} run {run}")
+                                             label=f"fold {fold['fold']} n {n_train} run {run}",
+                                             checkpoint_s=checkpoint_s)
     preds = []
     for which in ("validation", "test"):
         _, outp = runner.predict(which)

@@ -13,10 +13,12 @@ mosaics (001's ensemble).
 Training: Adam or Adadelta, class-weighted cross-entropy (or MSE on a
 standardised target for regression), bf16 autocast on CUDA, early stopping on
 ``monitor`` with ``early_stopping_patience`` epochs and ``early_stopping_min_delta``,
-the best epoch's weights kept. After every epoch the whole state (model,
-optimiser, random generators, history) is checkpointed under ``state_dir``;
-a run killed in the middle resumes from there when rerun with the same
-settings. On the CPU the same seed gives the same metrics.
+the best epoch's weights kept. The whole state (model, optimiser, random
+generators, history, best weights) is checkpointed under ``state_dir`` at most
+every ``checkpoint_s`` seconds (default one minute) and when the run ends; a
+run killed in the middle resumes from its last checkpoint when rerun with the
+same settings, and ends where an uninterrupted run ends (the generators are
+part of the state). On the CPU the same seed gives the same metrics.
 """
 
 from __future__ import annotations
@@ -360,14 +362,16 @@ def monitor_of(task: str, settings: dict) -> tuple[str, int]:
 
 
 def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log, on_epoch_end=None,
-        label: str = "") -> tuple[list, float, int, dict]:
+        label: str = "", checkpoint_s: float = 60.0) -> tuple[list, float, int, dict]:
     """The epoch loop of a run: train, validate, keep the best epoch, checkpoint, stop early, resume.
 
     ``runner`` provides ``train_epoch()``, ``score('validation')``, ``model``,
     ``opt`` and the generators ``shuffle_gen``/``aug_gen``; ``col`` is the
     monitored history column and ``sign`` +1 when higher is better. The whole
-    state is saved under ``state_dir`` after every epoch and reloaded when its
-    ``digest`` matches. The best epoch's weights are loaded into the model on
+    state is saved under ``state_dir`` after an epoch when ``checkpoint_s`` seconds have passed since
+    the last save (0: every epoch), and after the last epoch; it is reloaded when its ``digest``
+    matches (a DenseNet-121's state is about 110 MB: one a minute, not one an epoch).
+    ``on_epoch_end(epoch)`` is called after every epoch, once its checkpoint (if any) is written. The best epoch's weights are loaded into the model on
     return. Returns ``(history, best value (signed), best epoch, best weights on the CPU)``.
     """
     state_dir = Path(state_dir)
@@ -393,6 +397,7 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
     patience = int(settings["early_stopping_patience"])
     min_delta = float(settings.get("early_stopping_min_delta", 0.0))
     stopped = bad >= patience
+    saved_at = time.monotonic()
     for epoch in range(start_epoch, int(settings["max_epochs"]) + 1):
         if stopped:
             break
@@ -412,11 +417,14 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
             + "  ".join(f"{k} {v:.4f}" for k, v in val.items())
             + f"  {row['seconds']:.1f}s" + ("  *best" if best_epoch == epoch else "")
             + ("  early stop" if stopped else ""))
-        state_dir.mkdir(parents=True, exist_ok=True)
-        _save_atomic(dict(digest=digest, epoch=epoch, model=runner.model.state_dict(),
-                          optimizer=runner.opt.state_dict(), torch_rng=torch.get_rng_state(),
-                          shuffle_gen=runner.shuffle_gen.get_state(), aug_gen=runner.aug_gen.get_state(),
-                          history=history, best=best, best_epoch=best_epoch, bad=bad, best_state=best_state), last)
+        if stopped or epoch == int(settings["max_epochs"]) or time.monotonic() - saved_at >= float(checkpoint_s):
+            state_dir.mkdir(parents=True, exist_ok=True)
+            _save_atomic(dict(digest=digest, epoch=epoch, model=runner.model.state_dict(),
+                              optimizer=runner.opt.state_dict(), torch_rng=torch.get_rng_state(),
+                              shuffle_gen=runner.shuffle_gen.get_state(), aug_gen=runner.aug_gen.get_state(),
+                              history=history, best=best, best_epoch=best_epoch, bad=bad, best_state=best_state),
+                         last)
+            saved_at = time.monotonic()
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     runner.model.load_state_dict(best_state)
@@ -425,14 +433,14 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
 
 def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: int, run: int, out: dict,
               state_dir, pretrained=None, threads: int | None = None, on_epoch_end=None,
-              log=None) -> dict:
+              log=None, checkpoint_s: float = 60.0) -> dict:
     """Train one run and write ``out``: model, history, predictions (validation + test) and summary JSON.
 
     ``pretrained``: checkpoint to start from (the fine-tuning source, or
     ``settings['pretrained']`` when None); ``settings['freeze']`` then applies.
 
-    ``on_epoch_end(epoch)`` is called after each checkpoint (tests use it to
-    interrupt a run). Returns the summary.
+    ``on_epoch_end(epoch)`` is called after each epoch (tests use it to
+    interrupt a run); ``checkpoint_s``: see :func:`fit`. Returns the summary.
     """
     log = log or progress
     if threads:
@@ -453,7 +461,7 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
         + (f" (freeze {settings['freeze']})" if (pretrained or runner.weights) else ""))
     col, sign = monitor_of(task, settings)
     history, best, best_epoch, best_state = fit(runner, settings, col, sign, digest, state_dir, log, on_epoch_end,
-                                                f"{task} split {split} run {run}")
+                                                f"{task} split {split} run {run}", checkpoint_s)
     preds = []
     for which in ("validation", "test"):
         _, outp = runner.predict(which)

@@ -347,7 +347,9 @@ def training_settings():
 
 # every training job (3D runs, transfer models, pre-training and fine-tuning) alike
 TRAIN_THREADS = config["resources"]["training_threads"]
-TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"]}
+# checkpoint_s: the most seconds between two checkpoints of a run (a resource: it changes no result)
+TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"],
+                   "checkpoint_s": int(round(60 * config["resources"]["checkpoint_minutes"]))}
 
 
 def state_dir(wildcards, output):

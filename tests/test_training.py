@@ -223,7 +223,7 @@ def test_killed_run_resumes_from_its_checkpoint(toy, tmp_path, default_config):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _train(toy, tmp_path, s, "killed", on_epoch_end=kill)
+        _train(toy, tmp_path, s, "killed", on_epoch_end=kill, checkpoint_s=0)  # a checkpoint every epoch
     assert (tmp_path / "killed_state" / "last.pt").is_file()
     assert not _out(tmp_path, "killed")["model"].exists()
     lines = []
@@ -233,6 +233,37 @@ def test_killed_run_resumes_from_its_checkpoint(toy, tmp_path, default_config):
     assert "parameters trainable" in lines[0]
     assert "resuming" in lines[1] and "epoch 2" in lines[1]
     assert len(lines) == 2 + 2  # then epochs 3 and 4 only
+    a, b = (pd.read_csv(x["history"], sep="\t").drop(columns="seconds") for x in (full, out))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_checkpoints_are_written_by_time_and_at_the_end(toy, tmp_path, default_config, monkeypatch):
+    """At most one checkpoint per ``checkpoint_s`` (a DenseNet's state is ~110 MB), plus the last epoch;
+    a run killed before its first checkpoint starts over and still ends where an uninterrupted run ends."""
+    s = _settings(default_config, max_epochs=4)
+    saved = []
+    real = training._save_atomic
+    def spy(obj, path):
+        if "optimizer" in obj:  # a checkpoint, not the final model
+            saved.append(obj["epoch"])
+        real(obj, path)
+
+    monkeypatch.setattr(training, "_save_atomic", spy)
+    _, full = _train(toy, tmp_path, s, "full", checkpoint_s=3600)
+    assert saved == [4]  # the end only
+    saved.clear()
+    _train(toy, tmp_path, s, "every", checkpoint_s=0)
+    assert saved == [1, 2, 3, 4]
+    saved.clear()
+
+    def kill(epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(toy, tmp_path, s, "killed", on_epoch_end=kill, checkpoint_s=3600)
+    assert saved == [] and not (tmp_path / "killed_state" / "last.pt").exists()
+    _, out = _train(toy, tmp_path, s, "killed", checkpoint_s=3600)
     a, b = (pd.read_csv(x["history"], sep="\t").drop(columns="seconds") for x in (full, out))
     pd.testing.assert_frame_equal(a, b)
 

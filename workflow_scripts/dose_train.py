@@ -12,4 +12,5 @@ with to_log(snakemake.log):
         {k: snakemake.output[k] for k in ("predictions", "history", "summary")},
         snakemake.params.state_dir,
         threads=snakemake.threads,
+        checkpoint_s=snakemake.resources.get("checkpoint_s", 60),
     )

@@ -14,4 +14,5 @@ with to_log(snakemake.log):
         snakemake.params.state_dir,
         pretrained=snakemake.input.get("finetune"),
         threads=snakemake.threads,
+        checkpoint_s=snakemake.resources.get("checkpoint_s", 60),
     )
