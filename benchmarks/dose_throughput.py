@@ -9,9 +9,11 @@ Phantom: an FDG-like activity from the MNI152 2009 tissue maps nilearn bundles
 (grey matter 1, white matter 0.25, the rest of the brain mask 0.05) on the reconstruction grid of
 each setting: ``default`` = config.yaml's dose section on a 2.3 mm PET grid
 (the synthetic cohort's), ``full`` = configs/full_protocol.yaml's.
-Per setting it prints the grid, the events drawn (Poisson, list mode) and
-thinned into the seven levels, both in events per second, then one line per
-count level with the OSEM + post-filter seconds. OSEM's cost does not depend on
+Per setting it prints the grid, then the count levels drawn two ways, side by
+side: as list-mode events (Poisson events, each thinned one by one: what a
+user's events file goes through) and per sinogram bin (Poisson counts, nested
+binomial levels: what simulated data go through), with the ratio; then one
+line per count level with the OSEM + post-filter seconds. OSEM's cost does not depend on
 the count level; the lines show it.
 """
 
@@ -73,6 +75,12 @@ def bench(name: str, settings: dict, counts: float, levels, device, tmp: Path) -
     print(f"  forward projection {t1 - t0:.2f} s; {n_events:,} events drawn in {t2 - t1:.2f} s "
           f"({n_events / (t2 - t1) / 1e6:.1f} M events/s), thinned into {len(fractions)} levels in {t3 - t2:.2f} s "
           f"({n_events / (t3 - t2) / 1e6:.1f} M events/s)", flush=True)
+    t4 = time.perf_counter()
+    per_bin = dose.thin_counts(rng.poisson(expected.ravel()), fractions, rng)
+    t5 = time.perf_counter()
+    print(f"  per bin ({expected.size:,} bins): counts and {len(fractions)} levels in {t5 - t4:.2f} s; events: "
+          f"{t3 - t1:.2f} s; ratio {(t3 - t1) / max(t5 - t4, 1e-9):.1f}x; counts per level "
+          f"{per_bin.sum(1).tolist()} vs {hist.sum(1).tolist()}", flush=True)
     for lv in levels:
         k = [float(v) for v in settings["levels"]].index(float(lv))
         if device.type == "cuda":

@@ -54,6 +54,31 @@ def test_thinning_keeps_poisson_statistics_and_nests_levels():
     assert (np.diff(reps, axis=1) >= 0).all()  # every lower level is a subset of the higher one
 
 
+def test_per_bin_thinning_has_the_law_of_event_thinning():
+    """O(bins) nested binomial draws (simulated data) against thinning the events one by one (list mode):
+    the same means and variances (f x lambda: Poisson), the same covariance between two levels (the smaller
+    level's mean: nested Poisson), and every level a subset of each larger one."""
+    rng = np.random.default_rng(5)
+    lam, n_bins, fractions = 30.0, 20000, [0.1, 1.0, 0.4]
+    expected = np.full((1, 1, n_bins), lam)
+    by_event, n = dose.thin(dose.simulated_events(expected, rng, 100000), n_bins, fractions, rng)
+    by_bin = dose.thin_counts(rng.poisson(expected.ravel()), fractions, rng)
+    assert n == by_event[1].sum() and by_bin.shape == by_event.shape
+    for got in (by_event, by_bin):
+        f = np.asarray(fractions)
+        np.testing.assert_allclose(got.mean(1), lam * f, rtol=0.02)
+        np.testing.assert_allclose(got.var(1), lam * f, rtol=0.05)
+        np.testing.assert_allclose(np.cov(got[0], got[2])[0, 1], lam * 0.1, rtol=0.08)
+        np.testing.assert_allclose(np.cov(got[2], got[1])[0, 1], lam * 0.4, rtol=0.06)
+        assert (got[0] <= got[2]).all() and (got[2] <= got[1]).all()
+    np.testing.assert_allclose(by_bin.mean(1), by_event.mean(1), rtol=0.03)
+    # the full level is the counts themselves; fractions outside (0, 1] are refused
+    counts = np.array([0, 3, 9])
+    np.testing.assert_array_equal(dose.thin_counts(counts, [1.0], rng)[0], counts)
+    with pytest.raises(dose.DoseError, match="count fractions must lie in"):
+        dose.thin_counts(counts, [0.0, 1.0], rng)
+
+
 def test_thinning_order_of_levels_does_not_matter():
     ev = [np.array([0, 1, 1, 2, 2, 2, 3])]
     a, n = dose.thin(iter(ev), 4, [1.0, 0.5], np.random.default_rng(3))
