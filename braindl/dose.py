@@ -470,6 +470,19 @@ def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json,
     return meta
 
 
+def run_reconstructions(counts_npz, settings: dict, outs: dict, device: str = "cpu",
+                        threads: int | None = None) -> list[dict]:
+    """Every count level of one scan in one job: :func:`run_reconstruct` for each ``outs`` entry,
+    ``{level (percent): (out_nii, out_json)}``. Levels missing from ``counts_npz`` are refused before
+    any is reconstructed."""
+    with np.load(counts_npz) as z:
+        have = [float(v) for v in z["levels"]]
+    missing = sorted(float(v) for v in outs if float(v) not in have)
+    if missing:
+        raise DoseError(f"{counts_npz}: has no count level {', '.join(f'{v:g}' for v in missing)} (levels {have})")
+    return [run_reconstruct(counts_npz, level, settings, nii, js, device, threads) for level, (nii, js) in outs.items()]
+
+
 def levels_figure(recons: dict, out, style: dict) -> None:
     """002 Fig. 1: the same axial slice (through the activity's centre) at every count level."""
     import matplotlib

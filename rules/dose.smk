@@ -33,18 +33,19 @@ rule dose_resample:
         "../workflow_scripts/dose_resample.py"
 
 
+# every count level of a scan in one job (one process start and one read of the counts)
 rule dose_reconstruct:
     input:
         rules.dose_resample.output.counts,
     output:
-        **dose_recon_paths(),
+        **{f"{kind}_{lv}": path for lv in DOSE_LABELS for kind, path in dose_recon_paths(level=lv).items()},
     params:
-        level=lambda wc: DOSE_LABELS[wc.level],
+        levels=DOSE_LABELS,
         settings=canonical({k: DCFG[k] for k in ("iterations", "subsets", "postfilter_fwhm_mm")}),
         device=DCFG["device"],
         code=script_code("dose_reconstruct.py"),
     log:
-        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_reconstruct.log",
+        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_reconstruct.log",
     threads: 2
     conda:
         ENV

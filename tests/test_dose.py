@@ -165,6 +165,16 @@ def test_resample_and_reconstruct_write_nested_levels(tmp_path):
     with pytest.raises(dose.DoseError, match="no count level 5"):
         dose.run_reconstruct(tmp_path / "c.npz", 5, SETTINGS, tmp_path / "x.nii.gz", tmp_path / "x.json")
     assert not (tmp_path / "x.nii.gz").exists()
+    # every level of the scan in one job: the same images; a missing level is refused before any is written
+    outs = {lv: (tmp_path / f"all{lv}.nii.gz", tmp_path / f"all{lv}.json") for lv in (1.0, 10.0, 100.0)}
+    metas = dose.run_reconstructions(tmp_path / "c.npz", SETTINGS, outs)
+    assert [m["Counts"] for m in metas] == counts
+    np.testing.assert_array_equal(nib.load(str(outs[10.0][0])).get_fdata(), data)
+    with pytest.raises(dose.DoseError, match="no count level 5, 20"):
+        dose.run_reconstructions(tmp_path / "c.npz", SETTINGS, {1.0: (tmp_path / "y1.nii.gz", tmp_path / "y1.json"),
+                                                                5.0: (tmp_path / "y.nii.gz", tmp_path / "y.json"),
+                                                                20.0: (tmp_path / "z.nii.gz", tmp_path / "z.json")})
+    assert not (tmp_path / "y1.nii.gz").exists()
 
 
 def test_user_events_are_thinned_like_simulated_ones(tmp_path):

@@ -55,7 +55,7 @@ TINY = {
                           "ensemble_runs": 2, "max_epochs": 2}},
 }
 # jobs of the dose branch on the tiny cohort: 5 scans x 2 levels; 2 regimes x 2 sizes x 2 runs
-DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 10, "dose_patches": 10, "dose_scores": 1, "dose_train": 8,
+DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 5, "dose_patches": 10, "dose_scores": 1, "dose_train": 8,
              "dose_table": 1, "dose_figure": 2, "dose_figure_levels": 1}
 # jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
 XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
@@ -129,7 +129,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
         assert counts[rule] == units * len(methods)
     assert counts["heatmap_robustness"] == counts["heatmap_groundtruth"] == units
     dc, dt = default_config["dose"], default_config["dose"]["training"]
-    assert counts["dose_resample"] == dc["patients"] and counts["dose_reconstruct"] == dc["patients"] * len(dc["levels"])
+    assert counts["dose_resample"] == dc["patients"] and counts["dose_reconstruct"] == dc["patients"]
     assert counts["dose_patches"] == dc["patients"] * len(dc["groups"]) and counts["dose_scores"] == 1
     assert counts["dose_train"] == len(dt["models"]) * len(dt["regimes"]) * len(dt["sizes"]) * (
         dt["folds"] + dt["ensemble_runs"] - 1)
@@ -548,7 +548,7 @@ def test_dose_branch_on_a_bids_dataset_needs_its_count_scale(repo, tiny_run, tmp
                                                           "dose": {"total_counts": 1.0e7, "patients": 4}}))
     out = smk(repo, tmp_path, "all", "-n", "--configfile", "counts.yaml")
     counts = job_counts(out.stdout)
-    assert counts["dose_resample"] == 4 and counts["dose_reconstruct"] == 4 * 7 and "dose_train" not in counts
+    assert counts["dose_resample"] == 4 and counts["dose_reconstruct"] == 4 and "dose_train" not in counts
     assert "no quality regression" in out.stderr
 
 
@@ -648,7 +648,7 @@ def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
     after_recon = {"dose_patches": 10, "dose_scores": 1, "dose_train": 8, "dose_table": 1, "dose_figure": 2,
                    "dose_figure_levels": 1, "all": 1}
     # OSEM settings: the reconstructions and what follows, not the events
-    assert _rerun(repo, tiny_run, "osem", {"dose": {**dose, "iterations": 3}}) == {"dose_reconstruct": 10, **after_recon}
+    assert _rerun(repo, tiny_run, "osem", {"dose": {**dose, "iterations": 3}}) == {"dose_reconstruct": 5, **after_recon}
     # the count scale: everything of the branch
     assert _rerun(repo, tiny_run, "counts", {"dose": {**dose, "total_counts": 3e7}}) == {**DOSE_JOBS, "all": 1}
     # patches: the patches and the regression
