@@ -146,7 +146,7 @@ def run_regions(runs: list[dict], target: str, control: str, settings: dict, pac
                 out_summary, convention: str = "positive") -> pd.DataFrame:
     """Region tables of one method: per run (``out_tsv``) and the mean over runs, re-ranked
     (``out_summary``). Each scan's map is read by ``convention`` before the group means."""
-    from braindl.heatmaps import group_means, read_heatmaps
+    from braindl.groupmaps import group_means, read_heatmaps
 
     meta = json.loads(Path(pack_json).read_text())
     labels, table = load_atlas(settings, np.asarray(meta["Affine"]), meta["Shape"][1:])
@@ -306,7 +306,7 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     summary table), and ``convention`` (absent: positive): a method read by absolute value is scored on
     ``|map|`` (its negative relevance counts as evidence too, as in its region sums); a positive one on
     the signed map (mass: its positive part; rank and pointing: the highest values)."""
-    from braindl.heatmaps import read_heatmaps
+    from braindl.groupmaps import read_heatmaps
 
     meta = json.loads(Path(pack_json).read_text())
     affine, shape = np.asarray(meta["Affine"]), tuple(meta["Shape"][1:])

@@ -44,7 +44,6 @@ from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from braindl.io import atomic_path, write_json, write_nifti
-from braindl.figures import _save
 from braindl.patches import DoseError, level_label
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -481,26 +480,3 @@ def run_reconstructions(counts_npz, settings: dict, outs: dict, device: str = "c
     if missing:
         raise DoseError(f"{counts_npz}: has no count level {', '.join(f'{v:g}' for v in missing)} (levels {have})")
     return [run_reconstruct(counts_npz, level, settings, nii, js, device, threads) for level, (nii, js) in outs.items()]
-
-
-def levels_figure(recons: dict, out, style: dict) -> None:
-    """002 Fig. 1: the same axial slice (through the activity's centre) at every count level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    levels = sorted(recons, key=float)
-    vols = {v: np.asarray(nib.load(str(recons[v])).dataobj, dtype=np.float32) for v in levels}
-    full = vols[levels[-1]]
-    z = int(round(float((full.sum((0, 1)) * np.arange(full.shape[2])).sum() / max(full.sum(), 1e-12))))
-    mask = full[:, :, z] > 0.05
-    rows_, cols_ = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    box = (slice(rows_.min(), rows_.max() + 1), slice(cols_.min(), cols_.max() + 1)) if mask.any() else (slice(None),) * 2
-    fig, axes = plt.subplots(1, len(levels), figsize=(1.9 * len(levels) + 0.6, 2.3), squeeze=False)
-    for ax, v in zip(axes[0], levels):
-        im = ax.imshow(np.rot90(vols[v][:, :, z][box]), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(f"{float(v):g} %", fontsize=9)
-        ax.axis("off")
-    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="normalised uptake")
-    _save(fig, out, int(style.get("dpi", 150)))

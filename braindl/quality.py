@@ -5,8 +5,8 @@
   :func:`braindl.training.fit` (best epoch on validation loss, checkpoints,
   resume), on the patches and labels of :mod:`braindl.patches`.
 - :func:`quality_table`: one row per run, plus ensembles of repeated runs.
-- The figures of 002: MAE against training patients (Fig. 5), freezing
-  regimes (Fig. 8).
+- The figures of 002: the count levels of one scan (Fig. 1), MAE against
+  training patients (Fig. 5), freezing regimes (Fig. 8). None needs torch.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from braindl import training
 from braindl.figures import _save
 from braindl.io import write_json, write_tsv
 from braindl.logs import progress
@@ -58,6 +56,10 @@ def train_quality(patch_files: dict, scores_tsv, fold: dict, n_train: int, setti
     patch), history and a summary JSON with the test MAE (per patch and per
     reconstruction, overall and per score).
     """
+    import torch  # here: the tables and figures of this module need no torch
+
+    from braindl import training
+
     log = log or progress
     if threads:
         torch.set_num_threads(int(threads))
@@ -219,4 +221,25 @@ def regimes_figure(table_tsv, out, style: dict) -> None:
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel(f"test MAE ({int(t['n_train'].max())} training patients)")
     ax.legend(fontsize=7, title="frozen", title_fontsize=7)
+    _save(fig, out, int(style.get("dpi", 150)))
+
+
+def levels_figure(recons: dict, out, style: dict) -> None:
+    """002 Fig. 1: the same axial slice (through the activity's centre) at every count level."""
+    import nibabel as nib
+
+    plt = _plt()
+    levels = sorted(recons, key=float)
+    vols = {v: np.asarray(nib.load(str(recons[v])).dataobj, dtype=np.float32) for v in levels}
+    full = vols[levels[-1]]
+    z = int(round(float((full.sum((0, 1)) * np.arange(full.shape[2])).sum() / max(full.sum(), 1e-12))))
+    mask = full[:, :, z] > 0.05
+    rows_, cols_ = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (slice(rows_.min(), rows_.max() + 1), slice(cols_.min(), cols_.max() + 1)) if mask.any() else (slice(None),) * 2
+    fig, axes = plt.subplots(1, len(levels), figsize=(1.9 * len(levels) + 0.6, 2.3), squeeze=False)
+    for ax, v in zip(axes[0], levels):
+        im = ax.imshow(np.rot90(vols[v][:, :, z][box]), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"{float(v):g} %", fontsize=9)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="normalised uptake")
     _save(fig, out, int(style.get("dpi", 150)))

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn import metrics as skm
 
 from braindl import splits
@@ -134,9 +133,17 @@ def metrics_figure(runs: list[dict], out, style: dict) -> None:
 
 
 # ---- embeddings -------------------------------------------------------------------------------
-@torch.no_grad()
-def penultimate_features(model, x: torch.Tensor, mosaic: bool, batch_size: int = 8) -> np.ndarray:
+def penultimate_features(model, x: "torch.Tensor", mosaic: bool, batch_size: int = 8) -> np.ndarray:
     """Input of the model's last linear layer for each sample of ``x`` (mosaics: mean over a scan's mosaics)."""
+    import torch
+
+    with torch.no_grad():
+        return _penultimate(model, x, mosaic, batch_size)
+
+
+def _penultimate(model, x, mosaic: bool, batch_size: int) -> np.ndarray:
+    import torch
+
     last = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]
     grabbed = []
     hook = last.register_forward_hook(lambda mod, inp, out: grabbed.append(inp[0].detach().float()))
@@ -170,6 +177,8 @@ def run_embedding(model_pt, data_npy, index_tsv, split_tsv, task: str, out_of_di
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    import torch
 
     from braindl.figures import _save
     from braindl.pack import load_pack

@@ -11,6 +11,7 @@ import torch
 from captum.attr import InputXGradient
 from torch import nn
 
+from braindl import groupmaps as G
 from braindl import heatmaps as H
 from braindl import models
 from braindl.architectures import heatmap_refusal, method_specs
@@ -404,7 +405,7 @@ def test_group_maps_and_figures(run_files):
     runs = [dict(split=s, run="01", heatmaps=out["heatmaps.nii.gz"], index=out["heatmaps.tsv"]) for s in ("01", "02")]
     paths = {k: d / f"g_{k}{'.tsv' if k.endswith('tsv') else '.nii.gz'}"
              for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
-    table = H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+    table = G.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
     assert table.group.tolist() == ["AD", "CN", "TP", "FP", "TN", "FN"]
     maps = np.asarray(nib.load(paths["groups"]).dataobj)
     heat = np.asarray(nib.load(out["heatmaps.nii.gz"]).dataobj)
@@ -424,14 +425,14 @@ def test_group_maps_and_figures(run_files):
                                    atol=1e-8)
     brain = np.asarray(nib.load(paths["meanbrain"]).dataobj)
     np.testing.assert_allclose(brain, np.load(d / "pack.npy")[1:5].astype(np.float32).mean(0), rtol=1e-3)
-    for draw, name in ((H.display_figure, "display.png"), (H.statmap_figure, "statmap.png")):
+    for draw, name in ((G.display_figure, "display.png"), (G.statmap_figure, "statmap.png")):
         draw(paths["groups"], paths["groups_tsv"], paths["meanbrain"], "AD", "test", d / name, 60)
         assert (d / name).stat().st_size > 1000
 
 
 def test_display_slices_follow_000_or_scale_to_the_crop():
-    np.testing.assert_array_equal(H.display_slices(60), np.arange(5, 54))
-    idx = H.display_slices(96)
+    np.testing.assert_array_equal(G.display_slices(60), np.arange(5, 54))
+    idx = G.display_slices(96)
     assert len(idx) == 49 and idx[0] == 8 and idx[-1] == 85 and np.all(np.diff(idx) > 0)
 
 
@@ -446,14 +447,14 @@ def test_a_run_without_a_disease_scan_is_left_out_of_the_run_maps(run_files):
             dict(split="02", run="01", heatmaps=out["heatmaps.nii.gz"], index=d / "cn_only.tsv")]
     paths = {k: d / f"s_{k}{'.tsv' if k.endswith('tsv') else '.nii.gz'}"
              for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
-    H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+    G.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
     table = pd.read_csv(paths["runs_tsv"], sep="\t", dtype={"split": str})
     disease = table[table.group == "AD"]
     assert disease.volume.tolist() == [0, -1] and disease.n_scans.tolist()[1] == 0
     assert (table[table.split == "02"].volume == -1).all()  # nor its TP and TN maps
     assert nib.load(paths["runs"]).shape[-1] == (table.volume >= 0).sum()
     with pytest.raises(H.HeatmapError, match="no run has a test scan of the disease class AD"):
-        H.run_group_maps(runs[1:], "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+        G.run_group_maps(runs[1:], "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
 
 
 def test_slice_occlusion_run_gives_class_wise_cross_entropy_maps(run_files, monkeypatch):
@@ -482,7 +483,7 @@ def test_slice_occlusion_run_gives_class_wise_cross_entropy_maps(run_files, monk
     runs = [dict(split="01", run="01", heatmaps=out["heatmaps.nii.gz"], index=d / "three.tsv")]
     paths = {k: d / f"o_{k}{'.tsv' if k.endswith('tsv') else '.nii.gz'}"
              for k in ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain")}
-    table = H.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
+    table = G.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json", paths)
     assert table.group.tolist() == ["AD", "CN", "TP", "FP", "TN", "FN", "MCI"]
     maps = np.asarray(nib.load(paths["groups"]).dataobj)
     np.testing.assert_allclose(maps[..., 0], heat[[0, 2]].mean(0), rtol=1e-5, atol=1e-8)

@@ -60,3 +60,27 @@ def test_canonical_sorts_keys_recursively_and_keeps_lists():
     a = provenance.canonical({"b": {"shape": [3, 2], "res": 2.0}, "a": [{"y": 1, "x": 2}]})
     b = provenance.canonical({"a": [{"x": 2, "y": 1}], "b": {"res": 2.0, "shape": [3, 2]}})
     assert repr(a) == repr(b) == "{'a': [{'x': 2, 'y': 1}], 'b': {'res': 2.0, 'shape': [3, 2]}}"
+
+
+# the jobs that run a network; every other job (tables, figures, preprocessing) starts without torch
+TORCH_SCRIPTS = {"train.py", "heatmap.py", "dose_train.py", "dose_resample.py", "dose_reconstruct.py",
+                 "transfer_embedding.py"}
+
+
+def test_table_and_figure_jobs_import_no_torch():
+    """torch and captum take seconds to import; the scripts of the other jobs import library modules that do
+    not import them (checked with both blocked), so a figure job starts in a fraction of a second."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = sorted((Path(__file__).resolve().parents[1] / "workflow_scripts").glob("*.py"))
+    assert TORCH_SCRIPTS <= {p.name for p in scripts}
+    mods = sorted({n.module for p in scripts if p.name not in TORCH_SCRIPTS
+                   for n in ast.walk(ast.parse(p.read_text()))
+                   if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("braindl")})
+    assert {"braindl.groupmaps", "braindl.quality", "braindl.transfer", "braindl.atlas"} <= set(mods)
+    code = "import sys\nsys.modules['torch'] = sys.modules['captum'] = None\n" + "".join(f"import {m}\n" for m in mods)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -163,5 +163,5 @@ def test_levels_figure(tmp_path):
         vol[4:16, 5:15, 3:9] = 1.0
         write_nifti(tmp_path / f"{v}.nii.gz", vol, np.eye(4))
         recons[float(v)] = tmp_path / f"{v}.nii.gz"
-    dose.levels_figure(recons, tmp_path / "levels.png", {"dpi": 60})
+    quality.levels_figure(recons, tmp_path / "levels.png", {"dpi": 60})
     assert (tmp_path / "levels.png").stat().st_size > 1000

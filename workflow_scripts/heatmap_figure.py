@@ -1,4 +1,4 @@
-from braindl.heatmaps import display_figure, statmap_figure
+from braindl.groupmaps import display_figure, statmap_figure
 from braindl.logs import to_log
 
 with to_log(snakemake.log):

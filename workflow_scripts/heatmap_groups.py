@@ -1,4 +1,4 @@
-from braindl.heatmaps import run_group_maps
+from braindl.groupmaps import run_group_maps
 from braindl.logs import to_log
 
 with to_log(snakemake.log):
