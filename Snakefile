@@ -45,6 +45,32 @@ include: "rules/pretraining.smk"
 include: "rules/heatmaps.smk"
 include: "rules/dose.smk"
 
+# cheap aggregations (tables and figures of seconds, small memory): on a cluster they run beside Snakemake
+# instead of waiting in the queue; every other job is submitted, the short per-scan ones grouped
+# (`group:` in the rule files, `group-components` in profiles/slurm)
+localrules:
+    all,
+    preprocessing,
+    qc_table,
+    splits,
+    sweep_split,
+    figure_roc,
+    figure_splits,
+    figure_variants,
+    transfer_table,
+    transfer_metrics,
+    transfer_roc,
+    sweep_table,
+    sweep_figure,
+    dose_table,
+    dose_figure,
+    dose_figure_levels,
+    heatmap_figure_display,
+    heatmap_figure_statmap,
+    heatmap_figure_regions,
+    heatmap_robustness,
+    heatmap_figure_robustness,
+
 
 rule preprocessing:
     # the checked inputs, every variant's cropped scans and the QC tables (snakemake --cores 8 preprocessing);

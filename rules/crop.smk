@@ -24,6 +24,8 @@ for _mods in MODALITY_SETS:
             settings=crop_settings(),
             aligned=lambda wc: wc.reg != "none",
             code=script_code("crop.py"),
+        group:
+            "session"
         log:
             f"{CROP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
         conda:

@@ -22,6 +22,8 @@ rule dose_resample:
         seed=lambda wc: dose_seed(wc.subject, wc.session),
         device=DCFG["device"],
         code=script_code("dose_resample.py"),
+    group:
+        "dose_scan"
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_resample.log",
     threads: 2
@@ -44,6 +46,8 @@ rule dose_reconstruct:
         settings=canonical({k: DCFG[k] for k in ("iterations", "subsets", "postfilter_fwhm_mm")}),
         device=DCFG["device"],
         code=script_code("dose_reconstruct.py"),
+    group:
+        "dose_scan"
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_reconstruct.log",
     threads: 2
@@ -65,6 +69,8 @@ rule dose_patches:
                                                  "background_fraction")}),
         seed=lambda wc: dose_seed(wc.subject, wc.session, wc.level),
         code=script_code("dose_patches.py"),
+    group:
+        "dose_scan"
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_patches.log",
     conda:

@@ -23,6 +23,8 @@ for _mods in MODALITY_SETS:
             modalities=list(_mods),
             settings=canonical(extraction.job_settings(config["skullstrip"], config["registration"], _mods)),
             code=script_code("extract.py"),
+        group:
+            "session"
         log:
             f"{EXT}/logs/sub-{{subject}}_ses-{{session}}.log",
         threads: config["resources"]["registration_threads"]

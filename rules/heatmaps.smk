@@ -39,6 +39,8 @@ rule heatmap_groups:
         target=HM["target_class"],
         control=HM["control_class"],
         code=script_code("heatmap_groups.py"),
+    group:
+        "heatmap_summary"
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_groups.log",
     conda:
@@ -65,6 +67,8 @@ rule heatmap_regions:
         atlas=atlas_settings(),
         convention=lambda wc: architectures.ATLAS_CONVENTION[HM_SPECS[wc.method]["method"]],
         code=script_code("heatmap_regions.py"),
+    group:
+        "heatmap_summary"
     log:
         f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regions.log",
     conda:
@@ -176,6 +180,8 @@ if SYNTHETIC:
             atlas=atlas_settings(),
             dpi=config["figures"]["dpi"],
             code=script_code("heatmap_groundtruth.py"),
+        group:
+            "heatmap_summary"
         log:
             f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_groundtruth.log",
         conda:

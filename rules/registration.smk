@@ -31,6 +31,8 @@ for _variant in registration.VARIANTS:
                 variant=_variant,
                 settings=canonical(registration.variant_settings(_variant, config["registration"])),
                 code=script_code("register.py"),
+            group:
+                "session"
             log:
                 f"{REG}/logs/sub-{{subject}}_ses-{{session}}_desc-{_variant}.log",
             threads: config["resources"]["registration_threads"]

@@ -29,6 +29,8 @@ for _mods in MODALITY_SETS:
             modalities=list(_mods),
             dpi=config["qc"]["dpi"],
             code=script_code("skullstrip.py"),
+        group:
+            "session"
         log:
             f"{STRIP}/logs/sub-{{subject}}_ses-{{session}}_desc-{{reg}}.log",
         conda:

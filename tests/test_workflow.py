@@ -776,6 +776,10 @@ def test_profile_runs_one_figure_through_a_real_slurm(repo, tiny_run, tmp_path_f
 
     profile = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["set-resources"]["train"]["gpu"] == 1
+    # short per-scan jobs travel in groups; every group the rules name is sized in the profile
+    groups = {g.split("=")[0] for g in profile["group-components"]}
+    named = set(re.findall(r'group:\s*\n\s*"(\w+)"', "".join(p.read_text() for p in (repo / "rules").glob("*.smk"))))
+    assert named == groups == {"session", "dose_scan", "heatmap_summary"}
     assert not any("slurm_extra" in r for r in profile["set-resources"].values())
     try:
         state = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
@@ -790,7 +794,8 @@ def test_profile_runs_one_figure_through_a_real_slurm(repo, tiny_run, tmp_path_f
                   "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1", "--verbose")
         text = out.stdout + out.stderr
         ids = re.findall(r"submitted with SLURM jobid (\d+)", text)
-        assert len(ids) == 3, text[-5000:]  # the forced run, the evaluation and the figure
+        assert len(ids) == 2, text[-5000:]  # the forced run and the evaluation; the figure is a local rule
+        assert re.search(r"localrule figure_roc:", text), text[-5000:]
         assert set(slurm_cluster.job_states(ids).values()) == {"COMPLETED"}
         assert fig.stat().st_mtime > before
         calls = [line for line in text.splitlines() if line.startswith("sbatch call:") and "rule_train/" in line]
