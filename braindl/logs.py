@@ -5,6 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
+
+#: the last line of a job's log: seconds spent inside :func:`to_log` (the library call of the job), which
+#: benchmarks/workflow.py sets against the job's wall time (process start and imports are the rest)
+LIBRARY_SECONDS = "braindl library seconds:"
 
 
 def progress(line: str) -> None:
@@ -27,6 +32,7 @@ def to_log(log_files):
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         logging.captureWarnings(True)
+        t0 = time.perf_counter()
         try:
             yield
         except BaseException as exc:
@@ -36,3 +42,4 @@ def to_log(log_files):
             root.removeHandler(handler)
             logging.captureWarnings(False)
             sys.stderr.flush()
+            print(f"{LIBRARY_SECONDS} {time.perf_counter() - t0:.3f}", file=fh, flush=True)
