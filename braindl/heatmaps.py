@@ -35,7 +35,8 @@ rules are assigned to each layer here, since captum's defaults only cover
 some 2D layers: the chosen rule on convolutions and linear layers, epsilon on
 pooling and on BatchNorm layers that cannot be folded, and a pass-through rule (the relevance of an output goes to
 its input unchanged) on reshaping layers, on activations other than ReLU and
-on the grey-to-RGB input layer. Biases (and the BatchNorm shifts folded into
+on the grey-to-RGB input layer, and the thesis' averaging on the PIF layer's two strands
+(:class:`StrandAverageRule`). Biases (and the BatchNorm shifts folded into
 them) are left out of the rules' denominators, as in 004's reference code
 (``heatmaps.lrp_bias: false``), so LRP conserves relevance on the sequential
 networks, trained ones included (tested); with ``lrp_bias: true`` they absorb
@@ -226,6 +227,27 @@ class PassRule(PropagationRule):
         return out.clone()
 
 
+class StrandAverageRule(PropagationRule):
+    """LRP through the PIF layer's strand average (:class:`braindl.pif.StrandAverage`), the thesis' rule:
+    "the relevance from the overlapping patches is simply averaged with the relevance from the
+    non-overlapping patches" -- each strand gets its share of the output's relevance (1/2 and 1/2 where
+    both exist), whatever its activation; the output is replaced by ``sum_k x_k * (w_k y / x_k)`` with the
+    ratios detached, so that input x gradient of strand k is ``w_k`` times the output relevance."""
+
+    def _manipulate_weights(self, module, inputs, outputs) -> None:
+        pass
+
+    def forward_hook(self, module, inputs, outputs):
+        x = _hook_input(self, inputs)
+        y = outputs.detach()
+        sign = torch.where(x.detach() >= 0, 1.0, -1.0)
+        ratio = (module.weights()[None] * y[:, None] / (x.detach() + sign * 1e-12)).detach()
+        out = (x * ratio).sum(1)
+        out = out + (y - out).detach()
+        self._handle_output_hook = out.register_hook(self._create_backward_hook_output(y))
+        return out.clone()
+
+
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
           nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d,
@@ -237,6 +259,7 @@ _PASS = NON_RELU + (nn.Sigmoid,)
 def assign_lrp_rules(net: nn.Module, spec: dict) -> nn.Module:
     """Attach an LRP rule to every leaf layer of ``net`` (in place); unknown layer types are refused."""
     from braindl.backbones import GreyToRGB
+    from braindl.pif import StrandAverage
 
     for name, mod in net.named_modules():
         if isinstance(mod, nn.ReLU):
@@ -249,6 +272,8 @@ def assign_lrp_rules(net: nn.Module, spec: dict) -> nn.Module:
                 mod.rule = AlphaBetaRule(spec["beta"], bias)
             else:
                 mod.rule = EpsilonRule(spec.get("epsilon", 1e-3)) if bias else EpsilonNoBiasRule(spec.get("epsilon", 1e-3))
+        elif isinstance(mod, StrandAverage):
+            mod.rule = StrandAverageRule()
         elif isinstance(mod, _POOLS):
             mod.rule = EpsilonRule(1e-9)  # captum's default for pooling, whatever the rule of the weighted layers
         elif isinstance(mod, (GreyToRGB,) + _PASS + _RESHAPE):
