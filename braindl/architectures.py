@@ -5,10 +5,16 @@ on mosaics) by :mod:`braindl.backbones`, with the upstream ImageNet weight
 file each one reads from the torch hub cache.
 """
 
-MODELS_3D = ("cnn3d_thesis", "cnn3d_ms", "vgg3d_pet")
+MODELS_3D = ("cnn3d_thesis", "cnn3d_ms", "vgg3d_pet", "vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b")
 
-#: max-pooling factors of the 3D networks' blocks (0: no pooling after that block)
-POOLS_3D = {"cnn3d_thesis": (2, 3, 2, 3), "cnn3d_ms": (2, 2, 0, 2), "vgg3d_pet": (2, 2, 2, 2)}
+#: max-pooling factors of the 3D networks' blocks (0: no pooling after that block); 004 study 5's models
+#: A and B (5 convolutions) and their PIF versions (the last convolution and pooling replaced by a PIF layer)
+POOLS_3D = {"cnn3d_thesis": (2, 3, 2, 3), "cnn3d_ms": (2, 2, 0, 2), "vgg3d_pet": (2, 2, 2, 2),
+            "vgg3d_a": (3, 2, 0, 0, 2), "vgg3d_b": (3, 2, 0, 0, 2), "pif3d_a": (3, 2, 0, 0), "pif3d_b": (3, 2, 0, 0)}
+#: convolution filters of study 5's models (its reference code's ADNI models)
+FILTERS_STUDY5 = {"vgg3d_a": (8, 16, 32, 64, 36), "vgg3d_b": (64, 64, 64, 64, 36),
+                  "pif3d_a": (8, 16, 32, 64), "pif3d_b": (64, 64, 64, 64)}
+PIF_MODELS = ("pif3d_a", "pif3d_b")
 
 
 def pooled_shape(shape, pools) -> list[int]:
@@ -74,7 +80,7 @@ def weights_path(name: str, weights):
 
 
 #: nonlinearity of each network where it is not ReLU (guided backpropagation rewrites ReLU gradients only)
-NON_RELU_MODELS = {"cnn3d_ms": "ELU", **{n: "Swish" for n, (f, _) in BACKBONES.items() if f == "efficientnet"}}
+NON_RELU_MODELS = {"cnn3d_ms": "ELU", **{n: "ELU" for n in FILTERS_STUDY5}, **{n: "Swish" for n, (f, _) in BACKBONES.items() if f == "efficientnet"}}
 
 
 def heatmap_refusal(model: str, method: str) -> str | None:

@@ -8,6 +8,15 @@
 * ``vgg3d_pet`` (000): VGG-like, 4 conv layers 3x3x3 (16, 32, 64, 128) with
   BatchNorm + ReLU, max-pool 2 after each, dropout 0.5, FC 64, FC n_outputs.
   000 does not give the filter counts; these are the usual VGG doubling.
+* ``vgg3d_a``, ``vgg3d_b`` (004 study 5's models A and B, "a shallow
+  VGG-inspired CNN which contains only convolutional, max pooling, and
+  fully-connected layers"; filters as in its reference code: A 8, 16, 32, 64,
+  36; B 64, 64, 64, 64, 36): Conv 3x3x3 + ELU, max-pool 3 after the 1st, 2 after
+  the 2nd and the 5th, dropout 0.3 after each pool, FC 80, ELU, FC n_outputs.
+* ``pif3d_a``, ``pif3d_b``: the same "with the last convolutional and pooling
+  layer replaced by a PIF layer" (:class:`braindl.pif.PatchIndividualFilters`;
+  ``pif_grid`` patches per axis, 2 x 3 x 2 as the reference's ADNI models;
+  ``pif_filters`` filters per patch, 3), ELU, FC 100, ELU, FC n_outputs.
 
 Every model ends in logits (``n_outputs`` classes, or 1 for regression); the
 loss adds the softmax. ``model.features`` is the convolutional part and
@@ -24,6 +33,7 @@ voxels at the crop's border stay in every block's field of view.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -92,6 +102,36 @@ def vgg3d_pet(input_shape, n_outputs, dropout=0.5, spatial_dims=3, filters=(16, 
     return Net(nn.Sequential(*layers), head, "vgg3d_pet")
 
 
+def _study5(name: str, input_shape, n_outputs, dropout=0.3, spatial_dims=3, pif_grid=(2, 3, 2),
+             pif_filters: int = 3) -> Net:
+    """004 study 5's models A and B (``vgg3d_*``) and their PIF versions (``pif3d_*``)."""
+    from braindl.architectures import FILTERS_STUDY5, PIF_MODELS
+
+    layers, c = [], 1
+    pools = POOLS_3D[name]
+    for f, k in zip(FILTERS_STUDY5[name], pools):
+        layers.append(Convolution(spatial_dims, c, f, kernel_size=3, act="ELU", norm=None))
+        if k:
+            layers += [_pool(spatial_dims, k), _drop(spatial_dims, dropout)]
+        c = f
+    shape = pooled_shape(input_shape, pools)
+    fc = 80
+    if name in PIF_MODELS:
+        from braindl.pif import PatchIndividualFilters
+
+        grid = [int(g) for g in pif_grid]
+        if len(grid) != spatial_dims or any(g < 1 for g in grid):
+            raise ValueError(f"pif_grid {list(pif_grid)} needs {spatial_dims} positive entries")
+        patch = [math.ceil(s / g) for s, g in zip(shape, grid)]
+        if min(patch) < 3 or any(math.ceil(s / p) != g for s, p, g in zip(shape, patch, grid)):
+            raise ValueError(f"{name}: feature maps {tuple(shape)} cannot be split into a {tuple(grid)} grid of "
+                             "patches of at least 3 voxels; use a larger input or a coarser pif_grid")
+        layers += [PatchIndividualFilters(spatial_dims, c, int(pif_filters), shape, patch), nn.ELU()]
+        c, fc = int(pif_filters), 100
+    head = nn.Sequential(nn.Linear(c * math.prod(shape), fc), nn.ELU(), nn.Linear(fc, n_outputs))
+    return Net(nn.Sequential(*layers), head, name)
+
+
 def is_2d(name: str) -> bool:
     """Whether ``name`` is a 2D backbone (trained on mosaics) rather than a 3D network."""
     return name in BACKBONES
@@ -108,8 +148,11 @@ def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = 
     input_pool = int(input_pool)
     if input_pool < 1:
         raise ValueError(f"input_pool must be a positive integer, got {input_pool}")
-    builders = {"cnn3d_thesis": cnn3d_thesis, "cnn3d_ms": cnn3d_ms, "vgg3d_pet": vgg3d_pet}
+    builders = {"cnn3d_thesis": cnn3d_thesis, "cnn3d_ms": cnn3d_ms, "vgg3d_pet": vgg3d_pet,
+                **{n: functools.partial(_study5, n) for n in ("vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b")}}
     kwargs = {} if dropout is None else {"dropout": dropout}
+    if name in ("pif3d_a", "pif3d_b"):
+        kwargs.update({k: arch.pop(k) for k in ("pif_grid", "pif_filters") if k in arch})
     if is_2d(name):
         if input_pool != 1:
             raise ValueError(f"input_pool applies to 3D networks; {name} is a 2D backbone (scale mosaics instead)")

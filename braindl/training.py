@@ -37,6 +37,7 @@ from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
 from braindl import backbones, models, splits
+from braindl.architectures import PIF_MODELS
 from braindl.io import atomic_path, write_json, write_tsv
 from braindl.logs import progress
 from braindl.pack import load_pack
@@ -343,11 +344,15 @@ class ArrayRunner(Runner):
 
 
 def model_arch(settings: dict) -> dict:
-    """Architecture settings beyond name and dropout (3D networks: input pooling when not 1;
-    2D backbones: head, head width, RGB input)."""
+    """Architecture settings beyond name and dropout (3D networks: input pooling when not 1, and the PIF
+    layer's patch grid and filters; 2D backbones: head, head width, RGB input)."""
     if not models.is_2d(settings["model"]):
         pool = int(settings.get("input_pool", 1))
-        return {"input_pool": pool} if pool != 1 else {}
+        arch = {"input_pool": pool} if pool != 1 else {}
+        if settings["model"] in PIF_MODELS:
+            arch.update(pif_grid=[int(g) for g in settings.get("pif_grid", (2, 3, 2))],
+                        pif_filters=int(settings.get("pif_filters", 3)))
+        return arch
     return {"head": settings.get("head", "fc256"), "head_width": int(settings.get("head_width", 256)),
             "rgb": bool(settings.get("rgb", True))}
 

@@ -144,3 +144,44 @@ def test_strand_average_splits_relevance_equally():
     out = avg(torch.stack([x, 3 * x], 1))[0, 0]  # each voxel's output: 2x inside the region, x outside
     # a voxel's relevance is its output (head weights 1): both strands' halves come back to the same input
     torch.testing.assert_close(rel, out, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["pif3d_a", "pif3d_b"])
+def test_study5_pif_models_conserve_relevance_and_refuse_grids_that_do_not_fit(name):
+    """Models A and B with the last convolution and pooling replaced by a PIF layer (2 x 3 x 2 patches):
+    study 5's LRP (alpha-beta, beta 4; and beta 0), biases out of the denominators, conserves the score.
+    (Epsilon with a vanishing epsilon does not, on these ELU networks with biases: bias-free
+    pre-activations near zero blow the ratios up in float32; the bias-free network above conserves it.)"""
+    from braindl import models
+
+    torch.manual_seed(0)
+    model = models.build_model(name, (48, 57, 48), 2).eval()
+    pif = [m for m in model.modules() if isinstance(m, PatchIndividualFilters)]
+    assert len(pif) == 1 and pif[0].grid == [2, 3, 2] and pif[0].input_shape == (8, 9, 8)
+    x = torch.rand(2, 1, 48, 57, 48)
+    z = model(x).detach()
+    for beta in (4.0, 0.0):
+        rel = H.Attributor(model, dict(method="lrp_beta", beta=beta), x[:1])(x, 1).sum((1, 2, 3, 4))
+        np.testing.assert_allclose(rel.numpy(), (z[:, 1] - z[:, 0]).numpy(), rtol=1e-4, atol=1e-7)
+    assert "ELU" in (H.heatmap_refusal(name, "guided_backprop") or "")
+    with pytest.raises(ValueError, match=r"cannot be split into a \(4, 3, 2\) grid"):
+        models.build_model(name, (48, 57, 48), 2, pif_grid=[4, 3, 2])
+
+
+def test_pif_settings_reach_the_model_and_its_checkpoint(tmp_path):
+    """training.pif_grid and pif_filters travel in the checkpoint's architecture, so load_model rebuilds
+    the same network."""
+    from braindl import models, training
+
+    settings = {"model": "pif3d_a", "input_pool": 1, "pif_grid": [2, 2, 2], "pif_filters": 5}
+    arch = training.model_arch(settings)
+    assert arch == {"pif_grid": [2, 2, 2], "pif_filters": 5}
+    assert training.model_arch({**settings, "model": "vgg3d_a"}) == {}
+    model = models.build_model("pif3d_a", (36, 40, 36), 2, 0.3, **dict(arch))
+    torch.save({"model": model.state_dict(), "model_name": "pif3d_a", "arch": arch, "input_shape": [36, 40, 36],
+                "n_outputs": 2, "dropout": 0.3}, tmp_path / "m.pt")
+    again, _ = training.load_model(tmp_path / "m.pt")
+    layer = [m for m in again.modules() if isinstance(m, PatchIndividualFilters)][0]
+    assert layer.out_channels == 5 and layer.grid == [2, 2, 2]
+    x = torch.rand(1, 1, 36, 40, 36)
+    torch.testing.assert_close(again(x), model.eval()(x))

@@ -66,7 +66,8 @@ def _train(toy, tmp_path, settings, name="run", task="CN_vs_AD", **kw):
 
 @pytest.mark.parametrize("name", models.MODELS)
 def test_models_give_logits_for_the_papers_shapes(name):
-    model = models.build_model(name, SHAPE, 3).eval()
+    # the PIF models' 6 x 6 x 6 feature maps: patches of 3 (2 x 3 x 2 patches would be 3 x 2 x 3: refused)
+    model = models.build_model(name, SHAPE, 3, **({"pif_grid": [2, 2, 2]} if name.startswith("pif") else {})).eval()
     assert model(torch.zeros(2, 1, *SHAPE)).shape == (2, 3)
     # the thesis network's flattened size for the 96x114x96 box: 64 x 2 x 3 x 2
     if name == "cnn3d_thesis":
