@@ -39,9 +39,10 @@ rule session_scans:
     log:
         f"{RESULTS}/inputs/logs/sub-{{subject}}_ses-{{session}}_scans.log",
     localrule: True
-    run:
-        with to_log(log):
-            inputs.write_scans(params.scans, output[0])
+    # a script, not `run:`: Snakemake runs a `run:` job in a new process that parses the whole workflow
+    # again (about 5 s a session); no code hash: these lists stand at the top of every session's chain
+    script:
+        "../workflow_scripts/scan_list.py"
 
 
 rule modality_sessions:
@@ -53,6 +54,5 @@ rule modality_sessions:
     log:
         f"{RESULTS}/inputs/logs/desc-{{mod}}_sessions.log",
     localrule: True
-    run:
-        with to_log(log):
-            inputs.write_scans(params.scans, output[0], digest=params.data)
+    script:
+        "../workflow_scripts/scan_list.py"
