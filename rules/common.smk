@@ -8,7 +8,6 @@ import pandas as pd
 
 from braindl import architectures, crop, extraction, inputs, mosaic, patches, pretraining, registration, splits, synthetic
 
-from braindl.logs import to_log
 from braindl.provenance import canonical, script_hash
 
 

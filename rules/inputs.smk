@@ -39,6 +39,8 @@ rule session_scans:
     log:
         f"{RESULTS}/inputs/logs/sub-{{subject}}_ses-{{session}}_scans.log",
     localrule: True
+    conda:
+        ENV
     # a script, not `run:`: Snakemake runs a `run:` job in a new process that parses the whole workflow
     # again (about 5 s a session); no code hash: these lists stand at the top of every session's chain
     script:
@@ -54,5 +56,7 @@ rule modality_sessions:
     log:
         f"{RESULTS}/inputs/logs/desc-{{mod}}_sessions.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../workflow_scripts/scan_list.py"
