@@ -35,6 +35,21 @@ session in the ground-truth sidecar and per site in ``sites.tsv``):
   ``site_noise_sd``) and PET resolution (``pet_fwhm_mm`` + N(0,
   ``site_pet_fwhm_sd_mm``), at least 2 mm): :func:`site_table`.
 
+Focal white-matter lesions (``settings["lesions"]``, for the diagnoses in its
+``groups``, by default an MS-like group): :func:`subject_lesions`. Each lesion is
+an ellipsoid in template space, periventricular (its long axis along the
+distance to the lateral ventricles, as Dawson's fingers), juxtacortical (its
+centre 1-4 mm from the cortex) or deep, the kinds that define dissemination in
+space in the McDonald criteria (Thompson et al., Lancet Neurol 17:162-173,
+2018). The count per subject is log-normal around ``count_median`` (20) and the
+volume per lesion log-normal around ``volume_median_ml`` (0.15 mL), a total of
+a few mL, the order of T2 lesion volumes in relapsing-onset MS (Fisniku et al.,
+Brain 131:808-817, 2008); ``new_per_year`` lesions appear per year of
+follow-up, so the load grows over sessions. Lesions lower the T1w contrast
+towards CSF (``t1_contrast``: T1 hypointense) and the uptake
+(``pet_uptake_loss``). The ground truth holds each session's lesion mask in
+native and in template space, and its lesions in the sidecar.
+
 Everything is deterministic for ``settings["seed"]``; subjects and sessions draw
 from independent random streams, so sessions can be generated in any order and
 in parallel (:func:`run_cohort`).
@@ -65,8 +80,10 @@ TRUTH_CONVENTION = (
 # cohort table (cheap: used at Snakefile parse time)
 # ---------------------------------------------------------------------------
 
-_MMSE = {"CN": (29.0, 1.0), "MCI": (26.5, 1.5), "AD": (21.0, 3.5), "DLB": (22.0, 3.5), "FTLD": (23.0, 3.5)}
-_AGE = {"CN": (70.0, 6.0), "MCI": (72.0, 6.0), "AD": (74.0, 7.0), "DLB": (73.0, 6.0), "FTLD": (64.0, 7.0)}
+_MMSE = {"CN": (29.0, 1.0), "MCI": (26.5, 1.5), "AD": (21.0, 3.5), "DLB": (22.0, 3.5), "FTLD": (23.0, 3.5),
+         "MS": (28.5, 1.2)}
+_AGE = {"CN": (70.0, 6.0), "MCI": (72.0, 6.0), "AD": (74.0, 7.0), "DLB": (73.0, 6.0), "FTLD": (64.0, 7.0),
+        "MS": (38.0, 9.0)}
 
 
 def participant_ids(settings: dict) -> list[str]:
@@ -134,6 +151,103 @@ def site_table(settings: dict) -> pd.DataFrame:
                          pet_fwhm_mm=round(float(max(2.0, float(settings["pet_fwhm_mm"])
                                                      + e["site_pet_fwhm_sd_mm"] * z[3])), 3)))
     return pd.DataFrame(rows)
+
+
+#: lesion settings a settings dict without ``lesions`` gets (no group has lesions)
+NO_LESIONS = {"groups": [], "count_median": 20.0, "count_sigma": 0.6, "volume_median_ml": 0.15,
+              "volume_sigma": 0.8, "periventricular": 0.6, "juxtacortical": 0.25, "new_per_year": 2.0,
+              "t1_contrast": 0.6, "pet_uptake_loss": 0.3}
+LESION_KINDS = ("periventricular", "juxtacortical", "deep")
+
+
+def lesion_settings(settings: dict) -> dict:
+    return {**NO_LESIONS, **(settings.get("lesions") or {})}
+
+
+def lesion_sites(model: dict) -> dict[str, np.ndarray]:
+    """Candidate lesion centres (model voxel indices) per kind, and the direction away from the
+    ventricles: periventricular = white matter 2-8 mm from the lateral ventricles (CSF deep in the
+    brain), juxtacortical = white matter 1-4 mm from cortical grey matter, deep = white matter more than
+    10 mm from the ventricles and 5 mm from grey matter."""
+    res = float(model["affine"][0, 0])
+    brain = model["mask"] > 0.5
+    wm = model["wm"] > 0.8 if "wm" in model else (model["mask"] > 0.5) & (model["gm"] < 0.2)
+    depth = ndimage.distance_transform_edt(brain) * res
+    ventricles = (model["csf"] > 0.5) & brain & (depth > 12) if "csf" in model else np.zeros_like(brain)
+    to_vent = ndimage.distance_transform_edt(~ventricles) * res
+    to_gm = ndimage.distance_transform_edt(~(model["gm"] > 0.5)) * res
+    out = {"periventricular": np.argwhere(wm & (to_vent >= 2) & (to_vent <= 8)),
+           "juxtacortical": np.argwhere(wm & (to_gm >= 1) & (to_gm <= 4)),
+           "deep": np.argwhere(wm & (to_vent > 10) & (to_gm > 5))}
+    grad = np.stack(np.gradient(ndimage.gaussian_filter(to_vent, 2.0)), -1)
+    out["away"] = grad
+    return out
+
+
+def subject_lesions(settings: dict, subject_index: int, n_sessions: int, sites: dict,
+                    affine: np.ndarray) -> list[dict]:
+    """The lesions of one subject over its sessions: centre (template mm), radii (mm), axes (columns),
+    kind, volume (mL) and the session index it appears at (0: baseline)."""
+    ls = lesion_settings(settings)
+    rng = np.random.default_rng([int(settings["seed"]), 5, subject_index])
+    n0 = int(np.clip(round(float(rng.lognormal(np.log(ls["count_median"]), ls["count_sigma"]))), 3, 150))
+    onsets = [0] * n0
+    for k in range(1, int(n_sessions)):
+        onsets += [k] * int(rng.poisson(float(ls["new_per_year"]) * float(settings["followup_years"])))
+    shares = np.array([ls["periventricular"], ls["juxtacortical"], max(0.0, 1 - ls["periventricular"]
+                                                                         - ls["juxtacortical"])])
+    out = []
+    for onset in onsets:
+        kind = LESION_KINDS[int(rng.choice(3, p=shares / shares.sum()))]
+        cand = sites[kind] if len(sites[kind]) else sites["periventricular"]
+        vox = cand[int(rng.integers(len(cand)))]
+        centre = affine[:3, :3] @ vox + affine[:3, 3]
+        volume = float(rng.lognormal(np.log(ls["volume_median_ml"]), ls["volume_sigma"]))
+        ratio = np.array([1.8, 1.0, 1.0])  # elongated ellipsoids
+        r = (volume * 1000.0 * 3 / (4 * np.pi) / ratio.prod()) ** (1 / 3) * ratio
+        if kind == "periventricular":  # long axis away from the ventricle wall (Dawson's fingers)
+            a = sites["away"][tuple(vox)]
+            a = a / (np.linalg.norm(a) + 1e-9) if np.linalg.norm(a) > 1e-6 else rng.normal(size=3)
+        else:
+            a = rng.normal(size=3)
+        a = a / np.linalg.norm(a)
+        b = np.cross(a, rng.normal(size=3))
+        b /= np.linalg.norm(b)
+        axes = np.stack([a, b, np.cross(a, b)], 1)
+        out.append(dict(kind=kind, centre_mm=centre.round(3).tolist(), radii_mm=r.round(3).tolist(),
+                        axes=axes.round(6).tolist(), volume_ml=round(volume, 5), onset_session=int(onset)))
+    return out
+
+
+def lesion_mask(lesions: list[dict], session_index: int, model: dict) -> np.ndarray:
+    """Binary mask (model grid) of the lesions present at ``session_index``, inside the brain's white
+    matter."""
+    affine = model["affine"]
+    inv = np.linalg.inv(affine)
+    shape = model["mask"].shape
+    out = np.zeros(shape, np.uint8)
+    res = float(affine[0, 0])
+    for les in lesions:
+        if les["onset_session"] > session_index:
+            continue
+        c = np.asarray(les["centre_mm"])
+        r = np.asarray(les["radii_mm"])
+        axes = np.asarray(les["axes"])
+        cv = inv[:3, :3] @ c + inv[:3, 3]
+        reach = int(np.ceil(r.max() / res)) + 1
+        lo = np.maximum(np.floor(cv).astype(int) - reach, 0)
+        hi = np.minimum(np.floor(cv).astype(int) + reach + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        idx = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+        pts = idx @ affine[:3, :3].T + affine[:3, 3] - c
+        q = ((pts @ axes) / r) ** 2
+        inside = q.sum(-1) <= 1.0
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        out[box] |= inside.astype(np.uint8)
+    wm = model["wm"] > 0.3 if "wm" in model else model["gm"] < 0.7
+    out &= (wm & (model["mask"] > 0.5)).astype(np.uint8)
+    return out
 
 
 def head_size_factor(sex: str, settings: dict) -> float:
@@ -325,7 +439,8 @@ def add_head(brain: dict, settings: dict) -> dict[str, np.ndarray]:
     head = d <= _HEAD_LAYERS[-1][0]
     surface = np.argwhere(head & ~ndimage.binary_erosion(head))[::7].astype(np.float64)
     head_points = surface @ affine[:3, :3].T + affine[:3, 3]
-    return dict(t1=t1, pet=pet, gm=brain["gm"], mask=brain["mask"], labels=brain["labels"], affine=affine,
+    return dict(t1=t1, pet=pet, gm=brain["gm"], wm=brain["wm"], csf=brain["csf"], mask=brain["mask"],
+                labels=brain["labels"], affine=affine,
                 head_points=head_points, pad=brain["pad"])
 
 
@@ -605,9 +720,18 @@ def _pose(rng, settings, scale) -> np.ndarray:
     return pose
 
 
-def _label_code(model: dict) -> np.ndarray:
-    """Labels and brain mask as one volume, ``2 * label + mask`` (int16), for nearest sampling."""
-    return (2 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
+def _label_code(model: dict, lesions: np.ndarray | None = None) -> np.ndarray:
+    """Labels, lesions and brain mask as one volume, ``4 * label + 2 * lesion + mask`` (int16), for
+    nearest sampling (:func:`_decode`)."""
+    code = (4 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
+    if lesions is not None:
+        code += (2 * (lesions > 0)).astype(np.int16)
+    return code
+
+
+def _decode(code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brain mask, lesion mask (uint8) and labels of a sampled :func:`_label_code`."""
+    return (code & 1).astype(np.uint8), ((code >> 1) & 1).astype(np.uint8), code >> 2
 
 
 def sampling_volumes(model: dict, dx_weights: dict, code: np.ndarray | None = None,
@@ -645,12 +769,12 @@ _NEUTRAL_SITE = {"intensity_scale": 1.0, "t1_contrast_gamma": 1.0, "noise_factor
 
 
 def generate_modality(settings, model, volumes, geometry, modality, severity, rng, site: dict | None = None,
-                      age_loss: dict | None = None) -> dict:
+                      age_loss: dict | None = None, lesions: np.ndarray | None = None) -> dict:
     """Native-space image and truth volumes of one modality of one session.
 
     ``volumes`` comes from :func:`sampling_volumes`; ``site``: a row of :func:`site_table` (neutral when
-    None); ``age_loss``: :func:`age_losses` of the session (none when None). Arrays come back
-    Fortran-ordered.
+    None); ``age_loss``: :func:`age_losses` of the session (none when None); ``lesions``: the session's
+    :func:`lesion_mask` (none when None). Arrays come back Fortran-ordered.
     """
     import torch
 
@@ -667,11 +791,21 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
     if severity and box is not None:  # image - severity * effect, computed where the effect lives
         src = image.copy() if src is image else src
         src[box] -= np.float32(severity * _effect_scale(settings, modality)) * effect[box]
-    img, code = sample_native(src, volumes["code"], geometry, A @ affine, shape, model["affine"],
-                              volumes["occupancy"])
+    code = volumes["code"]
+    if lesions is not None and lesions.any():  # T1w: towards CSF; PET: less uptake (soft edges)
+        ls = lesion_settings(settings)
+        lbox = _grow(_nonzero_box(lesions), 3)
+        soft = np.clip(ndimage.gaussian_filter(lesions[lbox].astype(np.float32), 0.7), 0, 1)
+        src = image.copy() if src is image else src
+        if modality == "T1w":
+            src[lbox] -= np.float32(ls["t1_contrast"]) * soft * np.clip(src[lbox] - np.float32(_CSF_T1), 0, None)
+        else:
+            src[lbox] -= np.float32(ls["pet_uptake_loss"]) * soft * src[lbox]
+        code = code.copy()
+        code[lesions > 0] |= 2
+    img, code = sample_native(src, code, geometry, A @ affine, shape, model["affine"], volumes["occupancy"])
     del src
-    mask = (code & 1).astype(np.uint8)
-    labels = code >> 1
+    mask, lesion, labels = _decode(code)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))  # torch draws normals twice as fast
 
     def noise():  # drawn in the arrays' (Fortran) memory order
@@ -701,7 +835,7 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
         img = np.clip(ndimage.gaussian_filter(img, sig), 0, None)
         gain = rng.uniform(4000, 9000) * site["intensity_scale"]
         data = np.asfortranarray(img * np.float32(gain))  # Bq/mL-like activity
-    return dict(data=data, affine=affine, mask=mask, labels=labels, orientation=orient, pose=pose)
+    return dict(data=data, affine=affine, mask=mask, labels=labels, lesion=lesion, orientation=orient, pose=pose)
 
 
 def write_itk_field(path, disp_ras: np.ndarray, grid_affine: np.ndarray) -> None:
@@ -726,6 +860,8 @@ def truth_paths(truth_dir, sub: str, ses: str) -> dict[str, Path]:
         p[f"{mod}_labels"] = m / f"{pre}_space-{mod}_atlas-AAL3_dseg.nii.gz"
         effect = "atrophy" if mod == "T1w" else "hypometabolism"
         p[f"{mod}_altered"] = m / f"{pre}_space-{mod}_desc-{effect}_mask.nii.gz"
+        p[f"{mod}_lesions"] = m / f"{pre}_space-{mod}_desc-lesion_mask.nii.gz"
+    p["tpl_lesions"] = d / f"{pre}_space-{SPACE}_desc-lesion_mask.nii.gz"
     return p
 
 
@@ -760,12 +896,13 @@ def truth_transformlist(truth_dir, sub: str, ses: str, modality: str,
 
 
 def generate_session(settings: dict, model: dict, dx_weights: dict, participant: str, session: str,
-                     bids_dir, truth_dir, volumes: dict | None = None) -> None:
+                     bids_dir, truth_dir, volumes: dict | None = None, sites: dict | None = None) -> None:
     """Write one session's T1w and PET (with sidecars) and its ground truth.
 
     ``participant`` and ``session`` are BIDS labels without prefix ("001", "02").
     ``volumes``: :func:`sampling_volumes` of ``model`` and ``dx_weights``, when the
-    caller generates several sessions of one diagnosis.
+    caller generates several sessions of one diagnosis; ``sites``: :func:`lesion_sites` of
+    ``model`` (computed when a subject of a lesion group needs them and they are not given).
     """
     ids = participant_ids(settings)
     subject_index = ids.index(participant)
@@ -781,6 +918,11 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
     geom = session_geometry(settings, model, dx_weights, subject_index, session_index, severity, head)
     site = site_table(settings).set_index("site").loc[row["site"]].to_dict()
     aged = age_losses(age, settings)
+    lesions, lmask = [], None
+    if row["diagnosis"] in lesion_settings(settings)["groups"]:
+        sites = lesion_sites(model) if sites is None else sites
+        lesions = subject_lesions(settings, subject_index, int(row["n_sessions"]), sites, model["affine"])
+        lmask = lesion_mask(lesions, session_index, model)
     truth = truth_paths(truth_dir, sub, ses)
     raw = raw_paths(bids_dir, sub, ses)
     write_itk_field(truth["anat_to_tpl_warp"], geom["v"], geom["grid_affine"])
@@ -790,9 +932,20 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
               "effects": {"age": age, **aged, "sex": str(row["sex"]), "head_size_factor": round(head, 6),
                           "head_scale_xyz": [round(float(x), 6) for x in geom["scale"]],
                           "site": str(row["site"]), **site}}
+    if lmask is not None:
+        present = [les for les in lesions if les["onset_session"] <= session_index]
+        record["lesions"] = {"count": len(present), "volume_ml": round(float(lmask.sum()) * float(
+            abs(np.linalg.det(model["affine"][:3, :3]))) / 1000.0, 4),
+            "by_kind": {k: sum(les["kind"] == k for les in present) for k in LESION_KINDS}, "list": present}
+        pad = int(model["pad"])
+        aff = model["affine"].copy()
+        aff[:3, 3] += pad * aff[0, 0]
+        write_nifti(truth["tpl_lesions"], lmask[tuple(slice(pad, n - pad) for n in lmask.shape)], aff, np.uint8)
     for k, modality in enumerate(MODALITIES):
         rng = np.random.default_rng([int(settings["seed"]), 3, subject_index, session_index, k])
-        out = generate_modality(settings, model, volumes, geom, modality, severity, rng, site, aged)
+        out = generate_modality(settings, model, volumes, geom, modality, severity, rng, site, aged, lmask)
+        if lmask is not None:
+            write_nifti(truth[f"{modality}_lesions"], out["lesion"], out["affine"], np.uint8)
         write_itk_affine(truth[f"{modality}_to_tpl_affine"], out["pose"])  # template pts -> native pts
         write_nifti(truth[f"{modality}_brainmask"], out["mask"], out["affine"], np.uint8)
         write_nifti(truth[f"{modality}_labels"], out["labels"], out["affine"], np.int16)
@@ -890,7 +1043,7 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
         def subject(row):
             for ses in session_labels(row.n_sessions):
                 generate_session(settings, model, weights[row.diagnosis], row.participant_id[4:], ses,
-                                 bids_dir, truth_dir, volumes[row.diagnosis])
+                                 bids_dir, truth_dir, volumes[row.diagnosis], sites)
             return row.participant_id
 
         with ThreadPoolExecutor(workers) as pool:
@@ -907,6 +1060,8 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
             model = head.result()
             del brain
             occ = model_occupancy(model, code)
+            # the candidate lesion centres, once, when a diagnosis of the cohort has lesions
+            sites = lesion_sites(model) if set(lesion_settings(settings)["groups"]) & set(diagnoses) else None
             shared = {dx: sampling_volumes(model, computed[dx], code, occ) for dx in computed}
             volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
             log(f"template model and effect maps of {', '.join(diagnoses)} built")

@@ -387,3 +387,60 @@ def test_site_scale_noise_and_resolution_reach_the_pet(small):
     t1g = _one_image(small, "T1w", {**site, "intensity_scale": 1.0, "t1_contrast_gamma": 1.3}, t1_noise=0.0)[0]
     gm, wm = labels > 0, ndimage.binary_erosion((mask > 0) & (labels == 0), iterations=4)
     assert t1g[gm].mean() / t1g[wm].mean() < t1[gm].mean() / t1[wm].mean() - 0.02
+
+
+# ---- focal lesions (an MS-like group, 004 study 2) -----------------------------------------------------
+@pytest.fixture(scope="module")
+def ms_sessions(small, tmp_path_factory):
+    """An MS subject's two sessions with lesions, and the same sessions generated without them."""
+    s = {**small["settings"], "groups": {**small["settings"]["groups"], "MS": 1}}
+    s["lesions"] = {**synthetic.NO_LESIONS, "groups": ["MS"], "new_per_year": 4.0}
+    root = tmp_path_factory.mktemp("ms")
+    sites = synthetic.lesion_sites(small["model"])
+    sub = synthetic.participant_ids(s)[-1]
+    for ses in ("01", "02"):
+        synthetic.generate_session(s, small["model"], small["weights"]["CN"], sub, ses, root / "bids", root / "truth",
+                                   sites=sites)
+        synthetic.generate_session({**s, "lesions": {**s["lesions"], "groups": []}}, small["model"],
+                                   small["weights"]["CN"], sub, ses, root / "plain", root / "plaintruth")
+    return dict(settings=s, root=root, sub=sub, sites=sites)
+
+
+@pytest.mark.slow  # about 40 s: the lesion sites' distance maps and four sessions
+def test_lesion_masks_are_where_the_images_changed(ms_sessions):
+    root, sub = ms_sessions["root"], ms_sessions["sub"]
+    for ses in ("01", "02"):
+        truth = synthetic.truth_paths(root / "truth", sub, ses)
+        for mod in synthetic.MODALITIES:
+            mask = np.asarray(nib.load(str(truth[f"{mod}_lesions"])).dataobj) > 0
+            a = np.asarray(nib.load(str(synthetic.raw_paths(root / "bids", sub, ses)[mod])).dataobj, float)
+            b = np.asarray(nib.load(str(synthetic.raw_paths(root / "plain", sub, ses)[mod])).dataobj, float)
+            assert mask.sum() > 50, (ses, mod)
+            changed = np.abs(a - b) > 1e-3 * np.abs(b).max()
+            near = ndimage.binary_dilation(mask, iterations=4 if mod == "T1w" else 6)
+            assert changed[~near].mean() < 1e-4, (ses, mod)  # nothing changed away from the lesions
+            assert (a[mask] < b[mask]).mean() > 0.9, (ses, mod)  # T1w hypointense, less uptake inside
+        side = json.loads(truth["sidecar"].read_text())["lesions"]
+        tpl = np.asarray(nib.load(str(truth["tpl_lesions"])).dataobj)
+        assert tpl.shape == templates.load_template(1.0).brain_mask.shape
+        assert side["volume_ml"] == pytest.approx(tpl.sum() / 1000.0, rel=1e-3)  # 1 mm template voxels
+        assert side["count"] == sum(side["by_kind"].values()) >= 3
+
+
+@pytest.mark.slow
+def test_lesion_load_grows_over_sessions_and_lesions_sit_in_white_matter(ms_sessions, small):
+    root, sub = ms_sessions["root"], ms_sessions["sub"]
+    side = [json.loads(synthetic.truth_paths(root / "truth", sub, s)["sidecar"].read_text())["lesions"]
+            for s in ("01", "02")]
+    tpl = [np.asarray(nib.load(str(synthetic.truth_paths(root / "truth", sub, s)["tpl_lesions"])).dataobj) > 0
+           for s in ("01", "02")]
+    assert side[1]["count"] > side[0]["count"] and side[1]["volume_ml"] > side[0]["volume_ml"]
+    assert not (tpl[0] & ~tpl[1]).any()  # the baseline lesions persist
+    tissue = templates.load_template(1.0)
+    assert tissue.wm[tpl[1]].mean() > 0.5 and tissue.gm[tpl[1]].mean() < 0.4
+    # the kinds follow their definitions: periventricular centres near the ventricles, others not
+    by = {k: [les for les in side[1]["list"] if les["kind"] == k] for k in synthetic.LESION_KINDS}
+    assert len(by["periventricular"]) > len(by["deep"])
+    # a subject without a lesion group has no lesion files
+    cn = small["table"].set_index("diagnosis").loc["CN", "participant_id"][4:]
+    assert not synthetic.truth_paths(small["root"] / "truth", cn, "01")["tpl_lesions"].exists()
