@@ -24,9 +24,10 @@ Here (:class:`PatchIndividualFilters`, MONAI-style ``spatial_dims``):
   zero padding at the patch's own borders, so nothing crosses a patch border);
   the outputs are put back where their patches were, and the padding cut off:
   the output has the input's spatial size;
-* the overlapping strand has its own convolutions on the ``g - 1`` patches per
-  axis shifted by half a patch (an axis with one patch has no overlapping
-  strand); where it exists, the layer's output is the mean of the two strands
+* the overlapping strand has its own convolutions on the patches shifted by half
+  a patch along each axis that has more than one patch (``g - 1`` of them, fewer
+  where the last would reach into the padding); an axis with one patch keeps it
+  unshifted. Where the strand exists, the layer's output is the mean of the two strands
   (:class:`StrandAverage`), so each strand gets half of the gradient, and LRP
   gives each strand half of the relevance (the thesis' averaging; the rule is
   ``braindl.heatmaps.StrandAverageRule``).
@@ -91,7 +92,13 @@ class PatchIndividualFilters(nn.Module):
             raise ValueError(f"patch_shape {self.patch} is larger than the feature maps {self.input_shape}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.grid = _grid(self.input_shape, self.patch)
-        self.grid_overlap = [g - 1 for g in self.grid] if overlap and all(g > 1 for g in self.grid) else None
+        # per axis: the patches shifted by half a patch that stay inside the feature maps (an axis with one
+        # patch: that patch, unshifted); no overlapping strand when no axis is shifted
+        self.shift = [p // 2 if g > 1 else 0 for g, p in zip(self.grid, self.patch)]
+        counts = [min(g - 1, (n - p // 2) // p) if g > 1 else 1
+                  for g, p, n in zip(self.grid, self.patch, self.input_shape)]
+        shifted = overlap and any(g > 1 for g in self.grid) and min(counts) > 0
+        self.grid_overlap = counts if shifted else None
         self.strands = nn.ModuleList([self._strand(math.prod(self.grid), int(kernel_size), int(n_convs))])
         if self.grid_overlap is not None:
             self.strands.append(self._strand(math.prod(self.grid_overlap), int(kernel_size), int(n_convs)))
@@ -112,7 +119,7 @@ class PatchIndividualFilters(nn.Module):
         return nn.Sequential(*layers)
 
     def _overlap_region(self) -> tuple[slice, ...]:
-        return tuple(slice(p // 2, p // 2 + g * p) for p, g in zip(self.patch, self.grid_overlap))
+        return tuple(slice(s, s + g * p) for s, p, g in zip(self.shift, self.patch, self.grid_overlap))
 
     @property
     def n_patches(self) -> int:

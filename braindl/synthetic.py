@@ -148,8 +148,9 @@ def site_table(settings: dict) -> pd.DataFrame:
         rows.append(dict(site=f"site{k}", intensity_scale=round(float(np.exp(e["site_intensity_sd"] * z[0])), 4),
                          t1_contrast_gamma=round(float(max(0.5, 1.0 + e["site_contrast_sd"] * z[1])), 4),
                          noise_factor=round(float(np.exp(e["site_noise_sd"] * z[2])), 4),
-                         pet_fwhm_mm=round(float(max(2.0, float(settings["pet_fwhm_mm"])
-                                                     + e["site_pet_fwhm_sd_mm"] * z[3])), 3)))
+                         pet_fwhm_mm=(round(float(max(2.0, float(settings["pet_fwhm_mm"])
+                                                      + e["site_pet_fwhm_sd_mm"] * z[3])), 3)
+                                      if e["site_pet_fwhm_sd_mm"] > 0 else float(settings["pet_fwhm_mm"]))))
     return pd.DataFrame(rows)
 
 
@@ -164,7 +165,12 @@ def lesion_settings(settings: dict) -> dict:
     return {**NO_LESIONS, **(settings.get("lesions") or {})}
 
 
-def lesion_sites(model: dict) -> dict[str, np.ndarray]:
+#: AAL3 prefixes of grey matter that is not cortex (a lesion next to them is not juxtacortical)
+_DEEP_GREY = ["Caudate", "Putamen", "Pallidum", "Thal", "N_Acc", "VTA", "SN_", "Red_N", "LC", "Raphe",
+              "Hippocampus", "Amygdala", "Cerebellum", "Vermis"]
+
+
+def lesion_sites(model: dict, atlas: str = "AAL3") -> dict[str, np.ndarray]:
     """Candidate lesion centres (model voxel indices) per kind, and the direction away from the
     ventricles: periventricular = white matter 2-8 mm from the lateral ventricles (CSF deep in the
     brain), juxtacortical = white matter 1-4 mm from cortical grey matter, deep = white matter more than
@@ -175,7 +181,11 @@ def lesion_sites(model: dict) -> dict[str, np.ndarray]:
     depth = ndimage.distance_transform_edt(brain) * res
     ventricles = (model["csf"] > 0.5) & brain & (depth > 12) if "csf" in model else np.zeros_like(brain)
     to_vent = ndimage.distance_transform_edt(~ventricles) * res
-    to_gm = ndimage.distance_transform_edt(~(model["gm"] > 0.5)) * res
+    names = templates.atlas_labels(atlas)
+    deep = [int(i) for i, n in zip(names["index"], names["name"]) if str(n).startswith(tuple(_DEEP_GREY))]
+    deep_gm = np.isin(model["labels"], deep)
+    cortex = (model["gm"] > 0.5) & ~deep_gm  # juxtacortical: next to the cortex, not to the deep grey nuclei
+    to_gm = ndimage.distance_transform_edt(~cortex) * res
     out = {"periventricular": np.argwhere(wm & (to_vent >= 2) & (to_vent <= 8)),
            "juxtacortical": np.argwhere(wm & (to_gm >= 1) & (to_gm <= 4)),
            "deep": np.argwhere(wm & (to_vent > 10) & (to_gm > 5))}
@@ -199,7 +209,9 @@ def subject_lesions(settings: dict, subject_index: int, n_sessions: int, sites: 
     out = []
     for onset in onsets:
         kind = LESION_KINDS[int(rng.choice(3, p=shares / shares.sum()))]
-        cand = sites[kind] if len(sites[kind]) else sites["periventricular"]
+        if not len(sites[kind]):  # no site of that kind in this template: a periventricular lesion, said so
+            kind = "periventricular"
+        cand = sites[kind]
         vox = cand[int(rng.integers(len(cand)))]
         centre = affine[:3, :3] @ vox + affine[:3, 3]
         volume = float(rng.lognormal(np.log(ls["volume_median_ml"]), ls["volume_sigma"]))
@@ -795,7 +807,9 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
     if lesions is not None and lesions.any():  # T1w: towards CSF; PET: less uptake (soft edges)
         ls = lesion_settings(settings)
         lbox = _grow(_nonzero_box(lesions), 3)
+        # soft edges, kept inside the white matter the mask is clipped to (no change in the cortex)
         soft = np.clip(ndimage.gaussian_filter(lesions[lbox].astype(np.float32), 0.7), 0, 1)
+        soft *= (model["wm"][lbox] > 0.3) & (model["mask"][lbox] > 0.5)
         src = image.copy() if src is image else src
         if modality == "T1w":
             src[lbox] -= np.float32(ls["t1_contrast"]) * soft * np.clip(src[lbox] - np.float32(_CSF_T1), 0, None)
@@ -920,7 +934,7 @@ def generate_session(settings: dict, model: dict, dx_weights: dict, participant:
     aged = age_losses(age, settings)
     lesions, lmask = [], None
     if row["diagnosis"] in lesion_settings(settings)["groups"]:
-        sites = lesion_sites(model) if sites is None else sites
+        sites = lesion_sites(model, settings["atlas"]) if sites is None else sites
         lesions = subject_lesions(settings, subject_index, int(row["n_sessions"]), sites, model["affine"])
         lmask = lesion_mask(lesions, session_index, model)
     truth = truth_paths(truth_dir, sub, ses)
@@ -1061,7 +1075,8 @@ def _generate_all(settings: dict, bids_dir, truth_dir, table: pd.DataFrame, work
             del brain
             occ = model_occupancy(model, code)
             # the candidate lesion centres, once, when a diagnosis of the cohort has lesions
-            sites = lesion_sites(model) if set(lesion_settings(settings)["groups"]) & set(diagnoses) else None
+            sites = (lesion_sites(model, settings["atlas"]) if set(lesion_settings(settings)["groups"]) & set(diagnoses)
+                     else None)
             shared = {dx: sampling_volumes(model, computed[dx], code, occ) for dx in computed}
             volumes = {dx: shared[first[pattern(dx)]] for dx in diagnoses}
             log(f"template model and effect maps of {', '.join(diagnoses)} built")

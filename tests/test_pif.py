@@ -26,6 +26,13 @@ def test_shapes_and_patch_counts():
     assert n_weights == 14 * 3 * 4 * 27
     flat = PatchIndividualFilters(2, 2, 5, (8, 9), (4, 3), kernel_size=3, n_convs=2)
     assert flat(torch.randn(1, 2, 8, 9)).shape == (1, 5, 8, 9)
+    # an axis with one patch keeps it unshifted; shifted patches never reach into the padding
+    one = PatchIndividualFilters(3, 1, 1, (10, 12, 4), (5, 6, 4))
+    assert one.grid == [2, 2, 1] and one.grid_overlap == [1, 1, 1] and one._overlap_region()[2] == slice(0, 4)
+    padded = PatchIndividualFilters(2, 1, 1, (13, 8), (4, 4))  # 13 -> 4 patches, 3 would reach 14
+    assert padded.grid == [4, 2] and padded.grid_overlap == [2, 1]
+    assert padded._overlap_region() == (slice(2, 10), slice(2, 6))
+    assert padded(torch.randn(1, 1, 13, 8)).shape == (1, 1, 13, 8)
     with pytest.raises(ValueError, match="kernel_size 7 must be odd and at most"):
         PatchIndividualFilters(3, 1, 1, SHAPE, PATCH, kernel_size=7)
     with pytest.raises(ValueError, match="built for feature maps"):
