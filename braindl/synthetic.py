@@ -879,6 +879,13 @@ def truth_paths(truth_dir, sub: str, ses: str) -> dict[str, Path]:
     return p
 
 
+def session_truth_files(settings: dict, truth_dir, sub: str, ses: str, diagnosis: str) -> list[Path]:
+    """The ground-truth files :func:`generate_session` writes for a session: every :func:`truth_paths`
+    entry, the lesion masks only for a diagnosis of ``lesions.groups``."""
+    lesions = diagnosis in lesion_settings(settings)["groups"]
+    return [p for k, p in truth_paths(truth_dir, sub, ses).items() if lesions or "lesions" not in k]
+
+
 def raw_paths(bids_dir, sub: str, ses: str) -> dict[str, Path]:
     d = Path(bids_dir) / f"sub-{sub}" / f"ses-{ses}"
     pre = f"sub-{sub}_ses-{ses}"

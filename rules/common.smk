@@ -94,8 +94,10 @@ SYN = f"{RESULTS}/synthetic"
 def _cohort_files():
     """Every image, sidecar and ground-truth file of the synthetic cohort's sessions, and its sessions tables."""
     files = []
+    diagnosis = dict(zip(COHORT.participant_id, COHORT.diagnosis))
     for sub, ses in zip(SESSIONS.subject, SESSIONS.session):
-        files += [str(p) for p in synthetic.truth_paths(TRUTH_DIR, sub, ses).values()]
+        files += [str(p) for p in synthetic.session_truth_files(config["synthetic"], TRUTH_DIR, sub, ses,
+                                                                diagnosis[f"sub-{sub}"])]
         files += [str(p) for p in synthetic.raw_paths(BIDS_DIR, sub, ses).values()]
     files += [f"{BIDS_DIR}/sub-{sub}/sub-{sub}_sessions.tsv" for sub in sorted(SESSIONS.subject.unique())]
     return files

@@ -444,3 +444,19 @@ def test_lesion_load_grows_over_sessions_and_lesions_sit_in_white_matter(ms_sess
     # a subject without a lesion group has no lesion files
     cn = small["table"].set_index("diagnosis").loc["CN", "participant_id"][4:]
     assert not synthetic.truth_paths(small["root"] / "truth", cn, "01")["tpl_lesions"].exists()
+
+
+def test_a_session_writes_exactly_the_truth_files_the_workflow_declares(small):
+    """The synthetic_cohort rule declares session_truth_files as outputs: no more, no fewer are written
+    (lesion masks only for a lesion group)."""
+    root, s = small["root"], small["settings"]
+    for row in small["table"].itertuples():
+        sub = row.participant_id[4:]
+        for ses in ("01", "02"):
+            declared = {str(p) for p in synthetic.session_truth_files(s, root / "truth", sub, ses, row.diagnosis)}
+            d = root / "truth" / row.participant_id / f"ses-{ses}"
+            written = {str(p) for p in d.rglob("*") if p.is_file()}
+            assert written == declared, (row.diagnosis, written ^ declared)
+    ms = {**s, "lesions": {**synthetic.NO_LESIONS, "groups": ["MS"]}}
+    with_lesions = synthetic.session_truth_files(ms, root / "truth", "009", "01", "MS")
+    assert sum("lesion" in p.name for p in with_lesions) == 3  # T1w, PET and template space
