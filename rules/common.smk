@@ -29,10 +29,11 @@ TRUTH_DIR = f"{RESULTS}/synthetic/groundtruth"
 INDEX_CACHE = os.path.join(".snakemake", "braindl", "bids_index")
 
 if SYNTHETIC:
-    _unknown = sorted(set(config["synthetic"]["groups"]) - set(DATASET["diagnoses"]))
+    # a group of 0 subjects (MS by default) need not be a diagnosis of the dataset
+    _unknown = sorted(set(synthetic.cohort_diagnoses(config["synthetic"])) - set(DATASET["diagnoses"]))
     if _unknown:
         raise WorkflowError(
-            f"config: synthetic.groups has diagnoses {_unknown} missing from dataset.diagnoses"
+            f"config: synthetic.groups has subjects of diagnoses {_unknown} missing from dataset.diagnoses"
         )
     BIDS_DIR = f"{RESULTS}/synthetic/bids"
     COHORT = synthetic.cohort_table(config["synthetic"])

@@ -141,6 +141,11 @@ def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
     out = smk(repo, tmp_path, "-n", "all", "--configfile", "bad.yaml", check=False)
     assert out.returncode != 0
     assert "['training']['batch_size']" in out.stdout + out.stderr
+    # a synthetic group with subjects must be a diagnosis of the dataset; an empty one (MS: 0) need not
+    (tmp_path / "dx.yaml").write_text(yaml.safe_dump({"synthetic": {"groups": {"CN": 2, "AD": 2, "PD": 2}}}))
+    out = smk(repo, tmp_path, "-n", "all", "--configfile", "dx.yaml", check=False)
+    assert out.returncode != 0
+    assert "synthetic.groups has subjects of diagnoses ['PD'] missing from dataset.diagnoses" in out.stdout + out.stderr
 
 
 def test_network_too_deep_for_a_crop_is_refused_before_any_job(repo, tmp_path):
