@@ -441,19 +441,21 @@ def reconstruct(counts: np.ndarray, iterations: int, subsets: int, device="cpu")
     return from_planes(osem(sino, proj, iterations, subsets).cpu().numpy())
 
 
-def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json, device: str = "cpu",
-                    threads: int | None = None) -> dict:
-    """Reconstruct one count level of ``counts_npz``: OSEM, post-filter, [0, 1]; NIfTI + JSON."""
-    if threads:
-        torch.set_num_threads(int(threads))
-    t0 = time.perf_counter()
+def _load_levels(counts_npz, levels) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """The count levels of ``counts_npz``, its counts (read once) and affine; levels not in it are refused
+    before anything is reconstructed."""
     with np.load(counts_npz) as z:
-        levels = [float(v) for v in z["levels"]]
-        if float(level) not in levels:
-            raise DoseError(f"{counts_npz}: has no count level {level} (levels {levels})")
-        k = levels.index(float(level))
-        counts, affine = z["counts"][k], z["affine"]
-    dev = resolve_device(device)
+        have = [float(v) for v in z["levels"]]
+        missing = sorted(float(v) for v in levels if float(v) not in have)
+        if missing:
+            raise DoseError(f"{counts_npz}: has no count level {', '.join(f'{v:g}' for v in missing)} "
+                            f"(levels {have})")
+        return have, z["counts"], z["affine"]
+
+
+def _reconstruct_level(counts: np.ndarray, affine: np.ndarray, level: float, settings: dict, out_nii, out_json,
+                       dev, source) -> dict:
+    t0 = time.perf_counter()
     vol = reconstruct(counts, int(settings["iterations"]), int(settings["subsets"]), dev)
     t1 = time.perf_counter()
     voxel = np.sqrt((affine[:3, :3] ** 2).sum(0))
@@ -464,19 +466,25 @@ def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json,
             "Iterations": int(settings["iterations"]), "Subsets": int(settings["subsets"]),
             "PostfilterFWHMmm": float(settings["postfilter_fwhm_mm"]), "Normalisation": "min-max to [0, 1]",
             "PeakBeforeNormalisation": peak, "ReconstructionSeconds": round(t1 - t0, 3), "Device": str(dev),
-            "Source": str(counts_npz)}
+            "Source": str(source)}
     write_json(out_json, meta)
     return meta
 
 
 def run_reconstructions(counts_npz, settings: dict, outs: dict, device: str = "cpu",
                         threads: int | None = None) -> list[dict]:
-    """Every count level of one scan in one job: :func:`run_reconstruct` for each ``outs`` entry,
-    ``{level (percent): (out_nii, out_json)}``. Levels missing from ``counts_npz`` are refused before
-    any is reconstructed."""
-    with np.load(counts_npz) as z:
-        have = [float(v) for v in z["levels"]]
-    missing = sorted(float(v) for v in outs if float(v) not in have)
-    if missing:
-        raise DoseError(f"{counts_npz}: has no count level {', '.join(f'{v:g}' for v in missing)} (levels {have})")
-    return [run_reconstruct(counts_npz, level, settings, nii, js, device, threads) for level, (nii, js) in outs.items()]
+    """Every count level of one scan in one job: OSEM, post-filter, [0, 1]; a NIfTI + JSON per ``outs``
+    entry, ``{level (percent): (out_nii, out_json)}``. The counts are read once; levels missing from
+    ``counts_npz`` are refused before any is reconstructed."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    have, counts, affine = _load_levels(counts_npz, list(outs))
+    dev = resolve_device(device)
+    return [_reconstruct_level(counts[have.index(float(level))], affine, level, settings, nii, js, dev, counts_npz)
+            for level, (nii, js) in outs.items()]
+
+
+def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json, device: str = "cpu",
+                    threads: int | None = None) -> dict:
+    """Reconstruct one count level of ``counts_npz`` (:func:`run_reconstructions` of that level)."""
+    return run_reconstructions(counts_npz, settings, {level: (out_nii, out_json)}, device, threads)[0]

@@ -150,6 +150,20 @@ def _hook_input(rule: PropagationRule, inputs) -> torch.Tensor:
     return x
 
 
+def _ratio(a: torch.Tensor, x: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """``a / x``, detached, with ``eps`` added away from zero (the sign of ``x``)."""
+    x = x.detach()
+    return (a.detach() / (x + torch.where(x >= 0, 1.0, -1.0) * eps)).detach()
+
+
+def _relevance_output(rule: PropagationRule, out: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Give ``out`` (whose gradient carries a rule's relevance) the layer's forward ``value`` and captum's
+    output hook; returns the clone the next layer's hooks go on (before this one), as captum's rules do."""
+    out = out + (value - out).detach()
+    rule._handle_output_hook = out.register_hook(rule._create_backward_hook_output(value))
+    return out.clone()
+
+
 class EpsilonNoBiasRule(EpsilonRule):
     """LRP epsilon rule with the bias out of the denominator, z_j = sum_i x_i w_ij (the reference's
     convention): captum computes the layer's output for the relevance pass with the modified weights,
@@ -199,9 +213,7 @@ class AlphaBetaRule(PropagationRule):
         z = outputs.detach()
         zp_s, zn_s = zp + self.STABILITY_FACTOR, zn - self.STABILITY_FACTOR
         out = self.alpha * zp * (z / zp_s).detach() - self.beta * zn * (z / zn_s).detach()
-        out = out + (z - out).detach()
-        self._handle_output_hook = out.register_hook(self._create_backward_hook_output(z))
-        return out.clone()  # as captum's rules: the next layer's hooks go on the clone, before this one
+        return _relevance_output(self, out, z)
 
 
 class PassRule(PropagationRule):
@@ -220,11 +232,7 @@ class PassRule(PropagationRule):
             xb = x.reshape(outputs.shape)
         else:  # grey to RGB
             xb = x.expand_as(outputs)
-        sign = torch.where(xb.detach() >= 0, 1.0, -1.0)
-        out = xb * (outputs.detach() / (xb.detach() + sign * 1e-9)).detach()
-        out = out + (outputs.detach() - out).detach()
-        self._handle_output_hook = out.register_hook(self._create_backward_hook_output(outputs.detach()))
-        return out.clone()
+        return _relevance_output(self, xb * _ratio(outputs, xb), outputs.detach())
 
 
 class StrandAverageRule(PropagationRule):
@@ -240,12 +248,8 @@ class StrandAverageRule(PropagationRule):
     def forward_hook(self, module, inputs, outputs):
         x = _hook_input(self, inputs)
         y = outputs.detach()
-        sign = torch.where(x.detach() >= 0, 1.0, -1.0)
-        ratio = (module.weights()[None] * y[:, None] / (x.detach() + sign * 1e-12)).detach()
-        out = (x * ratio).sum(1)
-        out = out + (y - out).detach()
-        self._handle_output_hook = out.register_hook(self._create_backward_hook_output(y))
-        return out.clone()
+        out = (x * _ratio(module.weights()[None] * y[:, None], x, 1e-12)).sum(1)
+        return _relevance_output(self, out, y)
 
 
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
@@ -420,8 +424,7 @@ class Attributor:
             self.slide, self.strides = occlusion_slice_shapes(self.window, settings["occlusion_slice_stride"],
                                                               self.spatial)
             self.batch = int(settings.get("occlusion_batch", 16))
-            self.spec.update(window=self.window, stride=int(settings["occlusion_slice_stride"]),
-                             score="cross-entropy of the true class, occluded minus intact")
+            self.spec.update(window=self.window, stride=int(settings["occlusion_slice_stride"]))
             return
         model = contrast_model(self.model, target, example)
         if method in ("lrp_epsilon", "lrp_beta"):

@@ -40,7 +40,8 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from braindl.architectures import BACKBONES, MODELS_3D, POOLS_3D, check_3d_input, pooled_shape
+from braindl.architectures import (BACKBONES, FILTERS_STUDY5, MODELS_3D, PIF_MODELS, POOLS_3D, check_3d_input,
+                                   pooled_shape)
 
 MODELS = MODELS_3D
 
@@ -105,8 +106,6 @@ def vgg3d_pet(input_shape, n_outputs, dropout=0.5, spatial_dims=3, filters=(16, 
 def _study5(name: str, input_shape, n_outputs, dropout=0.3, spatial_dims=3, pif_grid=(2, 3, 2),
              pif_filters: int = 3) -> Net:
     """004 study 5's models A and B (``vgg3d_*``) and their PIF versions (``pif3d_*``)."""
-    from braindl.architectures import FILTERS_STUDY5, PIF_MODELS
-
     layers, c = [], 1
     pools = POOLS_3D[name]
     for f, k in zip(FILTERS_STUDY5[name], pools):
@@ -149,9 +148,9 @@ def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = 
     if input_pool < 1:
         raise ValueError(f"input_pool must be a positive integer, got {input_pool}")
     builders = {"cnn3d_thesis": cnn3d_thesis, "cnn3d_ms": cnn3d_ms, "vgg3d_pet": vgg3d_pet,
-                **{n: functools.partial(_study5, n) for n in ("vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b")}}
+                **{n: functools.partial(_study5, n) for n in FILTERS_STUDY5}}
     kwargs = {} if dropout is None else {"dropout": dropout}
-    if name in ("pif3d_a", "pif3d_b"):
+    if name in PIF_MODELS:
         kwargs.update({k: arch.pop(k) for k in ("pif_grid", "pif_filters") if k in arch})
     if is_2d(name):
         if input_pool != 1:

@@ -177,9 +177,9 @@ def lesion_sites(model: dict, atlas: str = "AAL3") -> dict[str, np.ndarray]:
     10 mm from the ventricles and 5 mm from grey matter."""
     res = float(model["affine"][0, 0])
     brain = model["mask"] > 0.5
-    wm = model["wm"] > 0.8 if "wm" in model else (model["mask"] > 0.5) & (model["gm"] < 0.2)
+    wm = model["wm"] > 0.8
     depth = ndimage.distance_transform_edt(brain) * res
-    ventricles = (model["csf"] > 0.5) & brain & (depth > 12) if "csf" in model else np.zeros_like(brain)
+    ventricles = (model["csf"] > 0.5) & brain & (depth > 12)
     to_vent = ndimage.distance_transform_edt(~ventricles) * res
     names = templates.atlas_labels(atlas)
     deep = [int(i) for i, n in zip(names["index"], names["name"]) if str(n).startswith(tuple(_DEEP_GREY))]
@@ -189,8 +189,13 @@ def lesion_sites(model: dict, atlas: str = "AAL3") -> dict[str, np.ndarray]:
     out = {"periventricular": np.argwhere(wm & (to_vent >= 2) & (to_vent <= 8)),
            "juxtacortical": np.argwhere(wm & (to_gm >= 1) & (to_gm <= 4)),
            "deep": np.argwhere(wm & (to_vent > 10) & (to_gm > 5))}
-    grad = np.stack(np.gradient(ndimage.gaussian_filter(to_vent, 2.0)), -1)
-    out["away"] = grad
+    # the direction away from the ventricles at each periventricular candidate (central differences of the
+    # smoothed distance), not a gradient volume: three float arrays of the whole model grid
+    smooth = ndimage.gaussian_filter(to_vent, 2.0)
+    idx = out["periventricular"]
+    hi = np.array(smooth.shape) - 1
+    out["away"] = np.stack([smooth[tuple(np.clip(idx + e, 0, hi).T)] - smooth[tuple(np.clip(idx - e, 0, hi).T)]
+                            for e in np.eye(3, dtype=int)], -1)
     return out
 
 
@@ -212,13 +217,14 @@ def subject_lesions(settings: dict, subject_index: int, n_sessions: int, sites: 
         if not len(sites[kind]):  # no site of that kind in this template: a periventricular lesion, said so
             kind = "periventricular"
         cand = sites[kind]
-        vox = cand[int(rng.integers(len(cand)))]
+        pick = int(rng.integers(len(cand)))
+        vox = cand[pick]
         centre = affine[:3, :3] @ vox + affine[:3, 3]
         volume = float(rng.lognormal(np.log(ls["volume_median_ml"]), ls["volume_sigma"]))
         ratio = np.array([1.8, 1.0, 1.0])  # elongated ellipsoids
         r = (volume * 1000.0 * 3 / (4 * np.pi) / ratio.prod()) ** (1 / 3) * ratio
         if kind == "periventricular":  # long axis away from the ventricle wall (Dawson's fingers)
-            a = sites["away"][tuple(vox)]
+            a = sites["away"][pick]
             a = a / (np.linalg.norm(a) + 1e-9) if np.linalg.norm(a) > 1e-6 else rng.normal(size=3)
         else:
             a = rng.normal(size=3)
@@ -257,9 +263,13 @@ def lesion_mask(lesions: list[dict], session_index: int, model: dict) -> np.ndar
         inside = q.sum(-1) <= 1.0
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         out[box] |= inside.astype(np.uint8)
-    wm = model["wm"] > 0.3 if "wm" in model else model["gm"] < 0.7
-    out &= (wm & (model["mask"] > 0.5)).astype(np.uint8)
+    out &= _lesion_tissue(model).astype(np.uint8)
     return out
+
+
+def _lesion_tissue(model: dict, box=...) -> np.ndarray:
+    """Where lesions may lie: the brain's white matter (probability above 0.3)."""
+    return (model["wm"][box] > 0.3) & (model["mask"][box] > 0.5)
 
 
 def head_size_factor(sex: str, settings: dict) -> float:
@@ -732,13 +742,15 @@ def _pose(rng, settings, scale) -> np.ndarray:
     return pose
 
 
-def _label_code(model: dict, lesions: np.ndarray | None = None) -> np.ndarray:
+def _label_code(model: dict) -> np.ndarray:
     """Labels, lesions and brain mask as one volume, ``4 * label + 2 * lesion + mask`` (int16), for
-    nearest sampling (:func:`_decode`)."""
-    code = (4 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
-    if lesions is not None:
-        code += (2 * (lesions > 0)).astype(np.int16)
-    return code
+    nearest sampling (:func:`_decode`); the model has no lesions (:func:`_with_lesions` adds a subject's)."""
+    return (4 * model["labels"].astype(np.int16) + (model["mask"] > 0.5)).astype(np.int16)
+
+
+def _with_lesions(code: np.ndarray, lesions: np.ndarray) -> np.ndarray:
+    """A copy of a :func:`_label_code` with the lesion bit set inside ``lesions``."""
+    return code | (2 * (lesions > 0)).astype(np.int16)
 
 
 def _decode(code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -809,14 +821,13 @@ def generate_modality(settings, model, volumes, geometry, modality, severity, rn
         lbox = _grow(_nonzero_box(lesions), 3)
         # soft edges, kept inside the white matter the mask is clipped to (no change in the cortex)
         soft = np.clip(ndimage.gaussian_filter(lesions[lbox].astype(np.float32), 0.7), 0, 1)
-        soft *= (model["wm"][lbox] > 0.3) & (model["mask"][lbox] > 0.5)
+        soft *= _lesion_tissue(model, lbox)
         src = image.copy() if src is image else src
         if modality == "T1w":
             src[lbox] -= np.float32(ls["t1_contrast"]) * soft * np.clip(src[lbox] - np.float32(_CSF_T1), 0, None)
         else:
             src[lbox] -= np.float32(ls["pet_uptake_loss"]) * soft * src[lbox]
-        code = code.copy()
-        code[lesions > 0] |= 2
+        code = _with_lesions(code, lesions)
     img, code = sample_native(src, code, geometry, A @ affine, shape, model["affine"], volumes["occupancy"])
     del src
     mask, lesion, labels = _decode(code)
