@@ -42,6 +42,8 @@ include: "rules/crop.smk"
 include: "rules/training.smk"
 include: "rules/transfer.smk"
 include: "rules/pretraining.smk"
+include: "rules/pifstudy.smk"
+include: "rules/msstudy.smk"
 include: "rules/heatmaps.smk"
 include: "rules/dose.smk"
 
@@ -62,6 +64,7 @@ localrules:
     transfer_roc,
     sweep_table,
     sweep_figure,
+
     dose_table,
     dose_figure,
     dose_figure_levels,
@@ -89,3 +92,4 @@ rule all:
         sweep_targets(),
         heatmap_targets(),
         dose_targets(),
+        study_targets(),

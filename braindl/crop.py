@@ -88,6 +88,18 @@ def box_settings(settings: dict, modality: str) -> tuple[str, dict]:
     return name, settings["box"][name]
 
 
+def scan_box_affine(image_affine: np.ndarray, box: dict, aligned: bool = True) -> np.ndarray:
+    """The voxel-to-world affine of ``box`` for a registered image with ``image_affine`` (see
+    :func:`crop_scan` for ``aligned``)."""
+    from braindl.registration import grid_to_scanner
+
+    center = box.get("center_mm") or default_center(1.0)
+    aff = box_affine(box["shape"], box["resolution_mm"], center)
+    if not aligned:
+        aff = grid_to_scanner(image_affine, float(np.sqrt((image_affine[:3, :3] ** 2).sum(0)).mean())) @ aff
+    return aff
+
+
 def crop_scan(image_path, mask_path, box: dict, method: str, aligned: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """Crop and normalise one skull-stripped scan; returns (image, affine, statistics).
 
@@ -95,15 +107,10 @@ def crop_scan(image_path, mask_path, box: dict, method: str, aligned: bool = Tru
     the same voxels of the image's grid as it takes of the template grid, and the
     cropped image keeps the scanner's world coordinates.
     """
-    from braindl.registration import grid_to_scanner
-
     img = nib.load(str(image_path))
     data = np.asarray(img.dataobj, dtype=np.float32)
     mask = np.asarray(nib.load(str(mask_path)).dataobj)
-    center = box.get("center_mm") or default_center(1.0)
-    aff = box_affine(box["shape"], box["resolution_mm"], center)
-    if not aligned:
-        aff = grid_to_scanner(img.affine, float(np.sqrt((img.affine[:3, :3] ** 2).sum(0)).mean())) @ aff
+    aff = scan_box_affine(img.affine, box, aligned)
     cropped = resample_to_box(data, img.affine, aff, box["shape"], order=1)
     cropped_mask = resample_to_box(mask, img.affine, aff, box["shape"], order=0) > 0.5
     kept = float(cropped_mask.sum() * np.prod(np.abs(np.diag(aff)[:3]))) / max(

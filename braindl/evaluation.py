@@ -190,6 +190,10 @@ def corrected_resampled_ttest(diff, n_train: float, n_test: float) -> tuple[floa
     return float(t), float(2 * stats.t.sf(abs(t), j - 1))
 
 
+COMPARISON_COLUMNS = ["task", "modality", "variant_a", "variant_b", "metric", "n_splits", "mean_difference",
+                      "statistic", "p_value", "corrected_t", "corrected_t_p_value", "n_train", "n_test"]
+
+
 def compare_variants(table: pd.DataFrame, metrics: tuple) -> pd.DataFrame:
     """Each pair of variants, per metric, on per-split means (the runs of one split share a test set, so
     they are averaged first): the Wilcoxon signed-rank test and the corrected resampled t-test
@@ -217,7 +221,8 @@ def compare_variants(table: pd.DataFrame, metrics: tuple) -> pd.DataFrame:
                                  mean_difference=float(diff.mean()) if len(both) else np.nan,
                                  statistic=stat, p_value=p, corrected_t=t, corrected_t_p_value=p_t,
                                  n_train=n_train, n_test=n_test))
-    return pd.DataFrame(rows)
+    # one variant has no pair: the table keeps its header (readers see no comparison, not a broken file)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def run_evaluation(runs: list[dict], n_boot: int, ci: float, out_metrics, out_summary, out_comparison) -> None:

@@ -32,6 +32,7 @@ TABLE1 = {"architecture": ["A", "B"], "learning_rate": [1.0e-4, 5.0e-5], "batch_
 MODELS = {("baseline", "A"): "vgg3d_a", ("baseline", "B"): "vgg3d_b", ("pif", "A"): "pif3d_a",
           ("pif", "B"): "pif3d_b"}
 MEASURES = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "epochs", "seconds")
+FAMILIES = ("baseline", "pif")
 
 
 def sample_hyperparameters(seed: int, n: int = 5, space: dict | None = None,
@@ -53,14 +54,21 @@ def sample_hyperparameters(seed: int, n: int = 5, space: dict | None = None,
     return out
 
 
+def search_space(study: dict) -> dict:
+    """Table 1 as ``study`` (config ``pif_study``) sizes it: architectures, learning rates, batch sizes,
+    patience values."""
+    return {"architecture": list(study["architectures"]), "learning_rate": [float(v) for v in study["learning_rates"]],
+            "batch_size": [int(v) for v in study["batch_sizes"]], "patience": [int(v) for v in study["patience"]]}
+
+
 def plan(n_splits: int, seed: int, n_samples: int = 5, fractions=(1.0, 0.2),
-         families=("baseline", "pif")) -> pd.DataFrame:
+         families=("baseline", "pif"), space: dict | None = None, min_per_architecture: int = 2) -> pd.DataFrame:
     """Every run of the study: split x family x training fraction x sample, with its hyperparameters
     and network. The samples are drawn per split and shared by the families and fractions, so that
     baseline and PIF meet the same settings."""
     rows = []
     for split in range(1, int(n_splits) + 1):
-        for hp in sample_hyperparameters(int(seed) * 1000 + split, int(n_samples)):
+        for hp in sample_hyperparameters(int(seed) * 1000 + split, int(n_samples), space, int(min_per_architecture)):
             for family in families:
                 for fraction in fractions:
                     rows.append({"split": split, "family": family, "fraction": float(fraction), **hp,
@@ -68,13 +76,67 @@ def plan(n_splits: int, seed: int, n_samples: int = 5, fractions=(1.0, 0.2),
     return pd.DataFrame(rows)
 
 
-def training_subset(participants, fraction: float, seed: int) -> list[str]:
-    """The "randomly sampled 20% subset" of a split's training participants (at least 2), nested: a
-    smaller fraction keeps a subset of a larger one's participants."""
-    ids = sorted(set(participants))
-    order = [ids[int(i)] for i in np.random.default_rng(int(seed)).permutation(len(ids))]
-    k = max(2, int(round(float(fraction) * len(ids))))
-    return sorted(order[:k])
+def study_plan(study: dict, n_splits: int) -> pd.DataFrame:
+    """:func:`plan` of the config section ``pif_study``, with each run's ``size`` label (percent)."""
+    runs = plan(n_splits, study["seed"], study["samples"], study["fractions"], space=search_space(study),
+                min_per_architecture=study["min_per_architecture"])
+    return runs.assign(size=[size_label(f) for f in runs["fraction"]])
+
+
+def size_label(fraction: float) -> str:
+    """``0.2`` -> ``"020"``: the ``size-`` entity (percent of the training participants)."""
+    pct = round(float(fraction) * 100)
+    if not 0 < pct <= 100:
+        raise ValueError(f"training fraction {fraction} is not in (0, 1]")
+    return f"{pct:03d}"
+
+
+def run_settings(training: dict, study: dict, family: str, hp: dict) -> dict:
+    """Training settings of one run: config ``training`` (without its task and transfer keys), the
+    sample's architecture and hyperparameters, and the study's augmentation. "For the PIF architecture,
+    we performed only translation and not flipping, since the PIF layer requires patches to have the
+    same content during each training iteration" (004 study 5); the translation is "along the sagittal
+    axis"."""
+    skip = {"tasks", "modalities", "finetune_from", "pretrained", "freeze", "model"}
+    out = {k: v for k, v in training.items() if k not in skip}
+    out.update(model=MODELS[(family, hp["architecture"])], learning_rate=float(hp["learning_rate"]),
+               batch_size=int(hp["batch_size"]), early_stopping_patience=int(hp["patience"]),
+               max_epochs=int(study["max_epochs"]), pretrained=None, freeze="none",
+               augment_flip=0.0 if family == "pif" else float(study["augment_flip"]),
+               augment_shift_voxels=int(study["augment_shift_voxels"]), augment_shift_axis="sagittal")
+    if family != "pif":
+        out.pop("pif_grid", None), out.pop("pif_filters", None)  # their changes do not rerun the baseline
+    return out
+
+
+def training_subset(labels: pd.Series, fraction: float, seed: int) -> list[str]:
+    """The "randomly sampled 20% subset" of a split's training participants, stratified by class:
+    ``labels`` maps participant -> class; each class keeps ``round(fraction * n)`` (at least one) of its
+    participants. Nested: with one seed, a smaller fraction keeps a subset of a larger one's."""
+    labels = labels[~labels.index.duplicated()]
+    keep = []
+    for k, (cls, group) in enumerate(labels.groupby(labels, sort=True)):
+        ids = sorted(group.index)
+        order = [ids[int(i)] for i in np.random.default_rng([int(seed), k]).permutation(len(ids))]
+        keep += order[:max(1, int(round(float(fraction) * len(ids))))]
+    return sorted(keep)
+
+
+def subset_split(split_tsv, task: str, fraction: float, seed: int, out_tsv) -> pd.DataFrame:
+    """A split whose training set keeps :func:`training_subset` of its participants (classes of
+    ``task``); validation and test sets are unchanged."""
+    from braindl import splits
+    from braindl.io import write_tsv
+
+    table = splits.read_split(split_tsv)
+    train = table[table["set"] == "train"]
+    labels = pd.Series(splits.task_labels(train, task).to_numpy(), index=train["participant_id"]).dropna()
+    if labels.empty:
+        raise ValueError(f"{split_tsv}: no training participant has a class of task {task}")
+    keep = training_subset(labels, fraction, seed)
+    out = table[(table["set"] != "train") | table["participant_id"].isin(keep)].reset_index(drop=True)
+    write_tsv(out_tsv, out)
+    return out
 
 
 def select_best(runs: pd.DataFrame, metric: str = "validation_roc_auc") -> pd.DataFrame:
@@ -100,3 +162,138 @@ def summary_table(best: pd.DataFrame) -> pd.DataFrame:
             row[f"kept_{arch}"] = int((g["architecture"] == arch).sum())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per trained run: its plan entries (``runs``: dicts of the plan with the run's
+    ``predictions`` and ``summary`` files and its ``task``), the validation ROC AUC the search selects
+    on, and the test measures. ``epochs`` is "the number of iterations until early stopping" (epochs
+    run), ``seconds`` the training time."""
+    import json
+    from pathlib import Path
+
+    from braindl.evaluation import classification_metrics, prediction_arrays
+
+    rows = []
+    for r in runs:
+        summary = json.loads(Path(r["summary"]).read_text())
+        pred = pd.read_csv(r["predictions"], sep="\t", dtype={"participant_id": str, "session_id": str})
+        classes = summary["classes"]
+        val = classification_metrics(*prediction_arrays(pred[pred["set"] == "validation"], classes))
+        test = classification_metrics(*prediction_arrays(pred[pred["set"] == "test"], classes))
+        plan_keys = {k: r[k] for k in ("task", "split", "family", "fraction", "sample", "architecture",
+                                       "learning_rate", "batch_size", "patience", "model")}
+        rows.append({**plan_keys, "validation_roc_auc": val["roc_auc"],
+                     "validation_balanced_accuracy": val["balanced_accuracy"],
+                     **{m: test[m] for m in MEASURES[:4]}, "epochs": int(summary["epochs"]),
+                     "best_epoch": int(summary["best_epoch"]), "seconds": float(summary["seconds"]),
+                     "n_train": int(summary["n_train"]), "n_test": int(summary["n_test"])})
+    return pd.DataFrame(rows)
+
+
+def study_tables(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every run with ``selected`` marking the kept sample of its split, family and fraction; the
+    per-task :func:`summary_table`). A run whose validation AUC is undefined (one class in the
+    validation set) ranks last."""
+    table = runs_table(runs)
+    table["validation_roc_auc"] = table["validation_roc_auc"].astype(float)
+    ranked = table.assign(_rank=table["validation_roc_auc"].fillna(-np.inf))
+    kept = []
+    for task, g in ranked.groupby("task", sort=False):
+        best = select_best(g, "_rank")
+        kept += [(task, *k) for k in best[["split", "family", "fraction", "sample"]].itertuples(index=False)]
+    key = list(zip(table["task"], table["split"], table["family"], table["fraction"], table["sample"]))
+    table["selected"] = [k in set(kept) for k in key]
+    summary = pd.concat([summary_table(g[g["selected"]]).assign(task=task) for task, g in table.groupby("task", sort=False)],
+                        ignore_index=True)
+    summary = summary[["task", *[c for c in summary.columns if c != "task"]]]
+    return table, summary
+
+
+def run_study_tables(runs: list[dict], out_runs, out_summary) -> None:
+    from braindl.io import write_tsv
+
+    table, summary = study_tables(runs)
+    write_tsv(out_runs, table)
+    write_tsv(out_summary, summary)
+
+
+def study_figure(summary_tsv, out, style: dict) -> pd.DataFrame:
+    """Test ROC AUC and epochs until early stopping (mean +- SD over splits of the kept runs) per family
+    and training fraction, one column of panels per task (004 study 5's Table 2 and Figure 6). Returns
+    the plotted values (task, family, fraction, measure, mean, sd)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from braindl.figures import _save
+
+    t = pd.read_csv(summary_tsv, sep="\t")
+    tasks = list(dict.fromkeys(t["task"]))
+    fractions = sorted(t["fraction"].unique(), reverse=True)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 5.6), squeeze=False)
+    plotted = []
+    width = 0.8 / len(FAMILIES)
+    for j, task in enumerate(tasks):
+        for i, (measure, label) in enumerate((("roc_auc", "test ROC AUC"), ("epochs", "epochs until early stopping"))):
+            ax = axes[i, j]
+            for k, family in enumerate(FAMILIES):
+                rows = t[(t["task"] == task) & (t["family"] == family)].set_index("fraction").reindex(fractions)
+                mean, sd = rows[f"{measure}_mean"].to_numpy(float), rows[f"{measure}_sd"].to_numpy(float)
+                x = np.arange(len(fractions)) + (k - (len(FAMILIES) - 1) / 2) * width
+                ax.bar(x, mean, width, yerr=np.nan_to_num(sd), capsize=3, label=family)
+                plotted += [dict(task=task, family=family, fraction=f, measure=measure, mean=m, sd=s)
+                            for f, m, s in zip(fractions, mean, sd)]
+            ax.set_xticks(np.arange(len(fractions)), [f"{f:.0%} of training" for f in fractions])
+            ax.set_ylabel(label)
+            if measure == "roc_auc":
+                ax.axhline(0.5, color="0.5", ls=":", lw=1)
+                ax.set_ylim(0, 1)
+                ax.set_title(task)
+    axes[0, 0].legend(fontsize=8)
+    _save(fig, out, int(style.get("dpi", 150)))
+    return pd.DataFrame(plotted)
+
+
+# ---- paths (BIDS-derivatives style; cheap: the Snakefile calls them at parse time) ----------------------
+def subset_path(results, task, size, split) -> str:
+    return f"{results}/pifstudy/splits/task-{task}_size-{size}_split-{split}_split.tsv"
+
+
+def run_paths(results, study: dict, task, family, size, split, sample) -> dict[str, str]:
+    """The four files of one run (wildcard patterns when given ``{...}`` strings)."""
+    mod, reg = study["modality"], study["variant"]
+    pre = (f"{results}/pifstudy/task-{task}/family-{family}/task-{task}_{mod}_desc-{reg}_family-{family}"
+           f"_size-{size}_split-{split}_sample-{sample}")
+    return {k: f"{pre}_{k}.{e}" for k, e in
+            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+
+
+def table_paths(results, study: dict) -> dict[str, str]:
+    pre = f"{results}/pifstudy/{study['modality']}_desc-{study['variant']}"
+    return {"runs": f"{pre}_runs.tsv", "summary": f"{pre}_summary.tsv"}
+
+
+def figure_path(results, study: dict, fmt: str) -> str:
+    return f"{results}/figures/pifstudy_{study['modality']}_desc-{study['variant']}.{fmt}"
+
+
+def plan_entry(runs: pd.DataFrame, split, family: str, size: str, sample) -> dict:
+    """The row of :func:`study_plan` of one run (its hyperparameters and network)."""
+    rows = runs[(runs["split"] == int(split)) & (runs["family"] == family) & (runs["size"] == size)
+                & (runs["sample"] == int(sample))]
+    if len(rows) != 1:
+        raise KeyError(f"no planned run split {split}, family {family}, size {size}, sample {sample}")
+    return rows.iloc[0].to_dict()
+
+
+def planned_runs(results, study: dict, runs: pd.DataFrame) -> list[dict]:
+    """Every run of every task with its plan entries and files (the table job's input)."""
+    out = []
+    for task in study["tasks"]:
+        for row in runs.to_dict("records"):
+            split = f"{row['split']:02d}"
+            out.append({**row, "task": task, "split": split,
+                        **run_paths(results, study, task, row["family"], row["size"], split, row["sample"])})
+    return out

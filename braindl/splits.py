@@ -17,7 +17,9 @@ Two methods:
 In both, the validation set is a stratified share of the non-test participants.
 
 Tasks (``TASKS``) name the diagnoses they use; ``MMSE`` is a regression on the
-in-distribution diagnoses with MMSE >= 15 (001).
+in-distribution diagnoses with MMSE >= 15 (001); ``sex`` classifies female against
+male participants of those diagnoses (004 study 5's third task, there on UK Biobank);
+``CN_vs_MS`` is 004 study 2's task.
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ TASKS = {
     "CN_AD_DLB": ["CN", "AD", "DLB"],
     "CN_MCI_AD_DLB": ["CN", "MCI", "AD", "DLB"],
     "MMSE": ["CN", "MCI", "AD", "DLB"],
+    "CN_vs_MS": ["CN", "MS"],
+    "sex": ["CN", "MCI", "AD", "DLB"],
 }
 REGRESSION = {"MMSE": "mmse"}
+#: tasks whose classes are another column than the diagnosis: column and classes in output order
+LABELLED = {"sex": ("sex", ["F", "M"])}
+#: spellings of sex in participants.tsv (BIDS recommends M/F; male/female and m/f occur)
+SEX_CODES = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M"}
 MMSE_MIN = 15
 SETS = ("train", "validation", "test")
 
@@ -53,7 +61,23 @@ def task_classes(task: str) -> list[str]:
     """Class labels of a classification task, in output order (empty for regression)."""
     if task not in TASKS:
         raise SplitError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    if task in LABELLED:
+        return list(LABELLED[task][1])
     return [] if is_regression(task) else list(TASKS[task])
+
+
+def sex_code(value) -> str | None:
+    """``F``/``M`` for the usual spellings of a participant's sex, None for anything else."""
+    return SEX_CODES.get(str(value).strip().lower())
+
+
+def task_labels(rows: pd.DataFrame, task: str) -> pd.Series:
+    """The class of each row for a classification ``task`` (None where it has none): the diagnosis,
+    or the column of a :data:`LABELLED` task (sex, in its usual spellings)."""
+    classes = task_classes(task)
+    if task == "sex":
+        return rows["sex"].map(sex_code)
+    return rows["diagnosis"].where(rows["diagnosis"].isin(classes), None)
 
 
 def subject_table(manifest: pd.DataFrame, task: str, age_bin_years: float) -> pd.DataFrame:
@@ -65,6 +89,8 @@ def subject_table(manifest: pd.DataFrame, task: str, age_bin_years: float) -> pd
     m = m[m["diagnosis"].isin(classes)]
     if task == "MMSE":
         m = m[pd.to_numeric(m["mmse"], errors="coerce") >= MMSE_MIN]
+    if task in LABELLED:  # participants without a class of the task (e.g. sex not given) take no part
+        m = m[task_labels(m, task).notna()]
     rows = []
     for pid, grp in m.groupby("participant_id", sort=True):
         first = grp.sort_values("session_id").iloc[0]

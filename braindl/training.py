@@ -67,8 +67,9 @@ def task_rows(index: pd.DataFrame, split: pd.DataFrame, task: str) -> dict[str, 
         merged = merged.assign(target=pd.to_numeric(merged[splits.REGRESSION[task]], errors="coerce"))
         merged = merged[merged["target"].notna()]
     else:
-        merged = merged[merged["diagnosis"].isin(classes)]
-        merged = merged.assign(target=merged["diagnosis"].map({c: i for i, c in enumerate(classes)}))
+        labels = splits.task_labels(merged, task)
+        merged = merged.assign(target=labels.map({c: i for i, c in enumerate(classes)}))
+        merged = merged[merged["target"].notna()].astype({"target": int})
     out = {s: merged[merged["set"] == s].reset_index(drop=True) for s in splits.SETS}
     for s, rows in out.items():
         if rows.empty:
@@ -84,8 +85,9 @@ def to_device(arr: np.ndarray, rows: pd.DataFrame, device: torch.device, mosaic:
 
 def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator, shift_axis: str = "random") -> torch.Tensor:
     """Flip across the sagittal plane (array axis 0) and shift, per sample, along one random axis
-    (``shift_axis`` random) or along the left-right axis (``sagittal``, array axis 0: 004's "translation
-    and flipping along the sagittal axis")."""
+    (``shift_axis`` random), along the left-right axis (``sagittal``, array axis 0: 004's "translation
+    and flipping along the sagittal axis") or along one random axis of the axial plane (``axial``, array
+    axes 0 and 1: 004 study 2's "randomly translated between -2 and 2 pixels within the axial plane")."""
     x = x.clone()
     n = x.shape[0]
     dev = gen.device
@@ -94,7 +96,7 @@ def augment(x: torch.Tensor, flip_p: float, max_shift: int, gen: torch.Generator
         if flip.any():
             x[flip] = x[flip].flip(2)
     if max_shift > 0:
-        axes = torch.randint(0, 3, (n,), generator=gen, device=dev).tolist()
+        axes = torch.randint(0, 2 if shift_axis == "axial" else 3, (n,), generator=gen, device=dev).tolist()
         if shift_axis == "sagittal":
             axes = [0] * n
         shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen, device=dev).tolist()
@@ -216,7 +218,16 @@ class Runner:
         self.trainable = models.freeze(self.model, settings["freeze"] if started else "none")
         self.opt = _optimizer(settings["optimizer"], [p for p in self.model.parameters() if p.requires_grad],
                               float(settings["learning_rate"]), float(settings["weight_decay"]))
+        self.lr0, self.decay, self.updates = float(settings["learning_rate"]), float(
+            settings.get("learning_rate_decay", 0.0)), 0
         self._seed_generators(seed)
+
+    def _decay_lr(self) -> None:
+        """Keras' time-based decay (004 study 2: "0.0005 with a 0.002 decay"): the learning rate of
+        update t is lr0 / (1 + decay * t)."""
+        if self.decay:
+            for g in self.opt.param_groups:
+                g["lr"] = self.lr0 / (1.0 + self.decay * self.updates)
 
     def _seed_generators(self, seed: int) -> None:
         """Batch-order and augmentation generators (the latter on the device), bf16 autocast on CUDA."""
@@ -264,7 +275,9 @@ class Runner:
             self.opt.zero_grad(set_to_none=True)
             loss = self.loss_fn(self._forward(xb), self.y["train"][idx])
             loss.backward()
+            self._decay_lr()
             self.opt.step()
+            self.updates += 1
             total += float(loss.detach()) * len(idx)
         return total / n
 
@@ -394,6 +407,7 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
             runner.shuffle_gen.set_state(ck["shuffle_gen"].cpu())
             runner.aug_gen.set_state(ck["aug_gen"].cpu())
             history, best, best_epoch, bad = ck["history"], ck["best"], ck["best_epoch"], ck["bad"]
+            runner.updates = int(ck.get("updates", 0))
             best_state = ck["best_state"]
             start_epoch = ck["epoch"] + 1
             log(f"resuming {label} from epoch {ck['epoch']} ({last})")
@@ -427,7 +441,8 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
             _save_atomic(dict(digest=digest, epoch=epoch, model=runner.model.state_dict(),
                               optimizer=runner.opt.state_dict(), torch_rng=torch.get_rng_state(),
                               shuffle_gen=runner.shuffle_gen.get_state(), aug_gen=runner.aug_gen.get_state(),
-                              history=history, best=best, best_epoch=best_epoch, bad=bad, best_state=best_state),
+                              history=history, best=best, best_epoch=best_epoch, bad=bad, best_state=best_state,
+                              updates=getattr(runner, "updates", 0)),
                          last)
             saved_at = time.monotonic()
         if on_epoch_end is not None:

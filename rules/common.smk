@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import architectures, crop, extraction, inputs, mosaic, patches, pretraining, registration, splits, synthetic
+from braindl import (architectures, crop, extraction, inputs, mosaic, msstudy, patches, pifstudy, pretraining, registration,
+                     splits, synthetic)
 
 from braindl.provenance import canonical, script_hash
 
@@ -296,9 +297,28 @@ for _mod in TRAIN_MODALITIES:
 XFER = config["transfer"]
 ARMS = XFER["models"] if XFER["tasks"] else {}
 PRE = config["pretraining"]
-# every task that needs splits: the 3D runs, the transfer experiment and the pre-training sweep
+PIF = config["pif_study"]
+MSS = config["ms_study"]
+# every task that needs splits: the 3D runs, the transfer experiment, the pre-training sweep and the thesis'
+# studies 5 (PIF) and 2 (AD to MS)
 ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"] + ([PRE["source_task"], PRE["target_task"]]
-                                                         if PRE["model"] else [])))
+                                                         if PRE["model"] else []) + PIF["tasks"]
+                               + ([MSS["source_task"], msstudy.TARGET_TASK] if MSS["enabled"] else [])))
+def _check_study_networks(section, models, modality):
+    """Refuse, at parse time, a crop too small for a study's networks (config `training.input_pool`)."""
+    shape = config["crop"]["box"][config["crop"]["preset"][modality]]["shape"]
+    for model in models:
+        try:
+            architectures.check_3d_input(model, shape, config["training"]["input_pool"])
+        except ValueError as err:
+            raise WorkflowError(f"config: {section} on the {modality} crop: {err}; lower training.input_pool") from None
+
+
+for _name, _study, _on in (("pif_study", PIF, PIF["tasks"]), ("ms_study", MSS, MSS["enabled"])):
+    if _on and _study["variant"] not in VARIANTS:
+        raise WorkflowError(f"config: {_name}.variant {_study['variant']!r} is not one of registration.variants {VARIANTS}")
+    if _on and _study["modality"] not in MODALITIES:
+        raise WorkflowError(f"config: {_name}.modality {_study['modality']!r} is not one of dataset.modalities {MODALITIES}")
 
 
 wildcard_constraints:
@@ -308,12 +328,47 @@ wildcard_constraints:
     run="[0-9]+",
 
 
+# ---- the thesis' studies 5 (PIF) and 2 (AD to MS): their plans (rules/pifstudy.smk, rules/msstudy.smk)
+if PIF["tasks"]:
+    _check_study_networks("pif_study", sorted(set(pifstudy.MODELS.values())), PIF["modality"])
+PIF_PLAN = pifstudy.study_plan(PIF, len(SPLIT_IDS)) if PIF["tasks"] else None
+PIF_RUNS = pifstudy.planned_runs(RESULTS, PIF, PIF_PLAN) if PIF["tasks"] else []
+if MSS["enabled"]:
+    _check_study_networks("ms_study", [MSS["model"]], MSS["modality"])
+MS_RUNS = msstudy.planned_runs(RESULTS, MSS, msstudy.ARMS, SPLIT_IDS, RUN_IDS) if MSS["enabled"] else []
+MS_HEATMAPS = [dict(split=s, run=r, **msstudy.heatmap_paths(RESULTS, MSS, s, r)) for s in SPLIT_IDS for r in RUN_IDS]
+MS_TABLES = msstudy.table_paths(RESULTS, MSS)
+# sessions with a native lesion mask of the study's modality: the synthetic cohort's lesion groups
+MS_LESIONS = (msstudy.lesion_sessions(COHORT, synthetic.lesion_settings(config["synthetic"])["groups"],
+                                      [p for p in session_pairs() if MSS["modality"] in session_mods(*p)])
+              if MSS["enabled"] and SYNTHETIC else [])
+
+
+def ms_registered(wc):
+    """The registration outputs of a session in the MS study's variant (its lesion mask takes their chain)."""
+    return reg_paths(MSS["variant"], session_mods(wc.subject, wc.session), wc.subject, wc.session)
+
+
+def study_targets():
+    """The tables and figures of the thesis' studies 5 and 2 that are switched on."""
+    files = []
+    if PIF["tasks"]:
+        files += [*pifstudy.table_paths(RESULTS, PIF).values(), pifstudy.figure_path(RESULTS, PIF, config["figures"]["format"])]
+    if MSS["enabled"]:
+        files += msstudy.targets(RESULTS, MSS, config["figures"]["format"], bool(MS_LESIONS))
+    return files
+
+
 def split_modalities(task):
     """The modalities trained on ``task`` (3D runs, transfer models, pre-training sweep): its splits
     are made from the sessions whose scans of these passed QC."""
     mods = list(TRAIN_MODALITIES) if task in TASKS else []
     if (ARMS and task in XFER["tasks"]) or (PRE["model"] and task in (PRE["source_task"], PRE["target_task"])):
         mods.append(XFER["modality"])
+    if task in PIF["tasks"]:
+        mods.append(PIF["modality"])
+    if MSS["enabled"] and task in (MSS["source_task"], msstudy.TARGET_TASK):
+        mods.append(MSS["modality"])
     return sorted(set(mods))
 
 
@@ -344,6 +399,8 @@ def train_paths(task="{task}", mod="{mod}", reg="{reg}", split="{split}", run="{
 def training_settings():
     """Training config as the train rule sees it (not the task or modality lists)."""
     skip = {"tasks", "modalities", "finetune_from"}
+    if config["training"]["model"] not in architectures.PIF_MODELS:
+        skip |= {"pif_grid", "pif_filters"}  # the PIF layer's settings rerun only PIF networks
     return canonical({k: v for k, v in config["training"].items() if k not in skip})
 
 
@@ -458,6 +515,8 @@ def arm_settings(arm):
         settings.pop("input_pool")  # 3D networks only: its changes do not rerun 2D models
         settings.update(XFER["defaults_2d"], rgb=config["mosaic"]["rgb"])
     settings.update({k: v for k, v in spec.items() if k != "layout"})
+    if settings["model"] not in architectures.PIF_MODELS:
+        settings.pop("pif_grid", None), settings.pop("pif_filters", None)
     return canonical(settings)
 
 

@@ -164,3 +164,19 @@ def test_registration_figures_are_drawn(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
     tpr = figures.mean_roc(pd.read_csv(preds[0], sep="\t"), ["CN", "AD"])
     assert tpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(tpr) >= 0)
+
+
+def test_one_variant_has_an_empty_comparison_that_reads_back(tmp_path):
+    """A study on one registration variant: the comparison table keeps its header, the figure draws."""
+    from braindl.io import write_tsv
+
+    table = _metrics_table()
+    one = table[table.variant == "linear"]
+    metrics = evaluation.CLASSIFICATION_METRICS
+    comp = evaluation.compare_variants(one, metrics)
+    assert comp.empty and list(comp.columns) == evaluation.COMPARISON_COLUMNS
+    write_tsv(tmp_path / "summary.tsv", evaluation.summarise(one, metrics))
+    write_tsv(tmp_path / "comparison.tsv", comp)
+    figures.variant_figure("variants", None, tmp_path / "summary.tsv", tmp_path / "comparison.tsv", [], ["linear"],
+                           {"dpi": 40}, tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").stat().st_size > 0

@@ -389,3 +389,57 @@ def test_2d_augmentation_shifts_and_zooms_within_bounds():
         assert abs(cy - 19.5) <= 0.03 * 40 + 0.5 and abs(cx - 19.5) <= 0.03 * 40 + 0.5
     assert not torch.equal(y, x)
     assert torch.equal(training.augment_2d(x, 0.0, 0.0, gen), x)
+
+
+def test_augment_can_shift_within_the_axial_plane_only():
+    """004 study 2: "randomly translated between -2 and 2 pixels within the axial plane": array axes 0, 1."""
+    x = torch.rand(64, 1, 6, 7, 8) + 1
+    axes = _shift_axes(x, training.augment(x, 0.0, 2, torch.Generator().manual_seed(3), shift_axis="axial"))
+    assert set(axes) == {1, 2, None} and min(axes.count(1), axes.count(2)) > 10
+
+
+def test_learning_rate_decays_as_keras_time_based_decay(toy, tmp_path, default_config):
+    """004 study 2: "0.0005 with a 0.002 decay": update t uses lr0 / (1 + decay * t); a resumed run goes on
+    from its update count."""
+    lrs = []
+    orig = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    s = _settings(default_config, max_epochs=2, learning_rate=5e-4, learning_rate_decay=0.25)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy)
+        _train(toy, tmp_path, s, "decay")
+    assert len(lrs) > 4
+    np.testing.assert_allclose(lrs, [5e-4 / (1 + 0.25 * t) for t in range(len(lrs))], rtol=1e-12)
+
+    def kill(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(toy, tmp_path, s, "decay_killed", on_epoch_end=kill, checkpoint_s=0)
+    lrs.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy)
+        _train(toy, tmp_path, s, "decay_killed")
+    n = len(lrs)  # the second epoch's updates only
+    np.testing.assert_allclose(lrs, [5e-4 / (1 + 0.25 * t) for t in range(n, 2 * n)], rtol=1e-12)
+
+
+def test_sex_task_takes_its_classes_from_the_sex_column(toy):
+    index = pd.read_csv(toy / "index.tsv", sep="\t", dtype={"participant_id": str, "session_id": str})
+    index.loc[index.participant_id == "sub-000", "sex"] = "female"  # another spelling
+    index.loc[index.participant_id == "sub-001", "sex"] = "n/a"  # no class: no part in the task
+    subjects = splits.subject_table(index, "sex", 5)
+    assert "sub-001" not in set(subjects.participant_id)
+    sets = splits.make_splits(subjects, dict(method="repeated_holdout", n_splits=1, test_fraction=0.2,
+                                             validation_fraction=0.25, age_bin_years=5, balance_sex=False, seed=0))[0]
+    rows = training.task_rows(index, splits.session_rows(subjects, sets), "sex")
+    assert splits.task_classes("sex") == ["F", "M"]
+    every = pd.concat(rows.values())
+    assert set(every.diagnosis) == {"CN", "AD"} and "sub-001" not in set(every.participant_id)
+    expected = every["sex"].map(splits.sex_code).map({"F": 0, "M": 1})
+    assert (every["target"] == expected).all() and set(every["target"]) == {0, 1}

@@ -9,7 +9,7 @@ with to_log(snakemake.log):
         snakemake.params.get("task") or snakemake.wildcards.task,
         snakemake.params.settings,
         int(snakemake.wildcards.split),
-        int(snakemake.wildcards.run),
+        int(snakemake.params.get("run") or snakemake.wildcards.run),
         {k: snakemake.output[k] for k in ("model", "history", "predictions", "summary")},
         snakemake.params.state_dir,
         pretrained=snakemake.input.get("finetune"),

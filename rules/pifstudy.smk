@@ -1,0 +1,88 @@
+# 004 study 5 (braindl.pifstudy): a VGG-like baseline against its patch-individual-filter (PIF) version,
+# each split with the thesis' random hyperparameter search on the validation set, on all and on a
+# subset of each split's training participants. The runs are braindl.training.train_run.
+if PIF["tasks"]:
+
+    localrules:
+        pif_subset,
+        pif_table,
+        pif_figure,
+
+
+    wildcard_constraints:
+        family="|".join(pifstudy.FAMILIES),
+        sample="[0-9]+",
+
+
+    rule pif_subset:
+        input:
+            split=lambda wc: split_path(wc.split, wc.task),
+        output:
+            pifstudy.subset_path(RESULTS, "{task}", "{size}", "{split}"),
+        params:
+            fraction=lambda wc: int(wc.size) / 100,
+            seed=lambda wc: PIF["seed"] + int(wc.split),
+            code=script_code("pif_subset.py"),
+        log:
+            f"{RESULTS}/pifstudy/logs/task-{{task}}_size-{{size}}_split-{{split}}_subset.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/pif_subset.py"
+
+
+    rule pif_train:
+        input:
+            data=pack_paths(PIF["variant"], PIF["modality"])["volumes"],
+            index=pack_paths(PIF["variant"], PIF["modality"])["index"],
+            split=lambda wc: (split_path(wc.split, wc.task) if wc.size == "100"
+                              else pifstudy.subset_path(RESULTS, wc.task, wc.size, wc.split)),
+        output:
+            **pifstudy.run_paths(RESULTS, PIF, "{task}", "{family}", "{size}", "{split}", "{sample}"),
+        params:
+            settings=lambda wc: canonical(pifstudy.run_settings(
+                config["training"], PIF, wc.family, pifstudy.plan_entry(PIF_PLAN, wc.split, wc.family, wc.size, wc.sample))),
+            run=lambda wc: int(wc.sample) + 1,  # the seed of training.run_seed
+            state_dir=state_dir,
+            code=script_code("train.py"),
+        log:
+            f"{RESULTS}/pifstudy/logs/task-{{task}}_family-{{family}}_size-{{size}}_split-{{split}}_sample-{{sample}}.log",
+        threads: TRAIN_THREADS
+        conda:
+            ENV
+        resources:
+            **TRAIN_RESOURCES,
+        script:
+            "../workflow_scripts/train.py"
+
+
+    rule pif_table:
+        input:
+            runs=[r[k] for r in PIF_RUNS for k in ("predictions", "summary")],
+        output:
+            **{k: captioned(v, "pifstudy", "Thesis study 5 (PIF)") for k, v in pifstudy.table_paths(RESULTS, PIF).items()},
+        params:
+            runs=PIF_RUNS,
+            code=script_code("pif_table.py"),
+        log:
+            f"{RESULTS}/pifstudy/logs/table.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/pif_table.py"
+
+
+    rule pif_figure:
+        input:
+            pifstudy.table_paths(RESULTS, PIF)["summary"],
+        output:
+            captioned(pifstudy.figure_path(RESULTS, PIF, config["figures"]["format"]), "pifstudy", "Thesis study 5 (PIF)"),
+        params:
+            style=canonical(config["figures"]),
+            code=script_code("pif_figure.py"),
+        log:
+            f"{FIGURES}/logs/pifstudy.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/pif_figure.py"

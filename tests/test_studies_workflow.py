@@ -1,0 +1,173 @@
+"""The thesis' studies 5 (PIF) and 2 (AD to MS, lesion relevance) through the real Snakefile, on a tiny
+T1w-only cohort with an MS group: its own run, so that the main tiny run keeps its cohort."""
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from braindl import pifstudy, synthetic
+from snakemake_runs import job_counts, smk
+
+pytestmark = pytest.mark.slow
+
+STUDIES = {
+    "synthetic": {"groups": {"CN": 4, "MCI": 0, "AD": 4, "DLB": 0, "FTLD": 0, "MS": 4}, "sessions": [1, 1]},
+    "dataset": {"modalities": ["T1w"]},
+    "registration": {"variants": ["linear"]},
+    "splits": {"n_splits": 2, "test_fraction": 0.25, "validation_fraction": 0.34},
+    "training": {"max_epochs": 2, "batch_size": 4},
+    "evaluation": {"bootstrap": 50},
+    # the other experiments off: this run is about the two studies
+    "transfer": {"tasks": []},
+    "pretraining": {"model": None},
+    "heatmaps": {"tasks": [], "variants": ["linear"]},
+    "skullstrip": {"n4": {"enabled": True, "shrink_factor": 4, "iterations": [20], "tolerance": 1.0e-3,
+                          "spline_distance_mm": 200}},
+    # study 5 on both tasks: 2 draws per split (one of each architecture), all and half the training set
+    "pif_study": {"tasks": ["CN_vs_AD", "sex"], "samples": 2, "min_per_architecture": 1, "fractions": [1.0, 0.5],
+                  "max_epochs": 2, "batch_sizes": [4], "patience": [2]},
+    "ms_study": {"enabled": True, "max_epochs": 2},
+}
+PIF_JOBS = {"pif_train": 2 * 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
+# per split: pre-training, fine-tuning, from scratch; a heatmap job per fine-tuned run
+MS_RUNS = {"finetune": 2, "scratch": 2, "pretrain": 2}
+
+
+@pytest.fixture(scope="module")
+def studies_run(repo, tmp_path_factory):
+    wd = tmp_path_factory.mktemp("studies")
+    (wd / "studies.yaml").write_text(yaml.safe_dump(STUDIES))
+    smk(repo, wd, "--cores", "2", "--configfile", "studies.yaml", "all")
+    return wd
+
+
+def _dry(repo, wd, name, change):
+    over = yaml.safe_load((wd / "studies.yaml").read_text())
+    for section, values in change.items():
+        over.setdefault(section, {}).update(values)
+    (wd / f"{name}.yaml").write_text(yaml.safe_dump(over))
+    out = smk(repo, wd, "-n", "--configfile", f"{name}.yaml", "all")
+    return job_counts(out.stdout + out.stderr)
+
+
+def _read(path, **kw):
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str, "split": str}, **kw)
+
+
+def test_pif_study_tables(studies_run):
+    res = studies_run / "results"
+    runs = _read(res / "pifstudy/T1w_desc-linear_runs.tsv")
+    summary = _read(res / "pifstudy/T1w_desc-linear_summary.tsv")
+    assert len(runs) == PIF_JOBS["pif_train"]
+    assert set(runs.model) == {"vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b"}
+    # each split drew one sample of each architecture, shared by both families and fractions
+    for (task, split), g in runs.groupby(["task", "split"]):
+        assert set(g.architecture) == {"A", "B"}
+        assert g.groupby("sample")[["architecture", "learning_rate"]].nunique().max().max() == 1
+    assert (runs.epochs <= 2).all() and (runs.seconds > 0).all()
+    # the search keeps, per task, split, family and fraction, the sample of the best validation AUC
+    assert runs.selected.sum() == 2 * 2 * 2 * 2
+    for _, g in runs.groupby(["task", "split", "family", "fraction"]):
+        kept = g[g.selected]
+        assert len(kept) == 1
+        if g.validation_roc_auc.notna().any():
+            assert kept.validation_roc_auc.iloc[0] == g.validation_roc_auc.max()
+    assert len(summary) == 2 * 2 * 2
+    for row in summary.itertuples():
+        kept = runs[runs.selected & (runs.task == row.task) & (runs.family == row.family) & (runs.fraction == row.fraction)]
+        assert row.roc_auc_mean == pytest.approx(kept.roc_auc.mean(), nan_ok=True)
+        assert row.epochs_mean == pytest.approx(kept.epochs.mean())
+    # the half-sized training sets: stratified halves of the split's training participants, the rest unchanged
+    for task in ("CN_vs_AD", "sex"):
+        full = _read(res / f"splits/task-{task}/task-{task}_split-01_split.tsv")
+        half = _read(res / f"pifstudy/splits/task-{task}_size-050_split-01_split.tsv")
+        n_full = full[full.set == "train"].participant_id.nunique()
+        assert half[half.set == "train"].participant_id.nunique() in (n_full // 2, (n_full + 1) // 2, n_full // 2 + 1)
+        assert half[half.set != "train"].reset_index(drop=True).equals(full[full.set != "train"].reset_index(drop=True))
+        assert set(runs[(runs.task == task) & (runs.fraction == 0.5)].n_train) <= {
+            len(half[half.set == "train"])}
+    sex = _read(res / "splits/task-sex/task-sex_split-01_split.tsv")
+    assert set(sex.diagnosis) == {"CN", "AD"}  # MS participants are not among sex's diagnoses
+    summ = json.loads(next((res / "pifstudy/task-sex/family-pif").glob("*_summary.json")).read_text())
+    assert summ["classes"] == ["F", "M"] and summ["model"] in ("pif3d_a", "pif3d_b")
+
+
+def test_pif_figure_reads_the_summary(studies_run, tmp_path):
+    res = studies_run / "results"
+    assert (res / "figures/pifstudy_T1w_desc-linear.png").stat().st_size > 0
+    shown = pifstudy.study_figure(res / "pifstudy/T1w_desc-linear_summary.tsv", tmp_path / "f.png", {"dpi": 40})
+    summary = _read(res / "pifstudy/T1w_desc-linear_summary.tsv")
+    m = shown[shown.measure == "epochs"].merge(summary, on=["task", "family", "fraction"])
+    np.testing.assert_allclose(m["mean"], m["epochs_mean"])
+
+
+def test_ms_transfer_runs_and_table(studies_run):
+    res = studies_run / "results"
+    table = _read(res / "msstudy/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_runs.tsv")
+    assert table.arm.value_counts().to_dict() == MS_RUNS
+    assert set(table[table.arm == "pretrain"].task) == {"CN_vs_AD"}
+    assert set(table[table.arm != "pretrain"].task) == {"CN_vs_MS"}
+    for split in ("01", "02"):
+        pre = res / f"msstudy/arm-pretrain/T1w_desc-linear_model-cnn3d_ms_arm-pretrain_split-{split}_run-01_model.pt"
+        fine = json.loads((res / f"msstudy/arm-finetune/T1w_desc-linear_model-cnn3d_ms_arm-finetune_split-{split}"
+                                 "_run-01_summary.json").read_text())
+        scratch = json.loads((res / f"msstudy/arm-scratch/T1w_desc-linear_model-cnn3d_ms_arm-scratch_split-{split}"
+                                    "_run-01_summary.json").read_text())
+        assert Path(fine["pretrained"]).resolve() == pre.resolve() and scratch["pretrained"] is None
+        assert fine["classes"] == ["CN", "MS"] and fine["fresh_parameters"] == []  # the AD head fits MS vs CN
+    summary = _read(res / "msstudy/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_summary.tsv").set_index("arm")
+    diff = (table[table.arm == "finetune"].roc_auc.to_numpy() - table[table.arm == "scratch"].roc_auc.to_numpy())
+    assert summary.loc["finetune-scratch", "roc_auc_mean"] == pytest.approx(np.nanmean(diff), nan_ok=True)
+
+
+def test_lesion_relevance_against_the_ground_truth(studies_run):
+    """The carried lesion masks against the generator's template-space truth, and equation (2) read back."""
+    res = studies_run / "results"
+    rel = _read(res / "msstudy/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_lesionrelevance.tsv")
+    for split in ("01", "02"):
+        index = _read(res / f"msstudy/heatmaps/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_arm-finetune_split-{split}"
+                            "_run-01_method-lrpepsilon_heatmaps.tsv")
+        assert len(rel[rel.split.astype(int) == int(split)]) == len(index)
+    ms, cn = rel[rel.diagnosis == "MS"], rel[rel.diagnosis == "CN"]
+    assert len(ms) >= 2 and len(cn) >= 2
+    assert (ms.lesion_ml > 0).all() and (cn.lesion_ml == 0).all() and cn.lesion_relevance.isna().all()
+    assert ((ms.lesion_relevance >= 0) & (ms.lesion_relevance <= 1)).all()
+    truth = Path(res / "synthetic/groundtruth")
+    for row in ms.itertuples():
+        sub, ses = row.participant_id[4:], row.session_id
+        pre = f"sub-{sub}_ses-{ses}_desc-linear_T1w"
+        carried = nib.load(res / f"msstudy/lesions/sub-{sub}/ses-{ses}/{pre}_label-lesion_probseg.nii.gz")
+        brain = np.asarray(nib.load(res / f"msstudy/lesions/sub-{sub}/ses-{ses}/{pre}_label-brain_mask.nii.gz").dataobj)
+        lm = np.asarray(carried.dataobj) >= 0.5
+        assert row.chance == pytest.approx(lm.sum() / brain.sum())
+        assert row.lesion_ml == pytest.approx(lm.sum() * 0.008)
+        # the truth in template space (where the generator put the lesions before warping the anatomy)
+        tpl = nib.load(synthetic.truth_paths(truth, sub, ses)["tpl_lesions"])
+        t = np.asarray(tpl.dataobj) > 0
+        tpl_ml = t.sum() * abs(np.linalg.det(tpl.affine[:3, :3])) / 1000
+        assert 0.5 < row.lesion_ml / tpl_ml < 2.0
+        c_carried = carried.affine[:3, :3] @ np.argwhere(lm).mean(0) + carried.affine[:3, 3]
+        c_truth = tpl.affine[:3, :3] @ np.argwhere(t).mean(0) + tpl.affine[:3, 3]
+        assert np.linalg.norm(c_carried - c_truth) < 6.0  # mm: linear registration leaves the warp's residual
+
+
+def test_study_settings_rerun_only_their_own_jobs(repo, studies_run):
+    assert _dry(repo, studies_run, "same", {}) == {}
+    # both studies off: nothing else changes (their params reach only their own rules)
+    assert _dry(repo, studies_run, "off", {"pif_study": {"tasks": []}, "ms_study": {"enabled": False}}) == {}
+    assert _dry(repo, studies_run, "pif_epochs", {"pif_study": {"max_epochs": 3}}) == {**PIF_JOBS, "all": 1}
+    # the PIF layer's grid: only the PIF family's runs
+    grid = _dry(repo, studies_run, "grid", {"training": {"pif_grid": [2, 2, 2]}})
+    assert grid == {"pif_train": PIF_JOBS["pif_train"] // 2, "pif_table": 1, "pif_figure": 1, "all": 1}
+    eps = _dry(repo, studies_run, "eps", {"ms_study": {"lrp_epsilon": 0.01}})
+    assert eps == {"ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1, "all": 1}
+    fine = _dry(repo, studies_run, "fine", {"ms_study": {"finetune": {**STUDIES_FINETUNE, "learning_rate": 1e-3}}})
+    assert fine == {"ms_train": 4, "ms_table": 1, "ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1, "all": 1}
+
+
+STUDIES_FINETUNE = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["ms_study"]["finetune"]
