@@ -294,6 +294,7 @@ def planned_runs(results, study: dict, runs: pd.DataFrame) -> list[dict]:
     for task in study["tasks"]:
         for row in runs.to_dict("records"):
             split = f"{row['split']:02d}"
-            out.append({**row, "task": task, "split": split,
-                        **run_paths(results, study, task, row["family"], row["size"], split, row["sample"])})
+            files = run_paths(results, study, task, row["family"], row["size"], split, row["sample"])
+            out.append({**row, "task": task, "split": split, "predictions": files["predictions"],
+                        "summary": files["summary"]})  # "model" stays the network's name
     return out

@@ -156,7 +156,8 @@ def test_planned_runs_and_their_entries(default_config):
     study = {**default_config["pif_study"], "tasks": ["CN_vs_AD", "sex"]}
     plan = P.study_plan(study, 3)
     runs = P.planned_runs("res", study, plan)
-    assert len(runs) == 2 * len(plan) and len({r["model"] for r in runs}) == len(runs)
+    assert len(runs) == 2 * len(plan) and len({r["summary"] for r in runs}) == len(runs)
+    assert {r["model"] for r in runs} == {"vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b"}
     r = runs[-1]
     entry = P.plan_entry(plan, r["split"], r["family"], r["size"], r["sample"])
     assert {k: entry[k] for k in ("architecture", "learning_rate", "batch_size")} == \
