@@ -46,6 +46,22 @@ include: "rules/pifstudy.smk"
 include: "rules/msstudy.smk"
 include: "rules/heatmaps.smk"
 include: "rules/dose.smk"
+include: "rules/external.smk"
+
+
+# Each external dataset is preprocessed by this workflow's own rules, as a module with the main config and
+# its results under results/external/<name> (braindl.external.module_config): the same variants, crop and
+# normalisation, and nothing of the main dataset reruns when one is added or changed.
+for _ext_name in external.datasets(config):
+    _ext_module = f"external_{_ext_name}"
+    _ext_prefix = f"external_{_ext_name}_"
+
+    module:
+        name: _ext_module
+        snakefile: "Snakefile"
+        config: external.module_config(config, _ext_name)
+
+    use rule * from _ext_module exclude all, preprocessing as _ext_prefix*
 
 # cheap aggregations (tables and figures of seconds, small memory): on a cluster they run beside Snakemake
 # instead of waiting in the queue; every other job is submitted, the short per-scan ones grouped
@@ -93,3 +109,4 @@ rule all:
         heatmap_targets(),
         dose_targets(),
         study_targets(),
+        external_targets(),

@@ -542,7 +542,8 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
         raise HeatmapError(f"{model_pt}: the model's classes {classes} do not include the disease class {target!r}")
     t_idx = classes.index(target)
     preds = pd.read_csv(predictions_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
-    test = preds[preds["set"] == "test"].reset_index(drop=True)
+    # a run's test scans, or every scan of an external dataset (braindl.external.predict_run)
+    test = preds[preds["set"].isin(["test", "external"])].reset_index(drop=True)
     if test.empty:
         raise HeatmapError(f"{predictions_tsv}: no test rows")
     arr, index = load_pack(data_npy, data_index)
@@ -585,7 +586,7 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     predicted = test["predicted"]
     table = test[["participant_id", "session_id", "diagnosis", "truth"]].assign(
         predicted=predicted, **{f"prob_{target}": test.get(f"prob_{target}", np.nan)},
-        outcome=[outcome(t, p, target) for t, p in zip(test["truth"], predicted)],
+        outcome=[outcome(t, p, target) if t in classes else "n/a" for t, p in zip(test["truth"], predicted)],
         volume=np.arange(len(test)))
     write_nifti(out_nii, maps, affine, np.float32)
     write_tsv(out_tsv, table)

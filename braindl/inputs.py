@@ -415,10 +415,13 @@ def read_sessions(bids_dir, pid) -> tuple[pd.DataFrame | None, list[str]]:
     return table, problems + _numbers(path, table, "session_id")
 
 
-def clinical_values(bids_dir, participants: pd.DataFrame, scans: pd.DataFrame, diagnoses) -> tuple[pd.DataFrame, list]:
+def clinical_values(bids_dir, participants: pd.DataFrame, scans: pd.DataFrame, diagnoses,
+                    labelled: bool = True) -> tuple[pd.DataFrame, list]:
     """One row per (participant, session) of ``scans``: the participant's columns, with diagnosis,
     age and mmse from the session's row of sessions.tsv where it gives them (not ``n/a``), and the
-    problems (a session without a diagnosis or age, a diagnosis not in ``diagnoses``)."""
+    problems (a session without a diagnosis or age, a diagnosis not in ``diagnoses``). An unlabelled
+    dataset (``labelled`` False: new scans a trained model is applied to) needs neither; its diagnoses
+    are ``n/a``, whatever the tables say."""
     root = Path(bids_dir)
     ptsv = root / "participants.tsv"
     known = set(diagnoses)
@@ -439,7 +442,9 @@ def clinical_values(bids_dir, participants: pd.DataFrame, scans: pd.DataFrame, d
             for col in SESSION_VALUES:
                 if srow is not None and col in srow.index and isinstance(srow[col], str):
                     row[col] = srow[col]
-            for col in REQUIRED_VALUES:
+            if not labelled:
+                row["diagnosis"] = "n/a"
+            for col in REQUIRED_VALUES if labelled else ():
                 val = row.get(col)
                 if not isinstance(val, str):
                     where = f"{ptsv}" + (f" or {stsv}" if table is not None else "")
@@ -452,7 +457,7 @@ def clinical_values(bids_dir, participants: pd.DataFrame, scans: pd.DataFrame, d
                     problems.append(f"{where}: {col} of {pid} ses-{ses} {said}: give it, or leave the participant "
                                     f"out (dataset.participants.exclude)")
             dx = row.get("diagnosis")
-            if isinstance(dx, str) and dx not in known:
+            if labelled and isinstance(dx, str) and dx not in known:
                 src = stsv if srow is not None and isinstance(srow.get("diagnosis"), str) else ptsv
                 problems.append(f"{src}: diagnosis {dx!r} of {pid} ses-{ses} is not one of {sorted(known)} "
                                 f"(dataset.diagnoses)")
@@ -551,7 +556,8 @@ def _gap_mm(a, b) -> float:
 
 
 def check_inputs(bids_dir, diagnoses, modalities=("T1w", "pet"), filters=None, runs: str = "last",
-                 participants=None, pet_route: str = "via_t1", threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 participants=None, pet_route: str = "via_t1", threads: int = 1,
+                 labelled: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check a BIDS dataset; return (manifest, skipped) or raise :class:`InputError`.
 
     The manifest has one row per selected image (:func:`select_scans`) with the session's
@@ -599,7 +605,7 @@ def check_inputs(bids_dir, diagnoses, modalities=("T1w", "pet"), filters=None, r
                                 f"orientation or origin is wrong; registration.pet_route via_t1 starts from them")
     clinical = pd.DataFrame()
     if table is not None:
-        clinical, probs = clinical_values(root, table, scans, diagnoses)
+        clinical, probs = clinical_values(root, table, scans, diagnoses, labelled)
         problems += probs
     if problems:
         raise InputError(problems)
@@ -617,11 +623,12 @@ def check_inputs(bids_dir, diagnoses, modalities=("T1w", "pet"), filters=None, r
 def run_check(bids_dir, settings: dict, pet_route: str, out_tsv, skipped_tsv, threads: int = 1) -> None:
     """Check the dataset and write the manifest and the skipped-files table (nothing on failure).
 
-    ``settings``: the ``dataset`` config (diagnoses, modalities, filters, runs, participants)."""
+    ``settings``: the ``dataset`` config (diagnoses, modalities, filters, runs, participants, labelled)."""
     from braindl.io import write_tsv
 
     manifest, skipped = check_inputs(bids_dir, settings["diagnoses"], settings["modalities"], settings.get("filters"),
-                                     settings.get("runs", "last"), settings.get("participants"), pet_route, threads)
+                                     settings.get("runs", "last"), settings.get("participants"), pet_route, threads,
+                                     settings.get("labelled", True))
     write_tsv(skipped_tsv, skipped)
     write_tsv(out_tsv, manifest)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import (architectures, crop, extraction, inputs, mosaic, msstudy, patches, pifstudy, pretraining, registration,
+from braindl import (architectures, crop, external, extraction, inputs, mosaic, msstudy, patches, pifstudy, pretraining, registration,
                      splits, synthetic)
 
 from braindl.provenance import canonical, script_hash
@@ -823,6 +823,41 @@ def heatmap_targets():
             if SYNTHETIC:
                 files += [heat_table("groundtruth", task, mod, reg, model), heat_figure("localisation", task, mod, reg, model)]
     return files
+
+
+# ---- external validation (rules/external.smk; each dataset's preprocessing: the module in the Snakefile) ----
+XVAL = config["external"]
+XVAL_DATASETS = external.datasets(config)
+for _problem in external.check_settings(config):
+    raise WorkflowError(f"config: {_problem}")
+ATLAS_LABEL = _atlas_label()
+XVAL_HEAT_UNITS = external.heatmap_units(config) if XVAL_DATASETS else []
+XVAL_HEAT_SPECS = architectures.method_specs(XVAL["heatmap_methods"], HM)
+for _label in XVAL_HEAT_SPECS:
+    if _label not in HM_SPECS or architectures.heatmap_refusal(heat_network(TRAIN_MODEL), HM_SPECS[_label]["method"]):
+        raise WorkflowError(f"config: external.heatmap_methods: {_label} is not one of the heatmaps.methods that apply "
+                            f"to {TRAIN_MODEL}")
+
+
+def ext_runs(wc):
+    """Every run of a task and modality that predicts an external dataset, with its predictions file."""
+    return external.prediction_runs(RESULTS, wc.extname, wc.task, wc.mod, XVAL["variants"], SPLIT_IDS, RUN_IDS)
+
+
+def ext_heat_runs(wc):
+    """The external heatmaps of every run of one unit and method (as unit_runs for the test sets)."""
+    return [dict(split=s, run=r, **external.heatmap_paths(RESULTS, wc.extname, wc.task, wc.mod, wc.reg, wc.hmodel, s, r,
+                                                          wc.method)) for s in SPLIT_IDS for r in RUN_IDS]
+
+
+def external_targets():
+    if not XVAL_DATASETS:
+        return []
+    for _name, _spec in XVAL_DATASETS.items():
+        if not _spec.get("labelled", True):
+            print(f"external.datasets.{_name}: no labels: its predictions are written, its metrics are not",
+                  file=sys.stderr)
+    return external.targets(RESULTS, config, ATLAS_LABEL, list(XVAL_HEAT_SPECS) if XVAL_HEAT_UNITS else [])
 
 
 # ---- 002's dose branch: resampling, reconstruction, patches, quality regression ---------------

@@ -32,6 +32,13 @@ STUDIES = {
     "pif_study": {"tasks": ["CN_vs_AD", "sex"], "samples": 2, "min_per_architecture": 1, "fractions": [1.0, 0.5],
                   "max_epochs": 2, "batch_sizes": [4], "patience": [2]},
     "ms_study": {"enabled": True, "max_epochs": 2},
+    # external validation of the CN vs AD runs: a second cohort (another seed: other subjects and sites) with
+    # an MCI participant (no class of the model), and an unlabelled one
+    "external": {"datasets": {"site2": {"bids_dir": None, "synthetic": {
+        "seed": 7, "groups": {"CN": 2, "MCI": 1, "AD": 2, "DLB": 0, "FTLD": 0, "MS": 0}}},
+        "blind": {"bids_dir": None, "labelled": False, "synthetic": {
+            "seed": 8, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}},
+        "tasks": ["CN_vs_AD"], "modalities": ["T1w"], "variants": ["linear"], "heatmap_methods": ["lrp_epsilon"]},
 }
 PIF_JOBS = {"pif_train": 2 * 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
 # per split: pre-training, fine-tuning, from scratch; a heatmap job per fine-tuned run
@@ -159,7 +166,8 @@ def test_lesion_relevance_against_the_ground_truth(studies_run):
 def test_study_settings_rerun_only_their_own_jobs(repo, studies_run):
     assert _dry(repo, studies_run, "same", {}) == {}
     # both studies off: nothing else changes (their params reach only their own rules)
-    assert _dry(repo, studies_run, "off", {"pif_study": {"tasks": []}, "ms_study": {"enabled": False}}) == {}
+    assert _dry(repo, studies_run, "off", {"pif_study": {"tasks": []}, "ms_study": {"enabled": False},
+                                           "external": {"tasks": []}}) == {}
     assert _dry(repo, studies_run, "pif_epochs", {"pif_study": {"max_epochs": 3}}) == {**PIF_JOBS, "all": 1}
     # the PIF layer's grid: only the PIF family's runs
     grid = _dry(repo, studies_run, "grid", {"training": {"pif_grid": [2, 2, 2]}})
@@ -171,3 +179,53 @@ def test_study_settings_rerun_only_their_own_jobs(repo, studies_run):
 
 
 STUDIES_FINETUNE = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["ms_study"]["finetune"]
+
+
+EXT_RUNS = 2  # 2 splits x 1 run, one variant
+
+
+def test_external_predictions_and_metrics(studies_run):
+    res = studies_run / "results"
+    preds = _read(res / "external/site2/task-CN_vs_AD_T1w_predictions.tsv")
+    manifest = _read(res / "external/site2/inputs/manifest.tsv")
+    assert len(preds) == len(manifest) * EXT_RUNS  # one row per external scan and run
+    assert set(preds.participant_id) == set(manifest.participant_id)
+    mci = preds.diagnosis == "MCI"
+    assert mci.any() and not preds.loc[mci, "scored"].any() and (preds.loc[mci, "truth"] == "n/a").all()
+    assert preds.loc[~mci, "scored"].all()  # every CN and AD scan passed QC here
+    metrics = _read(res / "external/site2/task-CN_vs_AD_T1w_metrics.tsv")
+    assert len(metrics) == EXT_RUNS and (metrics.n_scored == (~mci).sum() // EXT_RUNS).all()
+    from sklearn.metrics import roc_auc_score
+    for row in metrics.itertuples():
+        p = preds[(preds.split.astype(int) == row.split) & preds.scored]
+        assert row.roc_auc == pytest.approx(roc_auc_score(p.truth == "AD", p.prob_AD), nan_ok=True)
+    summary = _read(res / "external/site2/task-CN_vs_AD_T1w_summary.tsv")
+    internal = _read(res / "evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_metrics.tsv")
+    row = summary[(summary.source == "internal") & (summary.metric == "balanced_accuracy")].iloc[0]
+    assert row["mean"] == pytest.approx(internal.balanced_accuracy.mean())
+    assert (res / "figures/external-site2_task-CN_vs_AD_T1w.png").stat().st_size > 0
+    # the external scans were preprocessed as the main ones: the same crop grid and per-scan normalisation
+    main_pack = json.loads((res / "pack/desc-linear_T1w_volumes.json").read_text())
+    ext_pack = json.loads((res / "external/site2/pack/desc-linear_T1w_volumes.json").read_text())
+    assert ext_pack["Shape"][1:] == main_pack["Shape"][1:] and ext_pack["Affine"] == main_pack["Affine"]
+    # heatmaps of the external scans and their atlas tables
+    regions = list((res / "external/site2/heatmaps").glob("*_regionsummary.tsv"))
+    assert len(regions) == 1 and len(_read(regions[0])) > 0
+    # the unlabelled dataset: predictions only
+    blind = _read(res / "external/blind/task-CN_vs_AD_T1w_predictions.tsv")
+    assert len(blind) == 2 * EXT_RUNS and not blind.scored.any() and (blind.truth == "n/a").all()
+    assert not (res / "external/blind/task-CN_vs_AD_T1w_metrics.tsv").exists()
+
+
+def test_external_datasets_rerun_only_their_own_jobs(repo, studies_run):
+    """Adding an external dataset reruns no job of the main one; changing one reruns only its own jobs."""
+    ext = STUDIES["external"]
+    added = _dry(repo, studies_run, "added", {"external": {**ext, "datasets": {**ext["datasets"], "site3": {
+        "bids_dir": None, "synthetic": {"seed": 9, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}}}})
+    assert added and all(r.startswith("external") or r == "all" for r in added)
+    assert added["external_site3_extract"] == 2 and not any("site2" in r or "blind" in r for r in added)
+    changed = _dry(repo, studies_run, "changed", {"external": {**ext, "datasets": {**ext["datasets"], "site2": {
+        **ext["datasets"]["site2"], "synthetic": {**ext["datasets"]["site2"]["synthetic"], "seed": 11}}}}})
+    assert changed and all(r.startswith("external") or r == "all" for r in changed)
+    assert not any("blind" in r for r in changed)
+    assert changed["external_predict"] == EXT_RUNS and changed["external_site2_synthetic_cohort"] == 1

@@ -48,6 +48,8 @@ TINY = {
                  "occlusion_patch_2d": [57, 79], "occlusion_stride_2d": [57, 79]},
     # 002's dose branch on 5 patients, coarse: 2e7 events, 4 mm voxels, two levels (one per group), small
     # patches; ResNet-18 regressors for both freezing regimes, 1 and 2 training patients, an ensemble of 2
+    # external validation runs in test_studies_workflow.py (its cohort is T1w and linear only: cheaper)
+    "external": {"tasks": []},
     "dose": {"patients": 5, "total_counts": 2.0e7, "levels": [1, 100], "voxel_size_mm": 4.0,
              "groups": {"low": [1], "high": [100]}, "angles": 24, "subsets": 4,
              "patch_size": 24, "patches_per_plane": 6, "candidates_per_plane": 60,
@@ -134,6 +136,20 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["dose_train"] == len(dt["models"]) * len(dt["regimes"]) * len(dt["sizes"]) * (
         dt["folds"] + dt["ensemble_runs"] - 1)
     assert counts["dose_table"] == counts["dose_figure_levels"] == 1 and counts["dose_figure"] == 2
+    # the default external dataset: its own preprocessing (a module, in its own results tree), one prediction
+    # job per run and variant, its tables and figure, and heatmaps where heatmaps.variants has the variant
+    ext = default_config["external"]
+    for name, spec in ext["datasets"].items():
+        other = synthetic.cohort_table({**default_config["synthetic"], **spec["synthetic"]})
+        n_ext = int(other["n_sessions"].sum())
+        assert counts[f"external_{name}_extract"] == n_ext and counts[f"external_{name}_synthetic_cohort"] == 1
+        assert counts[f"external_{name}_skullstrip"] == n_ext * len(ext["variants"])
+        assert f"external_{name}_train" not in counts  # nothing is fitted on it
+    n_ext_sets = len(ext["datasets"]) * len(ext["tasks"]) * len(ext["modalities"])
+    assert counts["external_predict"] == n_ext_sets * len(ext["variants"]) * n_runs
+    assert counts["external_predictions"] == counts["external_metrics"] == counts["external_figure"] == n_ext_sets
+    ext_heat = [v for v in ext["variants"] if v in hm["variants"]]
+    assert counts["external_heatmap"] == n_ext_sets * len(ext_heat) * n_runs * len(ext["heatmap_methods"])
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):

@@ -1,0 +1,135 @@
+"""braindl.external: the module config, predictions of a saved run on another dataset, and its metrics."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from braindl import external, pack, splits, training
+from braindl.io import write_tsv
+
+SHAPE = (24, 28, 24)
+
+
+def _pack(root, name, n, seed, diagnoses=("CN", "AD")):
+    rng = np.random.default_rng(seed)
+    rows, vols = [], []
+    for i in range(n):
+        dx = diagnoses[i % len(diagnoses)]
+        v = rng.normal(0.3, 0.1, SHAPE).astype(np.float32)
+        if dx == "AD":
+            v[6:14, 8:16, 6:14] += 0.8
+        vols.append(v)
+        rows.append(dict(index=i, participant_id=f"sub-{name}{i:03d}", session_id="01", diagnosis=dx, age=70,
+                         sex="MF"[i % 2], mmse=29, qc_pass=i != 3, qc_reasons=""))
+    np.save(root / f"{name}.npy", np.stack(vols).astype(np.float16))
+    write_tsv(root / f"{name}.tsv", pd.DataFrame(rows))
+    return root / f"{name}.npy", root / f"{name}.tsv"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, default_config=None):
+    root = tmp_path_factory.mktemp("ext")
+    data, index = _pack(root, "main", 24, 0)
+    table = pd.read_csv(index, sep="\t", dtype={"participant_id": str, "session_id": str})
+    subjects = splits.subject_table(table, "CN_vs_AD", 5)
+    sets = splits.make_splits(subjects, dict(method="repeated_holdout", n_splits=1, test_fraction=0.25,
+                                             validation_fraction=0.25, age_bin_years=5, balance_sex=False, seed=0))[0]
+    write_tsv(root / "split.tsv", splits.session_rows(subjects, sets))
+    cfg = yaml.safe_load(open(__file__.replace("tests/test_external.py", "config.yaml")))
+    s = {k: v for k, v in cfg["training"].items() if k not in ("tasks", "modalities", "finetune_from")}
+    s.update(batch_size=4, max_epochs=3, input_pool=1, model="cnn3d_ms", early_stopping_patience=5)
+    out = {k: root / f"run_{k}.{e}" for k, e in (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"),
+                                                 ("summary", "json"))}
+    training.train_run(data, index, root / "split.tsv", "CN_vs_AD", s, 1, 1, out, root / "state", log=lambda m: None)
+    return root, out
+
+
+def test_predictions_are_the_saved_models_and_the_internal_path(trained):
+    root, out = trained
+    data, index = _pack(root, "other", 10, 5, diagnoses=("CN", "AD", "MCI"))
+    table = external.predict_run(out["model"], data, index, root / "pred.tsv")
+    assert len(table) == 10 and set(table["set"]) == {"external"}
+    model, ck = training.load_model(out["model"])
+    arr, _ = pack.load_pack(data, index)
+    with torch.no_grad():
+        expect = torch.softmax(model(torch.from_numpy(np.asarray(arr, np.float32)).unsqueeze(1)), 1).numpy()
+    np.testing.assert_allclose(table[["prob_CN", "prob_AD"]].to_numpy(), expect, rtol=1e-5, atol=1e-6)
+    # MCI is no class of the model: predicted, listed, not scored; scan 3 failed QC: not scored either
+    mci = table["diagnosis"] == "MCI"
+    assert (table.loc[mci, "truth"] == "n/a").all() and not table.loc[mci, "scored"].any()
+    assert not table.loc[3, "scored"] and table.loc[~mci & (table.index != 3), "scored"].all()
+    # the training pack through the external path gives the run's own test predictions
+    main = external.predict_run(out["model"], root / "main.npy", root / "main.tsv", root / "again.tsv")
+    run = pd.read_csv(out["predictions"], sep="\t", dtype={"participant_id": str, "session_id": str})
+    test = run[run.set == "test"].merge(main, on=["participant_id", "session_id"], suffixes=("", "_ext"))
+    assert len(test) == (run.set == "test").sum() > 0
+    np.testing.assert_allclose(test["prob_AD"], test["prob_AD_ext"], rtol=1e-5, atol=1e-6)
+    # an unlabelled dataset: everything predicted, nothing scored
+    blind = external.predict_run(out["model"], data, index, root / "blind.tsv", labelled=False)
+    assert not blind["scored"].any() and (blind["truth"] == "n/a").all()
+
+
+def test_metrics_are_scikit_learns_on_the_written_predictions(trained, tmp_path):
+    root, out = trained
+    runs, tables = [], []
+    for k, seed in enumerate((11, 12)):
+        data, index = _pack(tmp_path, f"d{k}", 12, seed, diagnoses=("CN", "AD", "MCI"))
+        path = tmp_path / f"pred{k}.tsv"
+        tables.append(external.predict_run(out["model"], data, index, path))
+        runs.append(dict(variant="linear", split=f"{k + 1:02d}", run="01", predictions=path))
+    metrics = external.metrics_table(runs, n_boot=50, ci=0.95)
+    for row, table in zip(metrics.itertuples(), tables):
+        s = table[table["scored"]]
+        assert row.n_predicted == 12 and row.n_scored == len(s)
+        assert row.roc_auc == pytest.approx(roc_auc_score(s["truth"] == "AD", s["prob_AD"]))
+        assert row.balanced_accuracy == pytest.approx(balanced_accuracy_score(s["truth"], s["predicted"]))
+        assert row.roc_auc_lo <= row.roc_auc <= row.roc_auc_hi
+    internal = pd.DataFrame({"variant": "linear", "split": [1, 2], "run": 1, "roc_auc": [0.8, 0.9],
+                             "roc_auc_lo": [0.6, 0.7], "roc_auc_hi": [0.9, 1.0], "balanced_accuracy": 0.75,
+                             "sensitivity": 0.7, "specificity": 0.8, "n_test": 6})
+    write_tsv(tmp_path / "internal.tsv", internal)
+    summary = external.summary_table(runs, tmp_path / "internal.tsv", 50, 0.95).set_index(["source", "metric"])
+    assert summary.loc[("internal", "roc_auc"), "mean"] == pytest.approx(0.85)
+    assert summary.loc[("internal", "roc_auc"), "lo"] == pytest.approx(0.65)
+    assert summary.loc[("external", "roc_auc"), "mean"] == pytest.approx(metrics["roc_auc"].mean())
+    lo, hi = summary.loc[("external", "roc_auc"), ["lo", "hi"]]
+    assert lo <= metrics["roc_auc"].mean() <= hi
+    write_tsv(tmp_path / "summary.tsv", summary.reset_index())
+    shown = external.figure(tmp_path / "summary.tsv", tmp_path / "fig.png", {"dpi": 40})
+    m = shown.merge(summary.reset_index(), on=["variant", "source", "metric"], suffixes=("", "_t"))
+    np.testing.assert_allclose(m["mean"], m["mean_t"])
+    assert set(shown["metric"]) == {"roc_auc", "balanced_accuracy"} and len(shown) == 4
+    both = external.predictions_table(runs, tmp_path / "all.tsv")
+    assert len(both) == 24 and list(both.columns[:3]) == ["variant", "split", "run"]
+
+
+def test_module_config_moves_the_results_and_switches_experiments_off(default_config):
+    cfg = {**default_config, "external": {**default_config["external"], "variants": ["syn"],
+                                          "datasets": {"b": {"bids_dir": "/data/b", "labelled": False,
+                                                             "filters": {"T1w": {"acq": "MPRAGE"}, "pet": {}}}}}}
+    mod = external.module_config(cfg, "b")
+    assert mod["results_dir"] == "results/external/b"
+    assert mod["dataset"]["bids_dir"] == "/data/b" and mod["dataset"]["labelled"] is False
+    assert mod["dataset"]["filters"]["T1w"] == {"acq": "MPRAGE"}
+    assert mod["registration"]["variants"] == ["linear", "syn"]  # SyN starts from the linear registration
+    assert mod["external"]["datasets"] == {} and mod["transfer"]["tasks"] == [] and not mod["ms_study"]["enabled"]
+    assert cfg["results_dir"] == "results" and cfg["dataset"]["bids_dir"] is None  # the main config is untouched
+    synth = external.module_config(default_config, "site2")
+    assert synth["synthetic"]["seed"] == default_config["external"]["datasets"]["site2"]["synthetic"]["seed"]
+    assert synth["synthetic"]["atlas"] == default_config["synthetic"]["atlas"]  # the rest of `synthetic` is kept
+    bad = {**default_config, "external": {**default_config["external"], "tasks": ["MMSE", "CN_AD_DLB"],
+                                          "datasets": {"a-b": {"bids_dir": None}}}}
+    problems = external.check_settings(bad)
+    assert any("a-b" in p for p in problems) and any("CN_AD_DLB" in p for p in problems)
+    assert any("regression" in p for p in problems)
+
+
+def test_datasets_in_use(default_config):
+    ext = default_config["external"]
+    assert list(external.datasets(default_config)) == list(ext["datasets"])
+    two = {**default_config, "external": {**ext, "datasets": {**ext["datasets"], "site2": None, "b": {"bids_dir": "x"}}}}
+    assert list(external.datasets(two)) == ["b"]  # null leaves config.yaml's dataset out
+    assert external.datasets({**default_config, "external": {**ext, "tasks": []}}) == {}
