@@ -356,7 +356,7 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
 def localisation_figure(table: pd.DataFrame, out, dpi: int = 150) -> None:
     """Relevance mass accuracy, relevance rank accuracy and the pointing game per method (mean and SD
     over the disease-class test scans), each with its chance level."""
-    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
+    from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
 
     cols = (("share_in_mask", "chance_share", "relevance mass accuracy"),
@@ -375,13 +375,13 @@ def localisation_figure(table: pd.DataFrame, out, dpi: int = 150) -> None:
     ax.set_ylabel("score (mean ± SD over disease-class test scans)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, out, dpi)
+    save_figure(fig, out, dpi)
 
 
 def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> None:
     """The thesis' figure: the top regions per metric (sum, density, gain) with patient and control
     values."""
-    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
+    from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
 
     s = pd.read_csv(summary_tsv, sep="\t")
@@ -403,12 +403,12 @@ def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> No
         ax.set_title(f"top {n} by {m}")
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, out, dpi)
+    save_figure(fig, out, dpi)
 
 
 def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
     """Top-k overlap per metric and L2 distance per method (study 3, Tables 1 and 2 as a figure)."""
-    from braindl.figures import _save  # noqa: I001 (sets the Agg backend before pyplot)
+    from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
 
     s = pd.read_csv(summary_tsv, sep="\t")
@@ -430,4 +430,4 @@ def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
     a2.legend(fontsize=8)
     fig.suptitle(f"{title} ({s.compared.iloc[0]})" if len(s) else title)
     fig.tight_layout()
-    _save(fig, out, dpi)
+    save_figure(fig, out, dpi)

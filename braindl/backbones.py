@@ -1,6 +1,6 @@
 """2D ImageNet-style backbones from MONAI, heads and pretrained weights (PROTOCOLS.md section 5).
 
-A 2D model is ``models.Net(features, head)``: ``features`` is an input
+A 2D model is ``nets.Net(features, head)``: ``features`` is an input
 adapter (grey scale replicated to three channels and ImageNet mean/std
 normalisation, when ``rgb``) followed by a MONAI backbone whose classifier is
 replaced by the identity, so it returns the pooled feature vector; ``head``
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from braindl.architectures import BACKBONES, HEADS, weights_path  # noqa: F401 - re-exported
+from braindl.nets import Net
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,11 +115,9 @@ def make_head(kind: str, n_features: int, n_outputs: int, dropout: float = 0.5, 
 
 def build_2d(name: str, n_outputs: int, head: str = "fc256", dropout: float = 0.5, head_width: int = 256,
              rgb: bool = True, input_size=None):
-    """A 2D backbone + head as ``models.Net``; ``model.output`` is ``sigmoid`` or ``softmax``.
+    """A 2D backbone + head as ``nets.Net``; ``model.output`` is ``sigmoid`` or ``softmax``.
 
     ``input_size`` (H, W): required by the ``flatten`` head, whose size follows the feature map."""
-    from braindl.models import Net
-
     if name not in BACKBONES:
         raise ValueError(f"unknown 2D backbone {name!r}; known: {sorted(BACKBONES)}")
     if head == "flatten" and input_size is None:

@@ -14,10 +14,12 @@ shares the working grid's voxel size and phase). Presets from the papers:
   cerebellum removed; the box is centred on the brain).
 
 Normalisation (statistics over the brain mask, background 0):
-``minmax`` (to [0, 1]), ``zscore``, ``max`` (divide by the maximum, 004 study 5),
-``standardise_rescale`` (000: subtract the mean, divide by the standard
-deviation, then rescale to [0, 1]; the result equals ``minmax``, the two steps are
-kept so the recorded statistics match the paper's description).
+``minmax`` (to [0, 1]; also 000's recipe: "subtracting feature-specific mean then
+dividing by the feature-specific standard deviation per each scan ... further scaling
+to have all intensities values in the range of [0,1]", Keras' feature-wise
+standardisation being one mean and one SD per channel, and min-max scaling of a
+standardised scan being min-max scaling of the scan), ``zscore``, ``max`` (divide by
+the maximum, 004 study 5).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from scipy import ndimage
 from braindl import templates
 from braindl.io import write_json, write_nifti
 
-NORMALISATIONS = ("minmax", "zscore", "max", "standardise_rescale")
+NORMALISATIONS = ("minmax", "zscore", "max")
 
 
 def default_center(resolution_mm: float = 1.0) -> np.ndarray:
@@ -71,12 +73,8 @@ def normalise(data: np.ndarray, mask: np.ndarray, method: str) -> tuple[np.ndarr
         out[inside] = (vals - stats["min"]) / span if span > 0 else 0.0
     elif method == "max":
         out[inside] = vals / stats["max"] if stats["max"] != 0 else 0.0
-    elif method == "zscore":
+    else:  # zscore
         out[inside] = (vals - stats["mean"]) / stats["std"] if stats["std"] > 0 else 0.0
-    else:  # standardise_rescale
-        z = (vals - stats["mean"]) / stats["std"] if stats["std"] > 0 else np.zeros_like(vals)
-        span = z.max() - z.min()
-        out[inside] = (z - z.min()) / span if span > 0 else 0.0
     return out, stats
 
 

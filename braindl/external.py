@@ -234,7 +234,7 @@ def figure(summary_tsv, out, style: dict, title: str = "") -> pd.DataFrame:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from braindl.figures import _save
+    from braindl.figures import save_figure
 
     s = pd.read_csv(summary_tsv, sep="\t")
     variants = list(dict.fromkeys(s["variant"]))
@@ -258,7 +258,7 @@ def figure(summary_tsv, out, style: dict, title: str = "") -> pd.DataFrame:
     axes[0, 0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))
     return pd.DataFrame(shown)
 
 
@@ -314,18 +314,22 @@ def prediction_runs(results, name, task, mod, variants, split_ids, run_ids) -> l
 
 
 def heatmap_units(config: dict) -> list[tuple[str, str, str]]:
-    """(task, modality, variant) of every external heatmap unit: the selected tasks, modalities and the
-    variants that `heatmaps.variants` also has (registered variants: the group maps need a common space)."""
-    ext = config["external"]
+    """(task, modality, variant) of every external heatmap unit: the selected tasks that have the class
+    `heatmaps.target_class`, the modalities, and the variants that `heatmaps.variants` also has
+    (registered variants: the group maps need a common space)."""
+    from braindl.splits import task_classes
+
+    ext, hm = config["external"], config["heatmaps"]
     if not ext["heatmap_methods"]:
         return []
     return [(t, m, v) for t in ext["tasks"] for m in ext["modalities"] for v in ext["variants"]
-            if v in config["heatmaps"]["variants"]]
+            if v in hm["variants"] and hm["target_class"] in task_classes(t)]
 
 
-def targets(results, config: dict, atlas_label: str, method_labels) -> list[str]:
+def targets(results, config: dict, atlas_label: str, method_labels, runs=()) -> list[str]:
     """Per dataset, task and modality: the predictions table, and for a labelled dataset the metrics,
-    the summary and the figure; the external heatmaps' group maps and region tables."""
+    the summary and the figure; the external heatmaps' group maps and region tables (an unlabelled
+    dataset: the heatmaps of every run, ``runs`` (split, run) pairs)."""
     ext, fmt = config["external"], config["figures"]["format"]
     files = []
     for name, spec in datasets(config).items():
@@ -335,9 +339,13 @@ def targets(results, config: dict, atlas_label: str, method_labels) -> list[str]
                 files.append(tables["predictions"])
                 if spec.get("labelled", True):
                     files += [tables["metrics"], tables["summary"], figure_path(results, name, task, mod, fmt)]
+        model = config["training"]["model"]
         for task, mod, reg in heatmap_units(config):
             for method in method_labels:
-                files.append(group_paths(results, name, task, mod, reg, config["training"]["model"], method)["groups"])
-                files += list(region_paths(results, name, task, mod, reg, config["training"]["model"], method,
-                                           atlas_label).values())
+                if spec.get("labelled", True):
+                    files.append(group_paths(results, name, task, mod, reg, model, method)["groups"])
+                    files += list(region_paths(results, name, task, mod, reg, model, method, atlas_label).values())
+                else:  # no classes, so no group maps or class tables: each scan's heatmap
+                    files += [heatmap_paths(results, name, task, mod, reg, model, s, r, method)["heatmaps"]
+                              for s, r in runs]
     return files

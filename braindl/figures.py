@@ -29,7 +29,9 @@ from braindl.io import atomic_path  # noqa: E402
 FPR_GRID = np.linspace(0, 1, 101)
 
 
-def _save(fig, out, dpi):
+def save_figure(fig, out, dpi):
+    """Write a matplotlib figure to ``out`` (its suffix is the format) atomically, then close it: every
+    figure of the workflow goes through here."""
     with atomic_path(out) as tmp:
         fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
     plt.close(fig)
@@ -60,7 +62,7 @@ def mean_roc(predictions: pd.DataFrame, classes: list[str]) -> np.ndarray:
     return out
 
 
-def _se(x, axis=0):
+def standard_error(x, axis=0):
     x = np.asarray(x, float)
     n = np.sum(np.isfinite(x), axis=axis)
     return np.nanstd(x, axis=axis, ddof=1) / np.sqrt(np.maximum(n, 1)) if x.shape[axis] > 1 else np.zeros(x.shape[1:])
@@ -96,7 +98,7 @@ def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: l
     if notes:
         fig.text(0.01, -0.02, "per-split means, Wilcoxon signed-rank: " + "; ".join(notes), fontsize=6, va="top",
                  wrap=True)
-    _save(fig, out, dpi)
+    save_figure(fig, out, dpi)
 
 
 def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_title="registration"):
@@ -115,7 +117,7 @@ def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_tit
         curves = curves[np.isfinite(curves).all(1)]
         if not len(curves):
             continue
-        m, se = curves.mean(0), _se(curves)
+        m, se = curves.mean(0), standard_error(curves)
         ax.plot(FPR_GRID, m, label=f"{label} (n={len(curves)})")
         ax.fill_between(FPR_GRID, np.clip(m - se, 0, 1), np.clip(m + se, 0, 1), alpha=0.2)
     if classes:
@@ -126,7 +128,7 @@ def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_tit
         ax.set_xlabel("true value")
         ax.set_ylabel("predicted")
     ax.legend(title=legend_title, fontsize=8)
-    _save(fig, out, dpi)
+    save_figure(fig, out, dpi)
 
 
 def figure_roc(predictions: list, variants: list[str], classes: list[str], out, dpi=150):
@@ -145,7 +147,7 @@ def figure_splits(metrics: pd.DataFrame, variants: list[str], out, dpi=150):
     ax.set_xticks(per.index)
     ax.set_ylabel(metric.replace("_", " ") + " (mean over runs)")
     ax.legend(title="registration", fontsize=8)
-    _save(fig, out, dpi)
+    save_figure(fig, out, dpi)
 
 
 def variant_figure(kind, metrics_tsv, summary_tsv, comparison_tsv, predictions, variants, style, out) -> None:

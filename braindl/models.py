@@ -42,6 +42,8 @@ from torch import nn
 
 from braindl.architectures import (BACKBONES, FILTERS_STUDY5, MODELS_3D, PIF_MODELS, POOLS_3D, check_3d_input,
                                    pooled_shape)
+from braindl.backbones import build_2d
+from braindl.nets import Net  # noqa: F401 - the container of every model, also models.Net
 
 MODELS = MODELS_3D
 
@@ -52,20 +54,6 @@ def _pool(dims, k):
 
 def _drop(dims, p):
     return nn.Dropout(p)
-
-
-class Net(nn.Module):
-    """entry -> features -> flatten -> head (``entry``: the identity unless given)."""
-
-    def __init__(self, features: nn.Sequential, head: nn.Sequential, name: str, entry: nn.Module | None = None):
-        super().__init__()
-        self.entry = nn.Identity() if entry is None else entry
-        self.features = features
-        self.head = head
-        self.name = name
-
-    def forward(self, x):
-        return self.head(torch.flatten(self.features(self.entry(x)), 1))
 
 
 def cnn3d_thesis(input_shape, n_outputs, dropout=0.4, spatial_dims=3, filters=(8, 16, 32, 64),
@@ -155,8 +143,6 @@ def build_model(name: str, input_shape, n_outputs: int, dropout: float | None = 
     if is_2d(name):
         if input_pool != 1:
             raise ValueError(f"input_pool applies to 3D networks; {name} is a 2D backbone (scale mosaics instead)")
-        from braindl.backbones import build_2d
-
         return build_2d(name, int(n_outputs), **kwargs, **arch)
     if name not in builders:
         raise ValueError(f"unknown model {name!r}; known: {sorted(builders) + sorted(BACKBONES)}")

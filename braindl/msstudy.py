@@ -220,7 +220,7 @@ def study_figure(runs_tsv, relevance_tsv, summary_tsv, out, style: dict) -> dict
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from braindl.figures import _save
+    from braindl.figures import save_figure
 
     runs = pd.read_csv(runs_tsv, sep="\t")
     rel = pd.read_csv(relevance_tsv, sep="\t", dtype={"participant_id": str, "session_id": str})
@@ -248,7 +248,7 @@ def study_figure(runs_tsv, relevance_tsv, summary_tsv, out, style: dict) -> dict
     bx.set_title(f"r = {pooled['pearson_r']:.2f} (permutation p = {pooled['pearson_p']:.3g}); "
                  f"lesions: {pooled['lesion_relevance_mean']:.1%} of relevance, {pooled['chance_mean']:.2%} of brain",
                  fontsize=8)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))
     return {"bars": bars, "points": rel[["lesion_ml", "relevance_sum"]].to_numpy(float),
             "pearson_r": float(pooled["pearson_r"])}
 

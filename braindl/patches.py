@@ -204,18 +204,32 @@ def quality_folds(patients: list[str], n_test: int, n_validation: int, n_folds: 
     """Fixed test patients and leave-``n_validation``-out folds over the rest.
 
     The patients are shuffled once (``seed``); the first ``n_test`` are the
-    test set of every fold; fold ``k`` validates on the ``n_validation``
-    patients from position ``k * n_validation`` of the rest (wrapping) and its
-    training pool is the others in shuffled order, so a training set of ``n``
-    patients is the pool's first ``n`` (nested sizes).
+    test set of every fold; the folds validate on consecutive groups of
+    ``n_validation`` of the rest (disjoint while they last: 002's 6 folds of 2 on
+    10 patients cannot all be), then on groups of a reshuffle of the rest, never
+    on a group an earlier fold had; each training pool is the others in shuffled
+    order, so a training set of ``n`` patients is the pool's first ``n`` (nested sizes).
     """
+    from math import comb
+
     ids = list(np.random.default_rng(seed).permutation(sorted(patients)))
     test, rest = ids[:n_test], ids[n_test:]
     if len(rest) < n_validation + 1:
         raise DoseError(f"dose: {len(patients)} patients leave {len(rest)} after {n_test} test patients; "
                         f"need {n_validation} for validation and at least one for training")
-    folds = []
-    for k in range(n_folds):
-        val = [rest[(k * n_validation + i) % len(rest)] for i in range(n_validation)]
-        folds.append({"fold": k, "test": test, "validation": val, "pool": [p for p in rest if p not in val]})
+    if n_folds > comb(len(rest), n_validation):
+        raise DoseError(f"dose.training.folds: {n_folds} folds need {n_folds} different validation groups of "
+                        f"{n_validation}; {len(rest)} patients have {comb(len(rest), n_validation)}")
+    folds, used, order, start, reshuffle = [], set(), list(rest), 0, 0
+    while len(folds) < n_folds:
+        if start + n_validation > len(order):
+            reshuffle += 1
+            order = list(np.random.default_rng([int(seed), reshuffle]).permutation(rest))
+            start = 0
+        val = order[start:start + n_validation]
+        start += n_validation
+        if frozenset(val) in used:
+            continue
+        used.add(frozenset(val))
+        folds.append({"fold": len(folds), "test": test, "validation": val, "pool": [p for p in rest if p not in val]})
     return folds

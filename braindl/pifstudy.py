@@ -227,7 +227,7 @@ def study_figure(summary_tsv, out, style: dict) -> pd.DataFrame:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from braindl.figures import _save
+    from braindl.figures import save_figure
 
     t = pd.read_csv(summary_tsv, sep="\t")
     tasks = list(dict.fromkeys(t["task"]))
@@ -252,7 +252,7 @@ def study_figure(summary_tsv, out, style: dict) -> pd.DataFrame:
                 ax.set_ylim(0, 1)
                 ax.set_title(task)
     axes[0, 0].legend(fontsize=8)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))
     return pd.DataFrame(plotted)
 
 

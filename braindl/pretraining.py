@@ -79,7 +79,7 @@ def sweep_figure(table_tsv, out, style: dict, metric: str | None = None) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from braindl.figures import _save
+    from braindl.figures import save_figure
 
     t = pd.read_csv(table_tsv, sep="\t", dtype={"source": str})
     metric = metric or ("roc_auc" if "roc_auc" in t.columns else "mae")
@@ -98,4 +98,4 @@ def sweep_figure(table_tsv, out, style: dict, metric: str | None = None) -> None
     ax.set_xlabel("pre-training participants (mean over splits)")
     ax.set_ylabel(f"test {dict(roc_auc='ROC AUC', mae='MAE').get(metric, metric)} after fine-tuning")
     ax.legend(fontsize=8)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from braindl.figures import _save
+from braindl.figures import save_figure
 from braindl.io import write_json, write_tsv
 from braindl.logs import progress
 from braindl.patches import METRICS, DoseError
@@ -157,9 +157,10 @@ def _regimes(t: pd.DataFrame) -> list[str]:
     return sorted(t["freeze"].unique(), key=order.index)
 
 
-def sizes_figure(table_tsv, out, style: dict) -> None:
+def sizes_figure(table_tsv, out, style: dict) -> pd.DataFrame:
     """002 Fig. 5: test MAE against the number of training patients, one panel per backbone
-    (boxes over folds, one colour per freezing regime), with the 0.5 label-noise and 1.3 chance lines."""
+    (boxes over folds, one colour per freezing regime), with the 0.5 label-noise and 1.3 chance lines.
+    Returns the plotted points (model, freeze, n_train, mae)."""
     plt = _plt()
     t = pd.read_csv(table_tsv, sep="\t")
     t = t[(t["kind"] == "run") & (t["run"] == 0)]
@@ -168,6 +169,7 @@ def sizes_figure(table_tsv, out, style: dict) -> None:
     fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(3.2 * cols, 2.8 * math.ceil(len(names) / cols)),
                              squeeze=False, sharey=True)
     regimes = _regimes(t)
+    shown = []
     for ax, name in zip(axes.ravel(), names):
         d = t[t["model"] == name]
         sizes = sorted(d["n_train"].unique())
@@ -179,8 +181,9 @@ def sizes_figure(table_tsv, out, style: dict) -> None:
             for b in bp["boxes"]:
                 b.set_facecolor(f"C{k}")
                 b.set_alpha(0.5)
-            for p_, v in zip(pos, data):  # every fold
+            for p_, v, n in zip(pos, data, sizes):  # every fold
                 ax.scatter(np.full(len(v), p_), v, s=8, color=f"C{k}", zorder=3)
+                shown += [dict(model=name, freeze=reg, n_train=int(n), mae=float(m)) for m in v]
             ax.plot([], [], color=f"C{k}", lw=6, label=reg)
         ax.axhline(0.5, ls="--", color="0.5", lw=0.8)
         ax.axhline(1.3, ls="--", color="0.5", lw=0.8)
@@ -192,12 +195,14 @@ def sizes_figure(table_tsv, out, style: dict) -> None:
         ax.axis("off")
     axes[0, 0].set_ylabel("test MAE")
     axes[0, 0].legend(fontsize=7)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))
+    return pd.DataFrame(shown)
 
 
-def regimes_figure(table_tsv, out, style: dict) -> None:
+def regimes_figure(table_tsv, out, style: dict) -> pd.DataFrame:
     """002 Fig. 8: test MAE per backbone with only the head trained vs the first 60 % frozen
-    (largest training set, mean +- SE over folds), trainable parameters annotated."""
+    (largest training set, mean +- SE over folds), trainable parameters annotated. Returns the bars
+    (model, freeze, mean, se)."""
     plt = _plt()
     t = pd.read_csv(table_tsv, sep="\t")
     t = t[(t["kind"] == "run") & (t["run"] == 0)]
@@ -206,12 +211,14 @@ def regimes_figure(table_tsv, out, style: dict) -> None:
     regimes = _regimes(t)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names) + 2), 3.4))
     width = 0.8 / len(regimes)
+    shown = []
     for k, reg in enumerate(regimes):
         g = t[t["freeze"] == reg].groupby("model")
         mean, se = g["mae"].mean().reindex(names), (g["mae"].std(ddof=1) / np.sqrt(g["mae"].count())).reindex(names)
         x = np.arange(len(names)) + (k - (len(regimes) - 1) / 2) * width
         bars = ax.bar(x, mean.to_numpy(), width, yerr=np.nan_to_num(se.to_numpy()), capsize=2,
                       color=str(0.35 + 0.4 * k / max(len(regimes) - 1, 1)), label=reg)
+        shown += [dict(model=n, freeze=reg, mean=float(m), se=float(e)) for n, m, e in zip(names, mean, se)]
         params = g["trainable_parameters"].first().reindex(names)
         for b, p in zip(bars, params):
             ax.annotate(f"{int(p):,}", (b.get_x() + b.get_width() / 2, b.get_height()), fontsize=6,
@@ -221,7 +228,8 @@ def regimes_figure(table_tsv, out, style: dict) -> None:
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel(f"test MAE ({int(t['n_train'].max())} training patients)")
     ax.legend(fontsize=7, title="frozen", title_fontsize=7)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))
+    return pd.DataFrame(shown)
 
 
 def levels_figure(recons: dict, out, style: dict) -> None:
@@ -242,4 +250,4 @@ def levels_figure(recons: dict, out, style: dict) -> None:
         ax.set_title(f"{float(v):g} %", fontsize=9)
         ax.axis("off")
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="normalised uptake")
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))

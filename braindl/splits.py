@@ -98,7 +98,13 @@ def subject_table(manifest: pd.DataFrame, task: str, age_bin_years: float) -> pd
         rows.append(dict(participant_id=pid, diagnosis=first["diagnosis"], sex=str(first["sex"]), age=age,
                          age_bin=int(age // age_bin_years), sessions=sorted(grp["session_id"].unique()),
                          baseline=sorted(grp["session_id"].unique())[0]))
-    return pd.DataFrame(rows, columns=["participant_id", "diagnosis", "sex", "age", "age_bin", "sessions", "baseline"])
+    table = pd.DataFrame(rows, columns=["participant_id", "diagnosis", "sex", "age", "age_bin", "sessions", "baseline"])
+    if not is_regression(task):
+        missing = [c for c in task_classes(task) if not (task_labels(table, task) == c).any()]
+        if missing:
+            raise SplitError(f"task {task}: no participant of class {', '.join(missing)} (of {task_classes(task)}) "
+                             "among the sessions that passed QC")
+    return table
 
 
 def balance_sex(subjects: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -43,6 +43,10 @@ from braindl.logs import progress
 from braindl.pack import load_pack
 
 
+class TrainingError(RuntimeError):
+    """A run that cannot give a model (it diverged); the message names the run and what to change."""
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """``auto``: CUDA when present, else CPU."""
     if requested == "auto":
@@ -78,8 +82,10 @@ def task_rows(index: pd.DataFrame, split: pd.DataFrame, task: str) -> dict[str, 
 
 
 def to_device(arr: np.ndarray, rows: pd.DataFrame, device: torch.device, mosaic: bool = False) -> torch.Tensor:
-    """Half-precision tensor of the pack rows on ``device``: volumes (N, 1, X, Y, Z), mosaics (N, S, H, W)."""
-    data = torch.from_numpy(np.ascontiguousarray(arr[rows["index"].to_numpy()], dtype=np.float16))
+    """The pack rows on ``device`` in the pack's precision (``training.pack_dtype``: float16 halves the
+    memory, float32 keeps full precision): volumes (N, 1, X, Y, Z), mosaics (N, S, H, W)."""
+    dtype = np.float32 if arr.dtype == np.float32 else np.float16
+    data = torch.from_numpy(np.ascontiguousarray(arr[rows["index"].to_numpy()], dtype=dtype))
     return (data if mosaic else data.unsqueeze(1)).to(device)
 
 
@@ -218,9 +224,13 @@ class Runner:
         self.trainable = models.freeze(self.model, settings["freeze"] if started else "none")
         self.opt = _optimizer(settings["optimizer"], [p for p in self.model.parameters() if p.requires_grad],
                               float(settings["learning_rate"]), float(settings["weight_decay"]))
+        self._schedule(settings)
+        self._seed_generators(seed)
+
+    def _schedule(self, settings: dict) -> None:
+        """The learning rate's start, its decay (``learning_rate_decay``) and the count of updates."""
         self.lr0, self.decay, self.updates = float(settings["learning_rate"]), float(
             settings.get("learning_rate_decay", 0.0)), 0
-        self._seed_generators(seed)
 
     def _decay_lr(self) -> None:
         """Keras' time-based decay (004 study 2: "0.0005 with a 0.002 decay"): the learning rate of
@@ -333,6 +343,7 @@ class ArrayRunner(Runner):
         self.trainable = models.freeze(self.model, settings["freeze"])
         self.opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
                                     lr=float(settings["learning_rate"]))
+        self._schedule(settings)
         self._seed_generators(seed)
 
     def _forward(self, xb):
@@ -447,6 +458,10 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
             saved_at = time.monotonic()
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+    if best_state is None:  # no epoch gave a finite monitored value: the run diverged (a NaN loss)
+        seen = ", ".join(f"epoch {h['epoch']}: train loss {h['train_loss']:.4g}, {col} {h[col]:.4g}" for h in history[:3])
+        raise TrainingError(f"{label or 'run'}: no epoch gave a finite {col} ({seen}); the run diverged: "
+                            f"lower the learning rate ({settings['learning_rate']}) or check the input scans")
     runner.model.load_state_dict(best_state)
     return history, best, best_epoch, best_state
 

@@ -107,7 +107,7 @@ def metrics_figure(runs: list[dict], out, style: dict) -> None:
     import matplotlib.pyplot as plt
 
     from braindl.evaluation import run_metrics
-    from braindl.figures import _save, _se
+    from braindl.figures import save_figure, standard_error
 
     names = ["accuracy", "precision", "sensitivity", "f1", "g_mean"]
     per_model: dict[str, list] = {}
@@ -124,12 +124,12 @@ def metrics_figure(runs: list[dict], out, style: dict) -> None:
     for i, (model, vals) in enumerate(per_model.items()):
         v = np.asarray(vals, float)
         ax.bar(x + (i - (len(per_model) - 1) / 2) * width, np.nanmean(v, 0), width,
-               yerr=np.nan_to_num(_se(v)), capsize=3, label=f"{model} (n={len(v)})")
+               yerr=np.nan_to_num(standard_error(v)), capsize=3, label=f"{model} (n={len(v)})")
     ax.set_xticks(x, ["accuracy", "precision", "recall", "F1", "G-mean"])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test, mean over splits and runs (± SE)")
     ax.legend(title="model", fontsize=8)
-    _save(fig, out, int(style.get("dpi", 150)))
+    save_figure(fig, out, int(style.get("dpi", 150)))
 
 
 # ---- embeddings -------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def run_embedding(model_pt, data_npy, index_tsv, split_tsv, task: str, out_of_di
 
     import torch
 
-    from braindl.figures import _save
+    from braindl.figures import save_figure
     from braindl.pack import load_pack
     from braindl.training import load_model
 
@@ -216,4 +216,4 @@ def run_embedding(model_pt, data_npy, index_tsv, split_tsv, task: str, out_of_di
     ax.set_ylabel("t-SNE 2")
     ax.set_title(f"{ck['model_name']}: penultimate features, {task}", fontsize=9)
     ax.legend(fontsize=7)
-    _save(fig, out_png, int(style.get("dpi", 150)))
+    save_figure(fig, out_png, int(style.get("dpi", 150)))

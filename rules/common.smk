@@ -629,10 +629,39 @@ def _finetune_settings():
     return canonical({**arm_settings(PRE["model"]), "freeze": PRE["freeze"]})
 
 
+# Two runs of the sweep are runs of 000's experiment when its model and tasks are there (same settings, split
+# and seed): pre-training on all of a split's training participants is the source task's transfer run, and
+# fine-tuning without pre-training the target task's. Those are reused, not trained again.
+FULL_SIZE = pretraining.size_label(1.0)
+PRE_REUSES_SOURCE = bool(PRE["model"]) and PRE["source_task"] in XFER["tasks"]
+PRE_REUSES_TARGET = (bool(PRE["model"]) and PRE["target_task"] in XFER["tasks"]
+                     and _finetune_settings() == arm_settings(PRE["model"]) if PRE["model"] else False)
+
+
+def sweep_pretrained(size, split, run):
+    """The pre-trained model a fine-tuning run starts from."""
+    if size == FULL_SIZE and PRE_REUSES_SOURCE:
+        return arm_paths(PRE["source_task"], PRE["model"], split, run)["model"]
+    return sweep_run_paths("pretrain", size, split, run)["model"]
+
+
+def sweep_pretrain_split(size, split):
+    """The split a pre-training run of ``size`` trained on (all of the split: the transfer experiment's)."""
+    if size == FULL_SIZE and PRE_REUSES_SOURCE:
+        return split_path(split, PRE["source_task"])
+    return sweep_split_path(size, split)
+
+
 def _sweep_runs():
-    return [dict(source=src, split=s, run=r, **sweep_run_paths("finetune", src, s, r),
-                 pretrain_split=None if src == "none" else sweep_split_path(src, s))
-            for src in ["none", *SIZES] for s in SPLIT_IDS for r in RUN_IDS]
+    out = []
+    for src in ["none", *SIZES]:
+        for s in SPLIT_IDS:
+            for r in RUN_IDS:
+                files = (arm_paths(PRE["target_task"], PRE["model"], s, r) if src == "none" and PRE_REUSES_TARGET
+                         else sweep_run_paths("finetune", src, s, r))
+                out.append(dict(source=src, split=s, run=r, **files,
+                                pretrain_split=None if src == "none" else sweep_pretrain_split(src, s)))
+    return out
 
 
 # ---- heatmaps and atlas aggregation -------------------------------------------------------------
@@ -857,7 +886,8 @@ def external_targets():
         if not _spec.get("labelled", True):
             print(f"external.datasets.{_name}: no labels: its predictions are written, its metrics are not",
                   file=sys.stderr)
-    return external.targets(RESULTS, config, ATLAS_LABEL, list(XVAL_HEAT_SPECS) if XVAL_HEAT_UNITS else [])
+    return external.targets(RESULTS, config, ATLAS_LABEL, list(XVAL_HEAT_SPECS) if XVAL_HEAT_UNITS else [],
+                            [(s, r) for s in SPLIT_IDS for r in RUN_IDS])
 
 
 # ---- 002's dose branch: resampling, reconstruction, patches, quality regression ---------------
@@ -966,9 +996,12 @@ def dose_source(wc):
 
 
 DOSE_SCORES = f"{DOSE}/quality_scores.tsv"
-DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
-                                   DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \
-    if DOSE_REGRESSION else []
+try:
+    DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
+                                       DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \
+        if DOSE_REGRESSION else []
+except patches.DoseError as _err:
+    raise WorkflowError(f"config: {_err}") from None
 
 
 def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", run="{run}"):
@@ -995,7 +1028,7 @@ def dose_train_settings(wc):
     return canonical({"model": wc.dmodel, "freeze": wc.freeze, "weights": DTRAIN["weights"],
                       "learning_rate": DTRAIN["learning_rate"], "batch_size": DTRAIN["batch_size"],
                       "max_epochs": DTRAIN["max_epochs"], "early_stopping_patience": DTRAIN["patience"],
-                      "seed": DCFG["seed"], "device": "auto"})
+                      "seed": DCFG["seed"], "device": config["training"]["device"]})
 
 
 def dose_patch_inputs(wc):

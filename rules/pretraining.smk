@@ -47,7 +47,7 @@ if PRE["model"]:
         input:
             unpack(lambda wc: {**arm_files(PRE["target_task"], PRE["model"], wc.split),
                                **({} if wc.source == "none" else
-                                  {"finetune": sweep_run_paths("pretrain", wc.source, wc.split, wc.run)["model"]})}),
+                                  {"finetune": sweep_pretrained(wc.source, wc.split, wc.run)})}),
         output:
             **sweep_run_paths("finetune", "{source}"),
         params:
@@ -69,7 +69,7 @@ if PRE["model"]:
     rule sweep_table:
         input:
             runs=[p[k] for p in _sweep_runs() for k in ("predictions", "summary")],
-            splits=[sweep_split_path(z, s) for z in SIZES for s in SPLIT_IDS],
+            splits=[sweep_pretrain_split(z, s) for z in SIZES for s in SPLIT_IDS],
         output:
             captioned(sweep_targets()[0], "sweep", "Pre-training sweep"),
         params:

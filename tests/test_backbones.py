@@ -124,3 +124,19 @@ def test_flatten_head_matches_002s_trainable_parameters():
         assert model(torch.rand(2, 1, 80, 80)).shape == (2, 3)
     with pytest.raises(ValueError, match="input size"):
         backbones.build_2d("resnet18", 3, head="flatten")
+
+
+def test_models_and_backbones_share_a_module_not_a_cycle():
+    """backbones builds on braindl.nets, as models does; only models imports backbones."""
+    import ast
+    from pathlib import Path
+
+    def imported(name):
+        tree = ast.parse((Path(__file__).resolve().parents[1] / "braindl" / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "braindl.models" not in imported("backbones") and "braindl.nets" in imported("backbones")
+    assert {"braindl.backbones", "braindl.nets"} <= imported("models")
+    from braindl import backbones, models, nets
+
+    assert models.Net is nets.Net and isinstance(backbones.build_2d("resnet18", 2), nets.Net)

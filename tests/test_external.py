@@ -133,3 +133,11 @@ def test_datasets_in_use(default_config):
     two = {**default_config, "external": {**ext, "datasets": {**ext["datasets"], "site2": None, "b": {"bids_dir": "x"}}}}
     assert list(external.datasets(two)) == ["b"]  # null leaves config.yaml's dataset out
     assert external.datasets({**default_config, "external": {**ext, "tasks": []}}) == {}
+
+
+def test_heatmap_units_need_a_common_space_and_the_target_class(default_config):
+    cfg = {**default_config, "external": {**default_config["external"], "tasks": ["CN_vs_AD", "sex"],
+                                          "variants": ["none", "linear", "syn"]},
+           "heatmaps": {**default_config["heatmaps"], "variants": ["linear", "syn"], "target_class": "AD"}}
+    assert external.heatmap_units(cfg) == [("CN_vs_AD", "T1w", "linear"), ("CN_vs_AD", "T1w", "syn")]
+    assert external.heatmap_units({**cfg, "external": {**cfg["external"], "heatmap_methods": []}}) == []

@@ -87,7 +87,14 @@ def test_folds_fix_the_test_set_and_nest_training_pools():
     for f in folds:
         assert len(f["validation"]) == 2 and len(f["pool"]) == 8
         assert not set(f["test"]) & set(f["validation"]) and not set(f["pool"]) & set(f["validation"] + f["test"])
-    assert len({tuple(f["validation"]) for f in folds[:5]}) == 5  # the first five folds validate on disjoint pairs
+    # the first five folds validate on disjoint pairs; the sixth on a pair no fold had (002: 6 folds, 10 patients)
+    assert len({p for f in folds[:5] for p in f["validation"]}) == 10
+    assert len({frozenset(f["validation"]) for f in folds}) == 6
+    assert patches.quality_folds(ids, 3, 2, 6, seed=0) == folds
+    many = patches.quality_folds(ids, 3, 2, 45, seed=0)  # every pair of the 10, once
+    assert len({frozenset(f["validation"]) for f in many}) == 45
+    with pytest.raises(DoseError, match="46 folds need 46 different validation groups of 2; 10 patients have 45"):
+        patches.quality_folds(ids, 3, 2, 46, seed=0)
     with pytest.raises(DoseError, match="need 2 for validation"):
         patches.quality_folds(ids[:5], 3, 2, 1, seed=0)
 
@@ -128,6 +135,12 @@ def test_train_quality_head_only_writes_consistent_outputs(tmp_path):
     assert len(test) == 2 * 3 * 12 and set(test["participant_id"]) == set(fold["test"])
     assert s["mae"] == pytest.approx(np.mean([np.abs(test[f"true_{m}"] - test[f"pred_{m}"]).mean()
                                               for m in patches.METRICS]))
+    # the brightness encodes the score: three epochs of the head beat the constant that predicts the
+    # training patients' mean score (the MAE a model that learnt nothing reaches)
+    table = pd.read_csv(scores, sep="\t")
+    train_mean = table[table.participant_id.isin(s["train_patients"])][list(patches.METRICS)].mean()
+    constant = np.mean([np.abs(test[f"true_{m}"] - train_mean[m]).mean() for m in patches.METRICS])
+    assert s["mae"] < 0.85 * constant
     assert len(pd.read_csv(out["history"], sep="\t")) == 3 and not (tmp_path / "state").exists()
     s60 = quality.train_quality(files, scores, fold, 2, {**SETTINGS, "freeze": "first_60_percent", "max_epochs": 1},
                                 0, _out(tmp_path, "b"), tmp_path / "state")
@@ -151,8 +164,11 @@ def test_table_adds_an_ensemble_of_repeated_runs(tmp_path):
     ens = t[t["kind"] == "ensemble"].iloc[0]
     assert ens["mae"] == pytest.approx(quality.mae_of(mean[mean["set"] == "test"])["mae"])
     write_tsv(tmp_path / "table.tsv", t)
-    quality.sizes_figure(tmp_path / "table.tsv", tmp_path / "sizes.png", {"dpi": 60})
-    quality.regimes_figure(tmp_path / "table.tsv", tmp_path / "regimes.png", {"dpi": 60})
+    runs0 = t[(t["kind"] == "run") & (t["run"] == 0)]
+    points = quality.sizes_figure(tmp_path / "table.tsv", tmp_path / "sizes.png", {"dpi": 60})
+    assert sorted(points["mae"]) == pytest.approx(sorted(runs0["mae"]))  # every fold's first run, as plotted
+    bars = quality.regimes_figure(tmp_path / "table.tsv", tmp_path / "regimes.png", {"dpi": 60})
+    assert bars.set_index("model").loc["resnet18", "mean"] == pytest.approx(runs0["mae"].mean())
     assert (tmp_path / "sizes.png").stat().st_size > 1000 and (tmp_path / "regimes.png").stat().st_size > 1000
 
 

@@ -15,7 +15,7 @@ def manifest(n=60, seed=0):
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        dx = ["CN", "MCI", "AD", "DLB", "FTLD"][i % 5]
+        dx = ["CN", "MCI", "AD", "DLB", "FTLD", "MS"][i % 6]
         age, sex = 60 + rng.random() * 25, "MF"[rng.integers(2)]
         for s in range(1 + i % 3):
             rows.append(dict(participant_id=f"sub-{i:03d}", session_id=f"{s + 1:02d}", modality="T1w",
@@ -42,7 +42,8 @@ def test_participants_never_cross_sets_and_tests_keep_baselines(task, method):
         assert (train.groupby("participant_id").size() == n_ses[train.participant_id.unique()]).all()
         if not splits.is_regression(task):
             for name in splits.SETS:  # stratified: every class in every set
-                assert set(table[table.set == name].diagnosis) == set(splits.TASKS[task])
+                rows = table[table.set == name]
+                assert set(splits.task_labels(rows, task)) == set(splits.task_classes(task))
     if method == "kfold":
         tests = [set(s[s == "test"].index) for s in made]
         assert set().union(*tests) == set(subjects.participant_id)
@@ -150,3 +151,9 @@ def test_splits_are_drawn_from_the_scans_that_pass_qc(tmp_path):
     splits.run_splits(tmp_path / "manifest.tsv", "CN_vs_AD", {**SETTINGS, "n_splits": 3}, outs,
                       tmp_path / "scans.tsv", ["T1w", "pet"])
     assert "sub-012" not in set(pd.read_csv(outs[0], sep="\t").participant_id)
+
+
+def test_a_task_without_one_of_its_classes_is_refused():
+    m = manifest()
+    with pytest.raises(splits.SplitError, match=r"task CN_vs_MS: no participant of class MS"):
+        splits.subject_table(m[m.diagnosis != "MS"], "CN_vs_MS", 5)

@@ -35,9 +35,9 @@ STUDIES = {
     # external validation of the CN vs AD runs: a second cohort (another seed: other subjects and sites) with
     # an MCI participant (no class of the model), and an unlabelled one
     "external": {"datasets": {"site2": {"bids_dir": None, "synthetic": {
-        "seed": 7, "groups": {"CN": 2, "MCI": 1, "AD": 2, "DLB": 0, "FTLD": 0, "MS": 0}}},
+        "seed": 7, "groups": {"CN": 1, "MCI": 1, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}},
         "blind": {"bids_dir": None, "labelled": False, "synthetic": {
-            "seed": 8, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}},
+            "seed": 8, "groups": {"CN": 1, "MCI": 0, "AD": 0, "DLB": 0, "FTLD": 0, "MS": 0}}}},
         "tasks": ["CN_vs_AD"], "modalities": ["T1w"], "variants": ["linear"], "heatmap_methods": ["lrp_epsilon"]},
 }
 PIF_JOBS = {"pif_train": 2 * 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
@@ -213,8 +213,11 @@ def test_external_predictions_and_metrics(studies_run):
     assert len(regions) == 1 and len(_read(regions[0])) > 0
     # the unlabelled dataset: predictions only
     blind = _read(res / "external/blind/task-CN_vs_AD_T1w_predictions.tsv")
-    assert len(blind) == 2 * EXT_RUNS and not blind.scored.any() and (blind.truth == "n/a").all()
+    assert len(blind) == EXT_RUNS and not blind.scored.any() and (blind.truth == "n/a").all()
     assert not (res / "external/blind/task-CN_vs_AD_T1w_metrics.tsv").exists()
+    maps = sorted((res / "external/blind/heatmaps").glob("*_heatmaps.nii.gz"))  # each scan's map, no group maps
+    assert len(maps) == EXT_RUNS and nib.load(maps[0]).shape[-1] == 1
+    assert np.isfinite(np.asarray(nib.load(maps[0]).dataobj)).all()
 
 
 def test_external_datasets_rerun_only_their_own_jobs(repo, studies_run):
@@ -224,6 +227,7 @@ def test_external_datasets_rerun_only_their_own_jobs(repo, studies_run):
         "bids_dir": None, "synthetic": {"seed": 9, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}}}})
     assert added and all(r.startswith("external") or r == "all" for r in added)
     assert added["external_site3_extract"] == 2 and not any("site2" in r or "blind" in r for r in added)
+    assert added["external_predict"] == EXT_RUNS
     changed = _dry(repo, studies_run, "changed", {"external": {**ext, "datasets": {**ext["datasets"], "site2": {
         **ext["datasets"]["site2"], "synthetic": {**ext["datasets"]["site2"]["synthetic"], "seed": 11}}}}})
     assert changed and all(r.startswith("external") or r == "all" for r in changed)

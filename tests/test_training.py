@@ -443,3 +443,24 @@ def test_sex_task_takes_its_classes_from_the_sex_column(toy):
     assert set(every.diagnosis) == {"CN", "AD"} and "sub-001" not in set(every.participant_id)
     expected = every["sex"].map(splits.sex_code).map({"F": 0, "M": 1})
     assert (every["target"] == expected).all() and set(every["target"]) == {0, 1}
+
+
+def test_a_run_that_diverges_from_its_first_epoch_says_so(toy, tmp_path, default_config, monkeypatch):
+    """A NaN loss from the first epoch: a clear error naming the run and the learning rate, no output."""
+    s = _settings(default_config, max_epochs=2, learning_rate=0.5, monitor="val_loss")
+    monkeypatch.setattr(training.Runner, "score", lambda self, which: {f"{which}_loss": float("nan"),
+                                                                       f"{which}_balanced_accuracy": 0.5})
+    with pytest.raises(training.TrainingError, match=r"CN_vs_AD split 1 run 1: no epoch gave a finite "
+                                                     r"validation_loss .*lower the learning rate \(0.5\)"):
+        _train(toy, tmp_path, s, "nan")
+    assert not _out(tmp_path, "nan")["model"].exists()
+
+
+def test_the_pack_dtype_reaches_the_device():
+    """training.pack_dtype float32 trains on float32 volumes; float16 halves the memory."""
+    rows = pd.DataFrame({"index": [1, 0]})
+    full = np.random.default_rng(0).random((2, 3, 4, 5)).astype(np.float32)
+    x32 = training.to_device(full, rows, torch.device("cpu"))
+    assert x32.dtype == torch.float32 and x32.shape == (2, 1, 3, 4, 5) and torch.equal(x32[0, 0], torch.from_numpy(full[1]))
+    x16 = training.to_device(full.astype(np.float16), rows, torch.device("cpu"))
+    assert x16.dtype == torch.float16 and x16.element_size() * 2 == x32.element_size()

@@ -63,7 +63,8 @@ DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 5, "dose_patches": 10, "dos
 XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
       "transfer_embedding": 3}
 # jobs of the pre-training sweep downstream of the PET pack (2 sizes + none, 2 splits)
-SW = {"pretrain": 4, "finetune": 6, "sweep_table": 1, "sweep_figure": 1}
+# (the pre-training on all of a split's participants is the transfer experiment's CN vs AD run: reused)
+SW = {"pretrain": 2, "finetune": 6, "sweep_table": 1, "sweep_figure": 1}
 
 
 def add(*counts):
@@ -119,8 +120,12 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["transfer_metrics"] == len(xf["tasks"])
     assert counts["transfer_embedding"] == len(arms)
     n_sizes = len(pre["fractions"])
-    assert counts["sweep_split"] == n_sizes * default_config["splits"]["n_splits"]
-    assert counts["pretrain"] == n_sizes * n_runs and counts["finetune"] == (n_sizes + 1) * n_runs
+    # the sweep reuses the transfer experiment's runs it would repeat: pre-training on all of a split's
+    # participants (source task) and fine-tuning without pre-training (target task)
+    n_pre = n_sizes - (pre["source_task"] in xf["tasks"] and 1.0 in pre["fractions"])
+    assert counts["sweep_split"] == n_pre * default_config["splits"]["n_splits"]
+    assert counts["pretrain"] == n_pre * n_runs
+    assert counts["finetune"] == (n_sizes + (pre["target_task"] not in xf["tasks"])) * n_runs
     assert counts["sweep_table"] == counts["sweep_figure"] == 1
     hm = default_config["heatmaps"]
     methods = [s for s in method_specs(hm["methods"], hm).values() if not heatmap_refusal(tr["model"], s["method"])]
@@ -310,7 +315,7 @@ def _below_crop(variants):
 def _below_qc(nv):
     """Jobs downstream of the QC table: the splits are drawn from the scans that pass it (2 tasks, the
     sweep's splits), and so every pack and run of every variant follows."""
-    return add({"qc_table": 1, "splits": 2, "sweep_split": 4}, _below_crop(nv))
+    return add({"qc_table": 1, "splits": 2, "sweep_split": 2}, _below_crop(nv))
 
 
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
@@ -350,7 +355,7 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
     assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
         train, models, {"train_model": -2, "transfer_embedding": 2}, HM)
     assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
-        {"splits": 2, "sweep_split": 4}, train, models, {"transfer_embedding": 3}, SW, HM)
+        {"splits": 2, "sweep_split": 2}, train, models, {"transfer_embedding": 3}, SW, HM)
     # more runs per split: only the new runs train and get heatmaps, the splits stay (embeddings use the
     # first run); every summary over the runs is redone
     assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models, SW, HM)
@@ -468,7 +473,7 @@ def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
     heat = add(_heat_unit(3, n), _heat_unit(2, n))
     assert _rerun(repo, tiny_run, "nsplits", {"splits": {**TINY["splits"], "n_splits": n}}) == add(
         {"splits": 2, "train": 3 * n, "evaluate": 1, **FIGS, "train_model": 3 * n, "transfer_table": 1,
-         "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": 2 * n, "pretrain": 2 * n,
+         "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": n, "pretrain": n,
          "finetune": 3 * n, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)
     # another bundled atlas: the region tables and what follows, under the new atlas' file names
     assert _rerun(repo, tiny_run, "atlasname", {"atlas": {"name": "AAL"}}) == {
@@ -636,6 +641,17 @@ def test_tiny_transfer_outputs(tiny_run):
         assert (tiny_run / "results/figures" / fig).stat().st_size > 3000, fig
     log = next(tiny_run.glob("results/transfer/logs/task-CN_vs_AD_model-resnet18_split-01_run-01.log")).read_text()
     assert "parameters trainable" in log and "epoch   2/2" in log
+    # 001's sweep pre-trains on all of a split's participants with the transfer experiment's CN vs AD run
+    # (the same run: reused, not trained again), and on half of them with its own
+    fine = json.loads(next(tiny_run.glob("results/pretraining/model-cnn3d/finetune/*_from-100_split-01_run-01_summary.json"))
+                      .read_text())
+    assert fine["pretrained"].endswith("results/transfer/task-CN_vs_AD/model-cnn3d/"
+                                       "task-CN_vs_AD_pet_desc-syn_model-cnn3d_split-01_run-01_model.pt")
+    assert not list(tiny_run.glob("results/pretraining/model-cnn3d/pretrain/*_size-100_*"))
+    sweep = pd.read_csv(next(tiny_run.glob("results/pretraining/*_sweep.tsv")), sep="\t", dtype={"source": str})
+    split = pd.read_csv(tiny_run / "results/splits/task-CN_vs_AD/task-CN_vs_AD_split-01_split.tsv", sep="\t")
+    full = sweep[(sweep.source == "100") & (sweep.split == 1)]
+    assert (full.n_pretrain == split[split.set == "train"].participant_id.nunique()).all()
 
 
 def test_tiny_dose_outputs(tiny_run):
@@ -682,6 +698,8 @@ def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
     regimes = {**training, "regimes": ["head_only", "first_60_percent", "none"]}
     assert _rerun(repo, tiny_run, "regimes", {"dose": {**dose, "training": regimes}}) == {
         "dose_train": 4, "dose_table": 1, "dose_figure": 2, "all": 1}
+    # the training device (training.device) is the regression's too
+    assert _rerun(repo, tiny_run, "device", {"training": {**TINY["training"], "device": "cpu"}})["dose_train"] == 8
 
 
 def test_user_events_feed_the_dose_branch(repo, tiny_run, tmp_path):
