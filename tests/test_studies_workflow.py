@@ -125,7 +125,7 @@ def test_ms_transfer_runs_and_table(studies_run):
                                  "_run-01_summary.json").read_text())
         scratch = json.loads((res / f"msstudy/arm-scratch/T1w_desc-linear_model-cnn3d_ms_arm-scratch_split-{split}"
                                     "_run-01_summary.json").read_text())
-        assert Path(fine["pretrained"]).resolve() == pre.resolve() and scratch["pretrained"] is None
+        assert (studies_run / fine["pretrained"]).resolve() == pre.resolve() and scratch["pretrained"] is None
         assert fine["classes"] == ["CN", "MS"] and fine["fresh_parameters"] == []  # the AD head fits MS vs CN
     summary = _read(res / "msstudy/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_summary.tsv").set_index("arm")
     diff = (table[table.arm == "finetune"].roc_auc.to_numpy() - table[table.arm == "scratch"].roc_auc.to_numpy())
@@ -191,13 +191,13 @@ def test_external_predictions_and_metrics(studies_run):
     assert len(preds) == len(manifest) * EXT_RUNS  # one row per external scan and run
     assert set(preds.participant_id) == set(manifest.participant_id)
     mci = preds.diagnosis == "MCI"
-    assert mci.any() and not preds.loc[mci, "scored"].any() and (preds.loc[mci, "truth"] == "n/a").all()
+    assert mci.any() and not preds.loc[mci, "scored"].any() and preds.loc[mci, "truth"].isna().all()  # n/a
     assert preds.loc[~mci, "scored"].all()  # every CN and AD scan passed QC here
     metrics = _read(res / "external/site2/task-CN_vs_AD_T1w_metrics.tsv")
     assert len(metrics) == EXT_RUNS and (metrics.n_scored == (~mci).sum() // EXT_RUNS).all()
     from sklearn.metrics import roc_auc_score
     for row in metrics.itertuples():
-        p = preds[(preds.split.astype(int) == row.split) & preds.scored]
+        p = preds[(preds.split.astype(int) == int(row.split)) & preds.scored]
         assert row.roc_auc == pytest.approx(roc_auc_score(p.truth == "AD", p.prob_AD), nan_ok=True)
     summary = _read(res / "external/site2/task-CN_vs_AD_T1w_summary.tsv")
     internal = _read(res / "evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_metrics.tsv")
@@ -213,7 +213,7 @@ def test_external_predictions_and_metrics(studies_run):
     assert len(regions) == 1 and len(_read(regions[0])) > 0
     # the unlabelled dataset: predictions only
     blind = _read(res / "external/blind/task-CN_vs_AD_T1w_predictions.tsv")
-    assert len(blind) == EXT_RUNS and not blind.scored.any() and (blind.truth == "n/a").all()
+    assert len(blind) == EXT_RUNS and not blind.scored.any() and blind.truth.isna().all()
     assert not (res / "external/blind/task-CN_vs_AD_T1w_metrics.tsv").exists()
     maps = sorted((res / "external/blind/heatmaps").glob("*_heatmaps.nii.gz"))  # each scan's map, no group maps
     assert len(maps) == EXT_RUNS and nib.load(maps[0]).shape[-1] == 1
