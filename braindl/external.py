@@ -47,6 +47,8 @@ def check_settings(config: dict) -> list[str]:
     """Problems of the ``external`` section against the rest of the config (empty: none)."""
     ext = config["external"]
     problems = []
+    if not datasets(config):  # switched off: nothing of it is checked
+        return problems
     for name in datasets(config):
         if not NAME.match(str(name)):
             problems.append(f"external.datasets: name {name!r} must be letters and digits (it names a folder)")
@@ -107,6 +109,16 @@ def _merge(base: dict, over: dict) -> None:
 
 
 # ---- predictions ---------------------------------------------------------------------------------
+def true_classes(index: pd.DataFrame, classes) -> pd.Series:
+    """Each scan's class for a model of ``classes``: its diagnosis, or for a task whose classes are another
+    column (:data:`braindl.splits.LABELLED`, e.g. sex) that column; ``n/a`` where it has none."""
+    from braindl import splits
+
+    for task, (_, labels) in splits.LABELLED.items():
+        if list(classes) == list(labels):
+            return splits.task_labels(index, task).fillna(UNSCORED).astype(str)
+    return index["diagnosis"].astype(str)
+
 def predict_run(model_pt, pack_npy, index_tsv, out_tsv, labelled: bool = True, batch_size: int = 8,
                 threads: int | None = None) -> pd.DataFrame:
     """Class probabilities of one saved run for every scan of an external pack, in the layout of the
@@ -136,7 +148,7 @@ def predict_run(model_pt, pack_npy, index_tsv, out_tsv, labelled: bool = True, b
             x = torch.from_numpy(np.asarray(arr[start:start + int(batch_size)], dtype=np.float32)).unsqueeze(1)
             probs.append(probabilities(model(x).float(), model.output).numpy())
     p = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
-    dx = index["diagnosis"].astype(str) if labelled else pd.Series(UNSCORED, index=index.index)
+    dx = true_classes(index, classes) if labelled else pd.Series(UNSCORED, index=index.index)
     qc = index["qc_pass"].astype(str).str.lower().isin(["true", "1"]) if "qc_pass" in index else True
     scored = (dx.isin(classes) & qc).to_numpy()  # as the internal test sets: QC-failed scans are not scored
     table = index[["participant_id", "session_id"]].assign(

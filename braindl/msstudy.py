@@ -61,6 +61,27 @@ def arm_settings(training: dict, study: dict, arm: str) -> dict:
     return out
 
 
+# ---- the pre-training split ----------------------------------------------------------------------------
+def pretrain_split(source_tsv, target_tsv, out_tsv) -> pd.DataFrame:
+    """The source task's split for pre-training, with every participant that the target task's split
+    of the same number holds out (validation or test) moved to the test set: the controls of both
+    tasks are one group of people, and a control the MS classifier is tested on must not have trained
+    (or selected) the model it starts from. The thesis' AD and MS data were different cohorts."""
+    from braindl import splits
+
+    source, target = splits.read_split(source_tsv), splits.read_split(target_tsv)
+    held_out = set(target.loc[target["set"].isin(["validation", "test"]), "participant_id"])
+    out = source.copy()
+    moved = out["participant_id"].isin(held_out) & (out["set"] != "test")
+    if moved.any():  # a test set holds each participant's baseline only
+        first = out[moved].sort_values("session_id").drop_duplicates("participant_id")
+        out = pd.concat([out[~moved], first.assign(set="test")]).sort_values(["participant_id", "session_id"])
+    out = out.reset_index(drop=True)
+    splits.check_disjoint(out, source=f"{source_tsv} without the held-out participants of {target_tsv}")
+    write_tsv(out_tsv, out)
+    return out
+
+
 # ---- lesion masks on the scans' cropped grids ------------------------------------------------------
 def carry_lesion_mask(native_mask, registered_image, registered_mask, sidecar, box: dict, aligned: bool,
                       out_lesion, out_brain) -> dict:
@@ -95,24 +116,26 @@ def carry_lesion_mask(native_mask, registered_image, registered_mask, sidecar, b
 # ---- lesion relevance ---------------------------------------------------------------------------------
 def lesion_relevance(heatmap: np.ndarray, lesion: np.ndarray, brain: np.ndarray, voxel_ml: float) -> dict:
     """Equation (2) of 004 study 2 for one scan: the share of its positive relevance inside the lesion
-    mask (``lesion`` >= 0.5), the chance share (lesion voxels over brain voxels), the lesion sum (mL) and
-    the relevance sum over all voxels (signed)."""
+    mask (``lesion`` >= 0.5), the chance share (lesion voxels over brain voxels), the lesion sum (mL, from
+    the share of each voxel that is lesion: a small lesion on a coarse grid may have no voxel that is half
+    lesion, and still counts) and the relevance sum over all voxels (signed)."""
     heatmap = np.asarray(heatmap, dtype=np.float64)
     lm = np.asarray(lesion) >= 0.5
     pos = np.clip(heatmap, 0, None)
     total_pos = float(pos.sum())
     n_brain = int(np.asarray(brain, bool).sum())
-    return {"lesion_ml": float(lm.sum()) * voxel_ml,
+    return {"lesion_ml": float(np.clip(np.asarray(lesion, dtype=np.float64), 0, 1).sum()) * voxel_ml,
             "lesion_relevance": float(pos[lm].sum()) / total_pos if total_pos > 0 else np.nan,
             "chance": float(lm.sum()) / n_brain if n_brain else np.nan,
             "relevance_sum": float(heatmap.sum()), "positive_relevance": total_pos}
 
 
-def relevance_table(runs: list[dict], masks: dict) -> pd.DataFrame:
+def relevance_table(runs: list[dict], masks: dict, lesion_groups=()) -> pd.DataFrame:
     """One row per test scan of every run: ``runs`` are dicts with split, run, heatmaps (4D NIfTI of
     :func:`~braindl.heatmaps.run_heatmaps`) and index; ``masks`` maps ``(participant_id, session_id)``
     to its ``(lesion, brain)`` files. A scan without a lesion mask (a control) has lesion sum 0 and no
-    lesion relevance."""
+    lesion relevance; a scan of a ``lesion_groups`` diagnosis without one is refused (its lesions would
+    count as none)."""
     rows = []
     for r in runs:
         img = nib.load(str(r["heatmaps"]))
@@ -122,6 +145,8 @@ def relevance_table(runs: list[dict], masks: dict) -> pd.DataFrame:
         for row in index.itertuples(index=False):
             key = (row.participant_id, row.session_id)
             hm = maps[..., int(row.volume)]
+            if key not in masks and row.diagnosis in set(lesion_groups):
+                raise ValueError(f"{r['index']}: {key[0]} ses-{key[1]} ({row.diagnosis}) has no lesion mask")
             if key in masks:
                 lesion = np.asarray(nib.load(str(masks[key][0])).dataobj)
                 brain = np.asarray(nib.load(str(masks[key][1])).dataobj)
@@ -139,7 +164,7 @@ def relevance_table(runs: list[dict], masks: dict) -> pd.DataFrame:
 
 
 def relevance_summary(table: pd.DataFrame, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
-    """Per split and run, and over all scans (split = run = ``all``): the mean lesion relevance and chance
+    """Per split and run, and over all scans (split = run = ``all``, each scan once): the mean lesion relevance and chance
     share of the scans with lesions, a one-sided Wilcoxon signed-rank test of lesion relevance above
     chance, and the Pearson correlation of lesion sum and relevance sum over all test scans with its
     permutation p value (as study 2's Figure 4)."""
@@ -161,12 +186,16 @@ def relevance_summary(table: pd.DataFrame, n_resamples: int = 9999, seed: int = 
                 "wilcoxon_p": w_p, "pearson_r": r, "pearson_p": p}
 
     rows = [one(g, str(s), str(r)) for (s, r), g in table.groupby(["split", "run"], sort=True)]
-    rows.append(one(table, "all", "all"))
+    # pooled: a scan tested in several splits or runs counts once (its values averaged over them), so that
+    # the tests do not take repeats for independent scans
+    per_scan = table.groupby(["participant_id", "session_id"], sort=True).agg(
+        {"lesion_ml": "mean", "relevance_sum": "mean", "lesion_relevance": "mean", "chance": "mean"}).reset_index()
+    rows.append(one(per_scan, "all", "all"))
     return pd.DataFrame(rows)
 
 
-def run_relevance(runs: list[dict], masks: dict, out_table, out_summary) -> None:
-    table = relevance_table(runs, masks)
+def run_relevance(runs: list[dict], masks: dict, out_table, out_summary, lesion_groups=()) -> None:
+    table = relevance_table(runs, masks, lesion_groups)
     write_tsv(out_table, table)
     write_tsv(out_summary, relevance_summary(table))
 
@@ -258,6 +287,10 @@ def arm_task(study: dict, arm: str) -> str:
     return study["source_task"] if arm == "pretrain" else TARGET_TASK
 
 
+def pretrain_split_path(results, study: dict, split) -> str:
+    return f"{results}/msstudy/splits/task-{study['source_task']}_split-{split}_split.tsv"
+
+
 def run_paths(results, study: dict, arm, split, run) -> dict[str, str]:
     mod, reg, model = study["modality"], study["variant"], study["model"]
     pre = f"{results}/msstudy/arm-{arm}/{mod}_desc-{reg}_model-{model}_arm-{arm}_split-{split}_run-{run}"
@@ -293,10 +326,15 @@ def planned_runs(results, study: dict, arms, split_ids, run_ids) -> list[dict]:
 
 
 def lesion_sessions(cohort: pd.DataFrame, lesion_groups, sessions) -> list[tuple[str, str]]:
-    """The (subject, session) labels among ``sessions`` whose participant is in a lesion group
-    (``cohort``: participant_id and diagnosis, as :func:`braindl.synthetic.cohort_table`)."""
+    """The (subject, session) labels of the baseline session (the only one a test set holds) of each
+    participant among ``sessions`` who is in a lesion group (``cohort``: participant_id and diagnosis, as
+    :func:`braindl.synthetic.cohort_table`)."""
     diagnosis = dict(zip(cohort["participant_id"], cohort["diagnosis"]))
-    return [(sub, ses) for sub, ses in sessions if diagnosis.get(f"sub-{sub}") in set(lesion_groups)]
+    first = {}
+    for sub, ses in sorted(sessions):
+        if diagnosis.get(f"sub-{sub}") in set(lesion_groups):
+            first.setdefault(sub, ses)
+    return sorted(first.items())
 
 
 def targets(results, study: dict, fmt: str, with_lesions: bool) -> list[str]:

@@ -862,7 +862,7 @@ for _problem in external.check_settings(config):
 ATLAS_LABEL = _atlas_label()
 XVAL_HEAT_UNITS = external.heatmap_units(config) if XVAL_DATASETS else []
 XVAL_HEAT_SPECS = architectures.method_specs(XVAL["heatmap_methods"], HM)
-for _label in XVAL_HEAT_SPECS:
+for _label in XVAL_HEAT_SPECS if XVAL_HEAT_UNITS else []:
     if _label not in HM_SPECS or architectures.heatmap_refusal(heat_network(TRAIN_MODEL), HM_SPECS[_label]["method"]):
         raise WorkflowError(f"config: external.heatmap_methods: {_label} is not one of the heatmaps.methods that apply "
                             f"to {TRAIN_MODEL}")

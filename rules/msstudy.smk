@@ -7,6 +7,7 @@ if MSS["enabled"]:
               "comparison runs, the lesion relevance does not", file=sys.stderr)
 
     localrules:
+        ms_pretrain_split,
         ms_table,
         ms_relevance,
         ms_figure,
@@ -20,7 +21,8 @@ if MSS["enabled"]:
         input:
             unpack(lambda wc: {"data": pack_paths(MSS["variant"], MSS["modality"])["volumes"],
                                "index": pack_paths(MSS["variant"], MSS["modality"])["index"],
-                               "split": split_path(wc.split, msstudy.arm_task(MSS, wc.msarm)),
+                               "split": (msstudy.pretrain_split_path(RESULTS, MSS, wc.split) if wc.msarm == "pretrain"
+                                         else split_path(wc.split, msstudy.TARGET_TASK)),
                                **({"finetune": msstudy.run_paths(RESULTS, MSS, "pretrain", wc.split, wc.run)["model"]}
                                   if wc.msarm == "finetune" else {})}),
         output:
@@ -39,6 +41,22 @@ if MSS["enabled"]:
             **TRAIN_RESOURCES,
         script:
             "../workflow_scripts/train.py"
+
+
+    rule ms_pretrain_split:
+        input:
+            source=lambda wc: split_path(wc.split, MSS["source_task"]),
+            target=lambda wc: split_path(wc.split, msstudy.TARGET_TASK),
+        output:
+            msstudy.pretrain_split_path(RESULTS, MSS, "{split}"),
+        params:
+            code=script_code("ms_pretrain_split.py"),
+        log:
+            f"{RESULTS}/msstudy/logs/pretrain_split-{{split}}.log",
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/ms_pretrain_split.py"
 
 
     rule ms_table:
@@ -118,6 +136,7 @@ if MSS["enabled"]:
         params:
             runs=MS_HEATMAPS,
             masks=[[f"sub-{sub}", ses, *msstudy.lesion_paths(RESULTS, MSS, sub, ses).values()] for sub, ses in MS_LESIONS],
+            lesion_groups=synthetic.lesion_settings(config["synthetic"])["groups"],
             code=script_code("ms_relevance.py"),
         log:
             f"{RESULTS}/msstudy/logs/relevance.log",

@@ -141,3 +141,18 @@ def test_heatmap_units_need_a_common_space_and_the_target_class(default_config):
            "heatmaps": {**default_config["heatmaps"], "variants": ["linear", "syn"], "target_class": "AD"}}
     assert external.heatmap_units(cfg) == [("CN_vs_AD", "T1w", "linear"), ("CN_vs_AD", "T1w", "syn")]
     assert external.heatmap_units({**cfg, "external": {**cfg["external"], "heatmap_methods": []}}) == []
+
+
+def test_a_sex_model_is_scored_on_the_sex_column(tmp_path):
+    index = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3"], "diagnosis": ["AD", "CN", "CN"],
+                          "sex": ["female", "M", "n/a"]})
+    assert list(external.true_classes(index, ["F", "M"])) == ["F", "M", "n/a"]
+    assert list(external.true_classes(index, ["CN", "AD"])) == ["AD", "CN", "CN"]
+
+
+def test_settings_are_checked_only_when_switched_on(default_config):
+    off = {**default_config, "external": {**default_config["external"], "tasks": [], "variants": ["syn", "none"]},
+           "registration": {**default_config["registration"], "variants": ["linear"]}}
+    assert external.check_settings(off) == []
+    on = {**off, "external": {**off["external"], "tasks": ["CN_vs_AD"]}}
+    assert any("external.variants" in p for p in external.check_settings(on))

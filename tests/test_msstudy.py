@@ -37,7 +37,7 @@ def test_lesion_relevance_is_equation_2():
     out = msstudy.lesion_relevance(hm, lesion, brain, voxel_ml=0.008)
     assert out["lesion_relevance"] == pytest.approx(3.0 / 8.0)  # negative relevance counts in neither sum
     assert out["chance"] == pytest.approx(2 / 32)
-    assert out["lesion_ml"] == pytest.approx(2 * 0.008)
+    assert out["lesion_ml"] == pytest.approx(2.4 * 0.008)  # the lesion sum counts the partial voxel
     assert out["relevance_sum"] == pytest.approx(3.0)
 
 
@@ -123,14 +123,22 @@ def test_relevance_tables_and_their_statistics(tmp_path):
                                                     "diagnosis": [d for _, d in scans], "truth": [d for _, d in scans],
                                                     "predicted": "MS", "volume": range(len(scans))}))
     runs = [{"split": "01", "run": "01", "heatmaps": tmp_path / "maps.nii.gz", "index": tmp_path / "index.tsv"}]
-    table = msstudy.relevance_table(runs, masks)
+    table = msstudy.relevance_table(runs, masks, lesion_groups=["MS"])
     assert len(table) == 5
+    with pytest.raises(ValueError, match="sub-05 ses-01 \\(MS\\) has no lesion mask"):
+        msstudy.relevance_table(runs, {k: v for k, v in masks.items() if k[0] != "sub-05"}, lesion_groups=["MS"])
     np.testing.assert_allclose(table["lesion_ml"], [e[0] for e in expected])
     np.testing.assert_allclose(table["relevance_sum"], [e[2] for e in expected], rtol=1e-5)
     ms = table["diagnosis"] == "MS"
     np.testing.assert_allclose(table.loc[ms, "lesion_relevance"], [e[1] for e, s in zip(expected, ms) if s], rtol=1e-5)
     assert np.isnan(table.loc[~ms, "lesion_relevance"]).all()
-    summary = msstudy.relevance_summary(table, n_resamples=999).set_index("split")
+    # the same scans tested again in a second run: per run both rows; pooled, each scan once
+    table = pd.concat([table, table.assign(run=2)], ignore_index=True)
+    summary = msstudy.relevance_summary(table, n_resamples=999).set_index(["split", "run"])
+    assert summary.loc[("1", "1"), "pearson_r"] == pytest.approx(summary.loc[("1", "2"), "pearson_r"])
+    assert summary.loc[("all", "all"), "n_scans"] == 5
+    summary = summary.reset_index().set_index("split")
+    table = table[table.run == 1]
     pooled = summary.loc["all"]
     r = stats.pearsonr(table["lesion_ml"], table["relevance_sum"]).statistic
     assert pooled["pearson_r"] == pytest.approx(r)
@@ -194,7 +202,29 @@ def test_plan_paths_and_lesion_sessions(default_config):
     assert {msstudy.arm_task(study, a) for a in msstudy.ARMS} == {"CN_vs_AD", "CN_vs_MS"}
     cohort = pd.DataFrame({"participant_id": ["sub-001", "sub-002", "sub-003"], "diagnosis": ["MS", "CN", "MS"]})
     sessions = [("001", "01"), ("001", "02"), ("002", "01"), ("003", "01")]
-    assert msstudy.lesion_sessions(cohort, ["MS"], sessions) == [("001", "01"), ("001", "02"), ("003", "01")]
+    assert msstudy.lesion_sessions(cohort, ["MS"], sessions) == [("001", "01"), ("003", "01")]  # baselines
     assert msstudy.lesion_sessions(cohort, [], sessions) == []
     with_lesions = msstudy.targets("res", study, "png", True)
     assert len(with_lesions) == 5 and msstudy.targets("res", study, "png", False) == with_lesions[:2]
+
+
+def test_pretraining_never_sees_the_target_tasks_held_out_participants(tmp_path):
+    """Controls are in both tasks: a CN held out of CN vs MS (validation or test) is moved to the test set of
+    the CN vs AD split the model is pre-trained on (baseline session only)."""
+    source = pd.DataFrame([dict(participant_id=f"sub-{i}", session_id=s, set=st, diagnosis=dx)
+                           for i, st, dx in [(1, "train", "CN"), (2, "train", "CN"), (3, "validation", "CN"),
+                                             (4, "test", "CN"), (5, "train", "AD"), (6, "validation", "AD"),
+                                             (7, "test", "AD"), (8, "train", "CN")]
+                           for s in (["01", "02"] if st != "test" else ["01"])])
+    target = pd.DataFrame([dict(participant_id=p, session_id="01", set=st, diagnosis=dx)
+                           for p, st, dx in [("sub-1", "test", "CN"), ("sub-3", "validation", "CN"), ("sub-2", "train", "CN"),
+                                             ("sub-9", "test", "MS"), ("sub-10", "validation", "MS"),
+                                             ("sub-8", "train", "CN"), ("sub-11", "train", "MS")]])
+    write_tsv(tmp_path / "source.tsv", source)
+    write_tsv(tmp_path / "target.tsv", target)
+    out = msstudy.pretrain_split(tmp_path / "source.tsv", tmp_path / "target.tsv", tmp_path / "out.tsv")
+    fitted = set(out.loc[out.set.isin(["train", "validation"]), "participant_id"])
+    assert fitted == {"sub-2", "sub-5", "sub-6", "sub-8"}  # sub-1 (target test) and sub-3 (validation) left
+    moved = out[out.participant_id.isin(["sub-1", "sub-3"])]
+    assert (moved.set == "test").all() and list(moved.session_id) == ["01", "01"]
+    assert len(out[out.participant_id == "sub-2"]) == 2  # the others keep every session

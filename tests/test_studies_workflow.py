@@ -16,7 +16,8 @@ from snakemake_runs import job_counts, smk
 pytestmark = pytest.mark.slow
 
 STUDIES = {
-    "synthetic": {"groups": {"CN": 4, "MCI": 0, "AD": 4, "DLB": 0, "FTLD": 0, "MS": 4}, "sessions": [1, 1]},
+    # 5 controls: those the CN vs MS split holds out leave the pre-training's training set (msstudy.pretrain_split)
+    "synthetic": {"groups": {"CN": 5, "MCI": 0, "AD": 4, "DLB": 0, "FTLD": 0, "MS": 4}, "sessions": [1, 1]},
     "dataset": {"modalities": ["T1w"]},
     "registration": {"variants": ["linear"]},
     "splits": {"n_splits": 2, "test_fraction": 0.25, "validation_fraction": 0.34},
@@ -126,6 +127,11 @@ def test_ms_transfer_runs_and_table(studies_run):
         scratch = json.loads((res / f"msstudy/arm-scratch/T1w_desc-linear_model-cnn3d_ms_arm-scratch_split-{split}"
                                     "_run-01_summary.json").read_text())
         assert (studies_run / fine["pretrained"]).resolve() == pre.resolve() and scratch["pretrained"] is None
+        # no participant the MS classifier is validated or tested on trained or selected the AD model
+        target = _read(res / f"splits/task-CN_vs_MS/task-CN_vs_MS_split-{split}_split.tsv")
+        source = _read(res / f"msstudy/splits/task-CN_vs_AD_split-{split}_split.tsv")
+        held_out = set(target[target.set != "train"].participant_id)
+        assert held_out and not held_out & set(source[source.set != "test"].participant_id)
         assert fine["classes"] == ["CN", "MS"] and fine["fresh_parameters"] == []  # the AD head fits MS vs CN
     summary = _read(res / "msstudy/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_summary.tsv").set_index("arm")
     diff = (table[table.arm == "finetune"].roc_auc.to_numpy() - table[table.arm == "scratch"].roc_auc.to_numpy())
