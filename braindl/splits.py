@@ -99,6 +99,8 @@ def subject_table(manifest: pd.DataFrame, task: str, age_bin_years: float) -> pd
                          age_bin=int(age // age_bin_years), sessions=sorted(grp["session_id"].unique()),
                          baseline=sorted(grp["session_id"].unique())[0]))
     table = pd.DataFrame(rows, columns=["participant_id", "diagnosis", "sex", "age", "age_bin", "sessions", "baseline"])
+    if task in LABELLED:  # the class the splits stratify on first
+        table = table.assign(label=task_labels(table, task))
     if not is_regression(task):
         missing = [c for c in task_classes(task) if not (task_labels(table, task) == c).any()]
         if missing:
@@ -122,6 +124,8 @@ def balance_sex(subjects: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 _LEVELS = (("diagnosis", "sex", "age_bin"), ("diagnosis", "sex"), ("diagnosis",))
+#: a task whose classes are another column (its ``label``, e.g. sex) keeps that column down to the coarsest level
+_LABEL_LEVELS = (("label", "diagnosis", "age_bin"), ("label", "diagnosis"), ("label",))
 
 
 def _label(subjects: pd.DataFrame, cols) -> pd.Series:
@@ -131,7 +135,7 @@ def _label(subjects: pd.DataFrame, cols) -> pd.Series:
 def _finest(subjects: pd.DataFrame, min_count: int, max_strata: int | None = None):
     """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have
     ``min_count`` members and, with ``max_strata``, number no more than that; None if none."""
-    for cols in _LEVELS:
+    for cols in _LABEL_LEVELS if "label" in subjects.columns else _LEVELS:
         label = _label(subjects, cols)
         counts = label.value_counts()
         if counts.min() >= min_count and (max_strata is None or len(counts) <= max_strata):
@@ -142,7 +146,8 @@ def _finest(subjects: pd.DataFrame, min_count: int, max_strata: int | None = Non
 def strata(subjects: pd.DataFrame, min_count: int) -> pd.Series:
     """Finest stratification label (dx x sex x age bin, dx x sex, dx) whose strata all have min_count members."""
     label = _finest(subjects, min_count)
-    return subjects["diagnosis"].astype(str) if label is None else label
+    coarsest = "label" if "label" in subjects.columns else "diagnosis"
+    return subjects[coarsest].astype(str) if label is None else label
 
 
 def _holdout(subjects: pd.DataFrame, fraction: float, seed: int, min_count: int = 2):

@@ -157,3 +157,19 @@ def test_a_task_without_one_of_its_classes_is_refused():
     m = manifest()
     with pytest.raises(splits.SplitError, match=r"task CN_vs_MS: no participant of class MS"):
         splits.subject_table(m[m.diagnosis != "MS"], "CN_vs_MS", 5)
+
+
+def test_the_sex_task_is_stratified_by_sex_down_to_its_coarsest_level():
+    """A small cohort whose diagnosis x sex strata are too small to split on: the sex task still has both
+    sexes in every set (the diagnoses' fallback would not keep them)."""
+    rows = [dict(participant_id=f"sub-{i:02d}", session_id="01", modality="T1w",
+                 diagnosis=["CN", "AD", "MCI", "DLB"][i % 4], age=60 + 2 * i, sex="MF"[i < 6], mmse=25)
+            for i in range(12)]
+    subjects = splits.subject_table(pd.DataFrame(rows), "sex", 5)
+    assert list(subjects["label"]) == ["F" if i < 6 else "M" for i in range(12)]
+    for seed in range(5):
+        for sets in splits.make_splits(subjects, {**SETTINGS, "seed": seed, "n_splits": 2, "test_fraction": 0.25,
+                                                  "validation_fraction": 0.34}):
+            table = splits.session_rows(subjects, sets)
+            for name in splits.SETS:
+                assert set(splits.task_labels(table[table.set == name], "sex")) == {"F", "M"}, (seed, name)
