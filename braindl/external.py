@@ -34,31 +34,64 @@ SCORED = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity")
 UNSCORED = "n/a"
 
 
+def effective(config: dict) -> tuple[dict, list[str]]:
+    """The ``external`` section as it applies to the rest of ``config``, and what was left out, in words.
+
+    ``tasks``, ``modalities``, ``variants`` and ``heatmap_methods`` select among the runs the config
+    trains and the heatmaps it makes: what it does not have is left out (config.yaml's external dataset
+    must not stop a config that trains other tasks or variants), and nothing left switches external
+    validation off. A dataset set to null is left out (a named config cannot remove config.yaml's keys of
+    a dict, it can set one to null); a synthetic dataset (``bids_dir`` null) only beside the synthetic
+    cohort, not beside a user's BIDS dataset."""
+    from braindl.architectures import heatmap_refusal, method_specs
+
+    ext = copy.deepcopy(config["external"])
+    said = []
+    for key, known, where in (("tasks", config["training"]["tasks"], "training.tasks"),
+                              ("modalities", config["training"]["modalities"], "training.modalities"),
+                              ("variants", config["registration"]["variants"], "registration.variants")):
+        dropped = [v for v in ext[key] if v not in known]
+        if dropped and ext["tasks"]:
+            said.append(f"external.{key}: {dropped} left out (not in {where})")
+        ext[key] = [v for v in ext[key] if v in known]
+    hm = config["heatmaps"]
+    applies = [m for m in ext["heatmap_methods"] if m in hm["methods"]
+               and not heatmap_refusal(config["training"]["model"], m)]
+    if len(applies) < len(ext["heatmap_methods"]) and ext["tasks"]:
+        said.append(f"external.heatmap_methods: {sorted(set(ext['heatmap_methods']) - set(applies))} left out (not "
+                    f"among the heatmaps.methods that apply to {config['training']['model']})")
+    ext["heatmap_methods"] = applies
+    ext["heatmap_labels"] = list(method_specs(applies, hm))
+    kept = {}
+    for name, spec in ext["datasets"].items():
+        if spec is None:
+            continue
+        if spec.get("bids_dir") is None and config["dataset"]["bids_dir"] is not None:
+            said.append(f"external.datasets.{name}: a synthetic cohort is left out beside a BIDS dataset "
+                        f"(set it to null, or give its bids_dir)")
+            continue
+        kept[name] = spec
+    if not (ext["tasks"] and ext["modalities"] and ext["variants"]):
+        if kept and config["external"]["tasks"]:
+            said.append("external validation is off: no selected run is trained by this config")
+        kept = {}
+    ext["datasets"] = kept
+    return ext, said
+
+
 def datasets(config: dict) -> dict:
-    """The external datasets in use: none when ``external.tasks`` is empty; a dataset set to null is left
-    out (a named config cannot remove config.yaml's keys of a dict, it can set one to null)."""
-    ext = config["external"]
-    if not ext["tasks"]:
-        return {}
-    return {name: spec for name, spec in ext["datasets"].items() if spec is not None}
+    """The external datasets in use (:func:`effective`)."""
+    return effective(config)[0]["datasets"]
 
 
 def check_settings(config: dict) -> list[str]:
-    """Problems of the ``external`` section against the rest of the config (empty: none)."""
-    ext = config["external"]
+    """Problems of the ``external`` section (empty: none); only what it selects is checked."""
+    ext = effective(config)[0]
     problems = []
-    if not datasets(config):  # switched off: nothing of it is checked
-        return problems
-    for name in datasets(config):
+    for name in ext["datasets"]:
         if not NAME.match(str(name)):
             problems.append(f"external.datasets: name {name!r} must be letters and digits (it names a folder)")
-    for key, known in (("tasks", config["training"]["tasks"]), ("modalities", config["training"]["modalities"]),
-                       ("variants", config["registration"]["variants"])):
-        unknown = [v for v in ext[key] if v not in known]
-        if unknown:
-            where = "registration.variants" if key == "variants" else f"training.{key}"
-            problems.append(f"external.{key} {unknown} are not in {where} {list(known)}")
-    if "MMSE" in ext["tasks"]:
+    if ext["datasets"] and "MMSE" in ext["tasks"]:
         problems.append("external.tasks: MMSE is a regression; external validation scores classification tasks")
     return problems
 
@@ -75,7 +108,8 @@ def module_config(config: dict, name: str) -> dict:
     ``results/external/<name>``, its dataset (a BIDS directory, or the synthetic cohort with the
     dataset's overrides), the selected modalities and variants, and every experiment switched off
     (only its packed scans are asked of it)."""
-    spec = config["external"]["datasets"][name]
+    ext = effective(config)[0]
+    spec = ext["datasets"][name]
     cfg = copy.deepcopy(config)
     cfg["results_dir"] = f"{config['results_dir']}/external/{name}"
     ds = cfg["dataset"]
@@ -84,11 +118,11 @@ def module_config(config: dict, name: str) -> dict:
     for key in ("filters", "participants", "diagnoses"):
         if key in spec:
             ds[key] = copy.deepcopy(spec[key])
-    ds["modalities"] = [m for m in config["dataset"]["modalities"] if m in config["external"]["modalities"]
+    ds["modalities"] = [m for m in config["dataset"]["modalities"] if m in ext["modalities"]
                         or (m == "T1w" and config["registration"]["pet_route"] == "via_t1")]
     if spec.get("synthetic"):
         _merge(cfg["synthetic"], spec["synthetic"])
-    cfg["registration"]["variants"] = module_variants(config["external"]["variants"], config["registration"]["variants"])
+    cfg["registration"]["variants"] = module_variants(ext["variants"], config["registration"]["variants"])
     cfg["training"]["modalities"] = [m for m in config["training"]["modalities"] if m in ds["modalities"]]
     cfg["transfer"]["tasks"] = []
     cfg["pretraining"]["model"] = None
@@ -331,20 +365,20 @@ def heatmap_units(config: dict) -> list[tuple[str, str, str]]:
     (registered variants: the group maps need a common space)."""
     from braindl.splits import task_classes
 
-    ext, hm = config["external"], config["heatmaps"]
-    if not ext["heatmap_methods"]:
+    ext, hm = effective(config)[0], config["heatmaps"]
+    if not ext["heatmap_methods"] or not ext["datasets"]:
         return []
     return [(t, m, v) for t in ext["tasks"] for m in ext["modalities"] for v in ext["variants"]
             if v in hm["variants"] and hm["target_class"] in task_classes(t)]
 
 
-def targets(results, config: dict, atlas_label: str, method_labels, runs=()) -> list[str]:
+def targets(results, config: dict, atlas_label: str, runs=()) -> list[str]:
     """Per dataset, task and modality: the predictions table, and for a labelled dataset the metrics,
     the summary and the figure; the external heatmaps' group maps and region tables (an unlabelled
     dataset: the heatmaps of every run, ``runs`` (split, run) pairs)."""
-    ext, fmt = config["external"], config["figures"]["format"]
+    ext, fmt = effective(config)[0], config["figures"]["format"]
     files = []
-    for name, spec in datasets(config).items():
+    for name, spec in ext["datasets"].items():
         for task in ext["tasks"]:
             for mod in ext["modalities"]:
                 tables = table_paths(results, name, task, mod)
@@ -353,7 +387,7 @@ def targets(results, config: dict, atlas_label: str, method_labels, runs=()) -> 
                     files += [tables["metrics"], tables["summary"], figure_path(results, name, task, mod, fmt)]
         model = config["training"]["model"]
         for task, mod, reg in heatmap_units(config):
-            for method in method_labels:
+            for method in ext["heatmap_labels"]:
                 if spec.get("labelled", True):
                     files.append(group_paths(results, name, task, mod, reg, model, method)["groups"])
                     files += list(region_paths(results, name, task, mod, reg, model, method, atlas_label).values())

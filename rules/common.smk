@@ -855,17 +855,13 @@ def heatmap_targets():
 
 
 # ---- external validation (rules/external.smk; each dataset's preprocessing: the module in the Snakefile) ----
-XVAL = config["external"]
-XVAL_DATASETS = external.datasets(config)
+XVAL, _xval_said = external.effective(config)
+for _line in _xval_said:
+    print(_line, file=sys.stderr)
+XVAL_DATASETS = XVAL["datasets"]
 for _problem in external.check_settings(config):
     raise WorkflowError(f"config: {_problem}")
 ATLAS_LABEL = _atlas_label()
-XVAL_HEAT_UNITS = external.heatmap_units(config) if XVAL_DATASETS else []
-XVAL_HEAT_SPECS = architectures.method_specs(XVAL["heatmap_methods"], HM)
-for _label in XVAL_HEAT_SPECS if XVAL_HEAT_UNITS else []:
-    if _label not in HM_SPECS or architectures.heatmap_refusal(heat_network(TRAIN_MODEL), HM_SPECS[_label]["method"]):
-        raise WorkflowError(f"config: external.heatmap_methods: {_label} is not one of the heatmaps.methods that apply "
-                            f"to {TRAIN_MODEL}")
 
 
 def ext_runs(wc):
@@ -886,8 +882,7 @@ def external_targets():
         if not _spec.get("labelled", True):
             print(f"external.datasets.{_name}: no labels: its predictions are written, its metrics are not",
                   file=sys.stderr)
-    return external.targets(RESULTS, config, ATLAS_LABEL, list(XVAL_HEAT_SPECS) if XVAL_HEAT_UNITS else [],
-                            [(s, r) for s in SPLIT_IDS for r in RUN_IDS])
+    return external.targets(RESULTS, config, ATLAS_LABEL, [(s, r) for s in SPLIT_IDS for r in RUN_IDS])
 
 
 # ---- 002's dose branch: resampling, reconstruction, patches, quality regression ---------------

@@ -121,10 +121,12 @@ def test_module_config_moves_the_results_and_switches_experiments_off(default_co
     assert synth["synthetic"]["seed"] == default_config["external"]["datasets"]["site2"]["synthetic"]["seed"]
     assert synth["synthetic"]["atlas"] == default_config["synthetic"]["atlas"]  # the rest of `synthetic` is kept
     bad = {**default_config, "external": {**default_config["external"], "tasks": ["MMSE", "CN_AD_DLB"],
-                                          "datasets": {"a-b": {"bids_dir": None}}}}
+                                          "datasets": {"a-b": {"bids_dir": None}}},
+           "training": {**default_config["training"], "tasks": ["CN_vs_AD", "MMSE"]}}
     problems = external.check_settings(bad)
-    assert any("a-b" in p for p in problems) and any("CN_AD_DLB" in p for p in problems)
-    assert any("regression" in p for p in problems)
+    assert any("a-b" in p for p in problems) and any("regression" in p for p in problems)
+    _, said = external.effective(bad)
+    assert any("CN_AD_DLB" in line and "training.tasks" in line for line in said)
 
 
 def test_datasets_in_use(default_config):
@@ -150,9 +152,21 @@ def test_a_sex_model_is_scored_on_the_sex_column(tmp_path):
     assert list(external.true_classes(index, ["CN", "AD"])) == ["AD", "CN", "CN"]
 
 
-def test_settings_are_checked_only_when_switched_on(default_config):
-    off = {**default_config, "external": {**default_config["external"], "tasks": [], "variants": ["syn", "none"]},
-           "registration": {**default_config["registration"], "variants": ["linear"]}}
-    assert external.check_settings(off) == []
-    on = {**off, "external": {**off["external"], "tasks": ["CN_vs_AD"]}}
-    assert any("external.variants" in p for p in external.check_settings(on))
+def test_the_section_selects_among_what_the_config_trains(default_config):
+    """config.yaml's external dataset must not stop a config that trains other variants, tasks or heatmaps,
+    nor run a synthetic cohort beside a user's BIDS dataset: what does not apply is left out, and said."""
+    other = {**default_config, "registration": {**default_config["registration"], "variants": ["linear"]},
+             "heatmaps": {**default_config["heatmaps"], "methods": ["gradcam"]}}
+    ext, said = external.effective(other)
+    assert ext["variants"] == ["linear"] and ext["heatmap_methods"] == [] and list(ext["datasets"]) == ["site2"]
+    assert any("external.variants: ['none'] left out" in line for line in said)
+    assert any("external.heatmap_methods" in line for line in said)
+    assert external.check_settings(other) == []
+    none_left = {**other, "training": {**other["training"], "tasks": ["CN_AD_DLB"]}}
+    assert external.datasets(none_left) == {}
+    assert any("external validation is off" in line for line in external.effective(none_left)[1])
+    bids = {**default_config, "dataset": {**default_config["dataset"], "bids_dir": "/data/adni"}}
+    assert external.datasets(bids) == {}
+    assert any("site2: a synthetic cohort is left out beside a BIDS dataset" in line
+               for line in external.effective(bids)[1])
+    assert external.module_config(other, "site2")["registration"]["variants"] == ["linear"]

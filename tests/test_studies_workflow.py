@@ -239,3 +239,17 @@ def test_external_datasets_rerun_only_their_own_jobs(repo, studies_run):
     assert changed and all(r.startswith("external") or r == "all" for r in changed)
     assert not any("blind" in r for r in changed)
     assert changed["external_predict"] == EXT_RUNS and changed["external_site2_synthetic_cohort"] == 1
+
+
+def test_report_holds_the_studies_and_external_validation(repo, studies_run):
+    import re
+
+    smk(repo, studies_run, "--configfile", "studies.yaml", "--report", "report.html")
+    html = (studies_run / "report.html").read_text()
+    for name in ("pifstudy_T1w_desc-linear.png", "msstudy_T1w_desc-linear_model-cnn3d_ms.png",
+                 "external-site2_task-CN_vs_AD_T1w.png", "T1w_desc-linear_summary.tsv",
+                 "task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_lesionrelevance.tsv"):
+        assert name in html, name
+    for caption in ("pifstudy.rst", "msstudy.rst", "external.rst"):
+        opening = re.split(r"``|{{|{%", (repo / "rules/captions" / caption).read_text())[0].strip()[:40]
+        assert opening in html, caption

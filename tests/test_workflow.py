@@ -803,7 +803,9 @@ def test_report_holds_every_figure_and_table_with_its_caption(repo, tiny_run):
               "method-lrpepsilon_atlas-AAL3_regionsummary.tsv", "quality_scores.tsv", "quality_runs.tsv"]
     for name in figures + tables:
         assert name in html, name
-    for caption in sorted((repo / "rules/captions").glob("*.rst")):
+    # the thesis' studies and external validation are off in the tiny run: tests/test_studies_workflow.py
+    off = {"pifstudy.rst", "msstudy.rst", "external.rst"}
+    for caption in sorted(c for c in (repo / "rules/captions").glob("*.rst") if c.name not in off):
         opening = re.split(r"``|{{|{%", caption.read_text())[0].strip()[:40]
         assert opening and opening in html, caption.name
 
