@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from braindl.pretraining import size_label  # the size- entity, as the pre-training sweep's paths
+
 #: 004 study 5, Table 1
 TABLE1 = {"architecture": ["A", "B"], "learning_rate": [1.0e-4, 5.0e-5], "batch_size": [4, 6, 12],
           "patience": [12, 16]}
@@ -81,14 +83,6 @@ def study_plan(study: dict, n_splits: int) -> pd.DataFrame:
     runs = plan(n_splits, study["seed"], study["samples"], study["fractions"], space=search_space(study),
                 min_per_architecture=study["min_per_architecture"])
     return runs.assign(size=[size_label(f) for f in runs["fraction"]])
-
-
-def size_label(fraction: float) -> str:
-    """``0.2`` -> ``"020"``: the ``size-`` entity (percent of the training participants)."""
-    pct = round(float(fraction) * 100)
-    if not 0 < pct <= 100:
-        raise ValueError(f"training fraction {fraction} is not in (0, 1]")
-    return f"{pct:03d}"
 
 
 def run_settings(training: dict, study: dict, family: str, hp: dict) -> dict:

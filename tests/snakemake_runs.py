@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import yaml
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TARGET_RULES = ("all", "preprocessing")
 
@@ -26,3 +28,14 @@ def job_counts(text):
         return {}
     block = text.split("Job stats:")[1].split("total")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def dry_run_changed(repo, workdir, base_config, name, change):
+    """Job counts of a dry run of ``all`` in ``workdir`` with ``base_config`` (a YAML file there) changed
+    section by section by ``change`` (written as ``<name>.yaml``): what a setting would rerun."""
+    over = yaml.safe_load((workdir / base_config).read_text())
+    for section, values in change.items():
+        over.setdefault(section, {}).update(values)
+    (workdir / f"{name}.yaml").write_text(yaml.safe_dump(over))
+    out = smk(repo, workdir, "-n", "--configfile", f"{name}.yaml", "all")
+    return job_counts(out.stdout + out.stderr)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from braindl import pifstudy as P
+from braindl import pretraining
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -80,7 +81,7 @@ def test_run_settings_follow_the_thesis(default_config):
     assert (base["augment_flip"], pif["augment_flip"]) == (0.5, 0.0)  # "only translation and not flipping"
     assert "pif_grid" in pif and "pif_grid" not in base
     plan = P.study_plan({**study, "samples": 5, "min_per_architecture": 2}, 2)
-    assert set(plan["size"]) == {P.size_label(f) for f in study["fractions"]}
+    assert set(plan["size"]) == {pretraining.size_label(f) for f in study["fractions"]}
     assert len(plan) == 2 * 5 * 2 * len(study["fractions"])
 
 

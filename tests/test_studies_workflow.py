@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from braindl import pifstudy, synthetic
-from snakemake_runs import job_counts, smk
+from snakemake_runs import dry_run_changed, job_counts, smk
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,7 @@ def studies_run(repo, tmp_path_factory):
 
 
 def _dry(repo, wd, name, change):
-    over = yaml.safe_load((wd / "studies.yaml").read_text())
-    for section, values in change.items():
-        over.setdefault(section, {}).update(values)
-    (wd / f"{name}.yaml").write_text(yaml.safe_dump(over))
-    out = smk(repo, wd, "-n", "--configfile", f"{name}.yaml", "all")
-    return job_counts(out.stdout + out.stderr)
+    return dry_run_changed(repo, wd, "studies.yaml", name, change)
 
 
 def _read(path, **kw):

@@ -15,7 +15,7 @@ import yaml
 
 from braindl import synthetic
 from braindl.architectures import heatmap_refusal, method_specs
-from snakemake_runs import job_counts, smk
+from snakemake_runs import dry_run_changed, job_counts, smk
 
 # every test here runs the real Snakefile (dry runs of seconds, and a tiny end-to-end run of minutes)
 pytestmark = pytest.mark.slow
@@ -295,12 +295,7 @@ def test_tiny_training_and_evaluation_outputs(tiny_run, default_config):
 
 
 def _rerun(repo, tiny_run, name, change):
-    over = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
-    for section, values in change.items():
-        over.setdefault(section, {}).update(values)
-    (tiny_run / f"{name}.yaml").write_text(yaml.safe_dump(over))
-    out = smk(repo, tiny_run, "-n", "--configfile", f"{name}.yaml", "all")
-    return job_counts(out.stdout + out.stderr)
+    return dry_run_changed(repo, tiny_run, "tiny.yaml", name, change)
 
 
 FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
