@@ -13,14 +13,22 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# Jobs import the library from this checkout, also inside conda environments
+# and on cluster nodes (SLURM exports the environment).
+sys.path.insert(0, workflow.basedir)
+from braindl.planning import drop_removed
+
+# a named config removes an entry of config.yaml's models, layouts, crop boxes, quality groups or
+# external datasets with `name: null` (--configfile merges into config.yaml, it cannot delete)
+drop_removed(config)
+
+
 validate(config, "braindl/schemas/config.schema.yaml")
 
 
 report: "rules/captions/workflow.rst"
 
-# Jobs import the library from this checkout, also inside conda environments
-# and on cluster nodes (SLURM exports the environment).
-sys.path.insert(0, workflow.basedir)
+
 from braindl.provenance import export_library_path
 
 export_library_path(workflow.basedir)

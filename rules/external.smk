@@ -13,11 +13,13 @@ if XVAL_DATASETS:
         extname="|".join(XVAL_DATASETS),
 
 
+    def ext_predict_inputs(wc):
+        return {k: v for k, v in ext_model_files(wc).items() if k in ("model", "data", "index")}
+
+
     rule external_predict:
         input:
-            model=lambda wc: train_paths(wc.task, wc.mod, wc.reg, wc.split, wc.run)["model"],
-            data=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["volumes"],
-            index=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["index"],
+            unpack(ext_predict_inputs),
         output:
             external.prediction_path(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{split}", "{run}"),
         params:
@@ -32,6 +34,14 @@ if XVAL_DATASETS:
             mem_mb=4000,
         script:
             "../workflow_scripts/external_predict.py"
+
+
+    # the transfer experiment's runs (external.transfer_models): on the dataset's volumes or mosaics
+    use rule external_predict as external_predict_model with:
+        output:
+            external.prediction_path(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{split}", "{run}", "{arm}"),
+        log:
+            f"{RESULTS}/external/{{extname}}/logs/predict_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{arm}}_split-{{split}}_run-{{run}}.log",
 
 
     rule external_predictions:
@@ -53,8 +63,7 @@ if XVAL_DATASETS:
 
     rule external_metrics:
         input:
-            runs=lambda wc: [r["predictions"] for r in ext_runs(wc)],
-            internal=lambda wc: evaluation_paths(wc.task, wc.mod)["metrics"],
+            unpack(ext_metric_inputs),
         output:
             metrics=captioned(external.table_paths(RESULTS, "{extname}", "{task}", "{mod}")["metrics"], "external",
                               "External validation", "{extname}"),
@@ -93,18 +102,14 @@ if XVAL_DATASETS:
 
     rule external_heatmap:
         input:
-            model=lambda wc: train_paths(wc.task, wc.mod, wc.reg, wc.split, wc.run)["model"],
-            predictions=lambda wc: external.prediction_path(RESULTS, wc.extname, wc.task, wc.mod, wc.reg, wc.split, wc.run),
-            data=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["volumes"],
-            index=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["index"],
-            pack_json=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"],
+            unpack(ext_model_files),
         output:
             **external.heatmap_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}", "{split}", "{run}",
                                      "{method}"),
         params:
             spec=lambda wc: HM_SPECS[wc.method],
             settings=heat_settings,
-            layout=None,
+            layout=heat_layout,
             code=script_code("heatmap.py"),
         log:
             f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_split-{{split}}_run-{{run}}_method-{{method}}.log",

@@ -74,3 +74,22 @@ def test_full_protocol_follows_the_papers_where_they_are_specific(repo):
     assert arms["densenet121x3"]["learning_rate"] == 5.0e-7
     # 004 studies 1-3 betas, and study 5's beta = 4
     assert full["heatmaps"]["lrp_betas"] == [0, 0.25, 0.5, 0.75, 1, 4]
+
+
+def test_a_named_config_removes_an_entry_of_config_yaml_with_null(repo, config):
+    """--configfile merges into config.yaml: `name: null` takes a model, layout, box, group or dataset out."""
+    from braindl.planning import drop_removed
+
+    merged = _merge(config, {"transfer": {"models": {"cnn3d": None}}, "mosaic": {"layouts": {"spect_001": None}},
+                             "dose": {"groups": {"medium": None}}, "external": {"datasets": {"site2": None}}})
+    removed = drop_removed(merged)
+    assert removed == ["transfer.models.cnn3d", "mosaic.layouts.spect_001", "dose.groups.medium",
+                       "external.datasets.site2"]
+    assert list(merged["transfer"]["models"]) == [m for m in config["transfer"]["models"] if m != "cnn3d"]
+    assert "spect_001" not in merged["mosaic"]["layouts"] and "pet_000" in merged["mosaic"]["layouts"]
+    assert list(merged["dose"]["groups"]) == ["low", "high"] and merged["external"]["datasets"] == {}
+    validate(merged, str(repo / SCHEMA))
+    # without it the schema refuses the null model, naming it
+    with pytest.raises(Exception, match="cnn3d"):
+        validate(_merge(config, {"transfer": {"models": {"cnn3d": None}}}), str(repo / SCHEMA))
+    assert drop_removed(copy.deepcopy(config)) == []

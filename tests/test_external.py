@@ -103,7 +103,7 @@ def test_metrics_are_scikit_learns_on_the_written_predictions(trained, tmp_path)
     np.testing.assert_allclose(m["mean"], m["mean_t"])
     assert set(shown["metric"]) == {"roc_auc", "balanced_accuracy"} and len(shown) == 4
     both = external.predictions_table(runs, tmp_path / "all.tsv")
-    assert len(both) == 24 and list(both.columns[:3]) == ["variant", "split", "run"]
+    assert len(both) == 24 and list(both.columns[:4]) == ["model", "variant", "split", "run"]
 
 
 def test_module_config_moves_the_results_and_switches_experiments_off(default_config):
@@ -141,7 +141,9 @@ def test_heatmap_units_need_a_common_space_and_the_target_class(default_config):
     cfg = {**default_config, "external": {**default_config["external"], "tasks": ["CN_vs_AD", "sex"],
                                           "variants": ["none", "linear", "syn"]},
            "heatmaps": {**default_config["heatmaps"], "variants": ["linear", "syn"], "target_class": "AD"}}
-    assert external.heatmap_units(cfg) == [("CN_vs_AD", "T1w", "linear"), ("CN_vs_AD", "T1w", "syn")]
+    model = default_config["training"]["model"]
+    assert external.heatmap_units(cfg) == [("CN_vs_AD", "T1w", "linear", model, ["lrpepsilon"]),
+                                           ("CN_vs_AD", "T1w", "syn", model, ["lrpepsilon"])]
     assert external.heatmap_units({**cfg, "external": {**cfg["external"], "heatmap_methods": []}}) == []
 
 
@@ -170,3 +172,81 @@ def test_the_section_selects_among_what_the_config_trains(default_config):
     assert any("site2: a synthetic cohort is left out beside a BIDS dataset" in line
                for line in external.effective(bids)[1])
     assert external.module_config(other, "site2")["registration"]["variants"] == ["linear"]
+
+
+# ---- the transfer experiment's runs (external.transfer_models) --------------------------------------------
+LAYOUT = {"rows": 2, "columns": 4, "axis": 2, "slices": {"first": 4, "last": 19}, "interleave": 2}
+
+
+def test_a_mosaic_run_predicts_the_mean_over_a_scans_mosaics_as_in_training(trained, tmp_path, default_config):
+    """A 2D run of the transfer experiment on the external dataset's mosaics: the class probabilities are the
+    ensemble of the scan's mosaics (001), exactly as its own test predictions were made in training."""
+    from braindl import mosaic
+
+    root, _ = trained
+    mosaic.run_mosaics(root / "main.npy", root / "main.tsv", LAYOUT, 1.0, tmp_path / "m.npy", tmp_path / "m.tsv",
+                       tmp_path / "m.json")
+    cfg = default_config
+    s = {k: v for k, v in cfg["training"].items() if k not in ("tasks", "modalities", "finetune_from", "input_pool")}
+    s.update(cfg["transfer"]["defaults_2d"], model="resnet18", input="mosaic", rgb=True, head_width=16,
+             batch_size=4, max_epochs=2, early_stopping_patience=5)
+    out = {k: tmp_path / f"r_{k}.{e}" for k, e in (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"),
+                                                   ("summary", "json"))}
+    training.train_run(tmp_path / "m.npy", tmp_path / "m.tsv", root / "split.tsv", "CN_vs_AD", s, 1, 1, out,
+                       tmp_path / "state", log=lambda m: None)
+    table = external.predict_run(out["model"], tmp_path / "m.npy", tmp_path / "m.tsv", tmp_path / "pred.tsv")
+    run = pd.read_csv(out["predictions"], sep="\t", dtype={"participant_id": str, "session_id": str})
+    test = run[run.set == "test"].merge(table, on=["participant_id", "session_id"], suffixes=("", "_ext"))
+    assert len(test) == (run.set == "test").sum() > 0 and len(table) == 24
+    np.testing.assert_allclose(test[["prob_CN", "prob_AD"]].to_numpy(), test[["prob_CN_ext", "prob_AD_ext"]].to_numpy(),
+                               rtol=1e-4, atol=1e-5)
+    model, _ = training.load_model(out["model"])
+    arr = np.load(tmp_path / "m.npy").astype(np.float32)
+    with torch.no_grad():
+        per = torch.stack([torch.softmax(model(torch.from_numpy(arr[:, v:v + 1])), 1) for v in range(2)])
+    np.testing.assert_allclose(table[["prob_CN", "prob_AD"]].to_numpy(), per.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(per[0].numpy(), per[1].numpy(), atol=1e-5)  # the two mosaics do differ
+    # volumes are refused for a run on mosaics, naming the file
+    with pytest.raises(ValueError, match="main.npy: mosaics of shape"):
+        external.predict_run(out["model"], root / "main.npy", root / "main.tsv", tmp_path / "bad.tsv")
+    # its internal side in the summary: the run's own test predictions, scored as the external side
+    runs = [dict(model="r18", variant="syn", split="01", run="01", predictions=tmp_path / "pred.tsv",
+                 internal=out["predictions"])]
+    summary = external.summary_table(runs, None, 20, 0.95).set_index(["source", "metric"])
+    own = run[run.set == "test"]
+    assert summary.loc[("internal", "roc_auc"), "mean"] == pytest.approx(roc_auc_score(own.truth == "AD", own.prob_AD))
+    scored = table[table.scored]
+    assert summary.loc[("external", "roc_auc"), "mean"] == pytest.approx(
+        roc_auc_score(scored.truth == "AD", scored.prob_AD))
+    assert set(summary["model"]) == {"r18"}
+
+
+def test_transfer_models_are_selected_with_their_modality_and_variant(default_config):
+    xf = {**default_config["transfer"], "tasks": ["CN_vs_AD"], "modality": "pet", "variant": "syn"}
+    cfg = {**default_config, "transfer": xf,
+           "external": {**default_config["external"], "transfer_models": ["resnet18", "vit"],
+                        "heatmap_methods": ["lrp_epsilon", "gradient_x_input"]},
+           "heatmaps": {**default_config["heatmaps"], "transfer_models": ["resnet18"], "variants": ["linear", "syn"],
+                        "methods": ["lrp_epsilon", "gradient_x_input"]}}
+    ext, said = external.effective(cfg)
+    assert ext["transfer_models"] == ["resnet18"] and ext["transfer_tasks"] == ["CN_vs_AD"]
+    assert any("['vit'] left out" in line for line in said)
+    assert external.table_units(cfg) == [("CN_vs_AD", "T1w"), ("CN_vs_AD", "pet")]
+    # the dataset is preprocessed in what the selected runs read: T1w in none and linear, PET in SyN
+    mod = external.module_config(cfg, "site2")
+    assert mod["registration"]["variants"] == ["none", "linear", "syn"] and "pet" in mod["dataset"]["modalities"]
+    # LRP does not apply to the 2D ResNet: its unit keeps gradient x input only
+    units = external.heatmap_units(cfg)
+    assert ("CN_vs_AD", "pet", "syn", "resnet18", ["gradientxinput"]) in units
+    assert ("CN_vs_AD", "T1w", "linear", default_config["training"]["model"], ["lrpepsilon", "gradientxinput"]) in units
+    # only transfer runs selected (the variant comparison trains none of external.modalities): still on
+    only = {**cfg, "external": {**cfg["external"], "modalities": ["pet"]}}
+    ext, _ = external.effective(only)
+    assert ext["tasks"] == [] and list(ext["datasets"]) == ["site2"]
+    assert external.table_units(only) == [("CN_vs_AD", "pet")]
+    runs = external.transfer_runs("results", "site2", "CN_vs_AD", only, ["01"], ["01"], lambda *a: "/".join(a))
+    assert runs == [dict(model="resnet18", variant="syn", split="01", run="01", internal="CN_vs_AD/resnet18/01/01",
+                         predictions="results/external/site2/predictions/task-CN_vs_AD/"
+                                     "task-CN_vs_AD_pet_desc-syn_model-resnet18_split-01_run-01_predictions.tsv")]
+    off = {**cfg, "transfer": {**xf, "tasks": ["CN_AD_DLB"]}}
+    assert external.effective(off)[0]["transfer_models"] == []

@@ -24,9 +24,15 @@ STUDIES = {
     "training": {"max_epochs": 2, "batch_size": 4},
     "evaluation": {"bootstrap": 50},
     # the other experiments off: this run is about the two studies
-    "transfer": {"tasks": []},
+    # 000's 2D ResNet-18 on mosaics of the T1w crop (config.yaml's 3D arm removed with null), for the external
+    # validation of a transfer run on the external dataset's mosaics
+    "transfer": {"tasks": ["CN_vs_AD"], "modality": "T1w", "variant": "linear", "roc_task": None,
+                 "embedding_task": None, "models": {"cnn3d": None, "resnet18": {
+                     "layout": "t1small", "max_epochs": 2, "batch_size": 4}}},
+    "mosaic": {"layouts": {"t1small": {"rows": 2, "columns": 4, "axis": 2, "slices": {"first": 32, "last": 63},
+                                       "interleave": 4}}},
     "pretraining": {"model": None},
-    "heatmaps": {"tasks": [], "variants": ["linear"]},
+    "heatmaps": {"tasks": [], "variants": ["linear"], "transfer_models": ["resnet18"]},
     "skullstrip": {"n4": {"enabled": True, "shrink_factor": 4, "iterations": [20], "tolerance": 1.0e-3,
                           "spline_distance_mm": 200}},
     # study 5 on both tasks: 2 draws per split (one of each architecture), all and half the training set
@@ -39,7 +45,9 @@ STUDIES = {
         "seed": 7, "groups": {"CN": 1, "MCI": 1, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}},
         "blind": {"bids_dir": None, "labelled": False, "synthetic": {
             "seed": 8, "groups": {"CN": 1, "MCI": 0, "AD": 0, "DLB": 0, "FTLD": 0, "MS": 0}}}},
-        "tasks": ["CN_vs_AD"], "modalities": ["T1w"], "variants": ["linear"], "heatmap_methods": ["lrp_epsilon"]},
+        "tasks": ["CN_vs_AD"], "modalities": ["T1w"], "variants": ["linear"], "transfer_models": ["resnet18"],
+        # LRP explains the 3D CNN; gradient x input both (LRP does not apply to the ResNet)
+        "heatmap_methods": ["lrp_epsilon", "gradient_x_input"]},
 }
 PIF_JOBS = {"pif_train": 2 * 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
 # per split: pre-training, fine-tuning, from scratch; a heatmap job per fine-tuned run
@@ -184,41 +192,56 @@ STUDIES_FINETUNE = yaml.safe_load((Path(__file__).resolve().parents[1] / "config
 
 
 EXT_RUNS = 2  # 2 splits x 1 run, one variant
+EXT_MODELS = ("cnn3d_thesis", "resnet18")  # the variant comparison's 3D CNN and the transfer experiment's 2D model
 
 
 def test_external_predictions_and_metrics(studies_run):
     res = studies_run / "results"
     preds = _read(res / "external/site2/task-CN_vs_AD_T1w_predictions.tsv")
     manifest = _read(res / "external/site2/inputs/manifest.tsv")
-    assert len(preds) == len(manifest) * EXT_RUNS  # one row per external scan and run
-    assert set(preds.participant_id) == set(manifest.participant_id)
+    assert len(preds) == len(manifest) * EXT_RUNS * len(EXT_MODELS)  # one row per external scan, model and run
+    assert set(preds.participant_id) == set(manifest.participant_id) and set(preds.model) == set(EXT_MODELS)
     mci = preds.diagnosis == "MCI"
     assert mci.any() and not preds.loc[mci, "scored"].any() and preds.loc[mci, "truth"].isna().all()  # n/a
     assert preds.loc[~mci, "scored"].all()  # every CN and AD scan passed QC here
     metrics = _read(res / "external/site2/task-CN_vs_AD_T1w_metrics.tsv")
-    assert len(metrics) == EXT_RUNS and (metrics.n_scored == (~mci).sum() // EXT_RUNS).all()
+    assert len(metrics) == EXT_RUNS * len(EXT_MODELS)
+    assert (metrics.n_scored == (~mci).sum() // (EXT_RUNS * len(EXT_MODELS))).all()
     from sklearn.metrics import roc_auc_score
     for row in metrics.itertuples():
-        p = preds[(preds.split.astype(int) == int(row.split)) & preds.scored]
+        p = preds[(preds.split.astype(int) == int(row.split)) & preds.scored & (preds.model == row.model)]
         assert row.roc_auc == pytest.approx(roc_auc_score(p.truth == "AD", p.prob_AD), nan_ok=True)
     summary = _read(res / "external/site2/task-CN_vs_AD_T1w_summary.tsv")
     internal = _read(res / "evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_metrics.tsv")
-    row = summary[(summary.source == "internal") & (summary.metric == "balanced_accuracy")].iloc[0]
-    assert row["mean"] == pytest.approx(internal.balanced_accuracy.mean())
+    inner = summary[(summary.source == "internal") & (summary.metric == "balanced_accuracy")].set_index("model")
+    assert inner.loc["cnn3d_thesis", "mean"] == pytest.approx(internal.balanced_accuracy.mean())
+    # the 2D model's internal side: its own test predictions, the mean over runs
+    from sklearn.metrics import balanced_accuracy_score
+    own = [_read(p) for p in sorted((res / "transfer/task-CN_vs_AD/model-resnet18").glob("*_predictions.tsv"))]
+    assert len(own) == EXT_RUNS
+    assert inner.loc["resnet18", "mean"] == pytest.approx(np.mean(
+        [balanced_accuracy_score(t[t.set == "test"].truth, t[t.set == "test"].predicted) for t in own]))
+    # the 2D model read the external dataset's mosaics, made as the main dataset's
+    main_m = json.loads((res / "mosaic/desc-linear_T1w_layout-t1small_mosaics.json").read_text())
+    ext_m = json.loads((res / "external/site2/mosaic/desc-linear_T1w_layout-t1small_mosaics.json").read_text())
+    assert ext_m["Shape"][1:] == main_m["Shape"][1:] == [4, 114, 192] and ext_m["Layout"] == main_m["Layout"]
     assert (res / "figures/external-site2_task-CN_vs_AD_T1w.png").stat().st_size > 0
     # the external scans were preprocessed as the main ones: the same crop grid and per-scan normalisation
     main_pack = json.loads((res / "pack/desc-linear_T1w_volumes.json").read_text())
     ext_pack = json.loads((res / "external/site2/pack/desc-linear_T1w_volumes.json").read_text())
     assert ext_pack["Shape"][1:] == main_pack["Shape"][1:] and ext_pack["Affine"] == main_pack["Affine"]
-    # heatmaps of the external scans and their atlas tables
-    regions = list((res / "external/site2/heatmaps").glob("*_regionsummary.tsv"))
-    assert len(regions) == 1 and len(_read(regions[0])) > 0
+    # heatmaps of the external scans and their atlas tables: the 3D CNN with both methods, the ResNet with
+    # gradient x input (mapped back from its mosaics to the volume)
+    regions = sorted(p.name for p in (res / "external/site2/heatmaps").glob("*_regionsummary.tsv"))
+    assert len(regions) == 3 and sum("model-resnet18_method-gradientxinput" in r for r in regions) == 1
+    for r in regions:
+        assert len(_read(res / "external/site2/heatmaps" / r)) > 0
     # the unlabelled dataset: predictions only
     blind = _read(res / "external/blind/task-CN_vs_AD_T1w_predictions.tsv")
-    assert len(blind) == EXT_RUNS and not blind.scored.any() and blind.truth.isna().all()
+    assert len(blind) == EXT_RUNS * len(EXT_MODELS) and not blind.scored.any() and blind.truth.isna().all()
     assert not (res / "external/blind/task-CN_vs_AD_T1w_metrics.tsv").exists()
     maps = sorted((res / "external/blind/heatmaps").glob("*_heatmaps.nii.gz"))  # each scan's map, no group maps
-    assert len(maps) == EXT_RUNS and nib.load(maps[0]).shape[-1] == 1
+    assert len(maps) == EXT_RUNS * 3 and nib.load(maps[0]).shape[-1] == 1
     assert np.isfinite(np.asarray(nib.load(maps[0]).dataobj)).all()
 
 
@@ -229,12 +252,17 @@ def test_external_datasets_rerun_only_their_own_jobs(repo, studies_run):
         "bids_dir": None, "synthetic": {"seed": 9, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}}}})
     assert added and all(r.startswith("external") or r == "all" for r in added)
     assert added["external_site3_extract"] == 2 and not any("site2" in r or "blind" in r for r in added)
-    assert added["external_predict"] == EXT_RUNS
+    assert added["external_predict"] == added["external_predict_model"] == EXT_RUNS
+    assert added["external_site3_mosaic"] == 1
     changed = _dry(repo, studies_run, "changed", {"external": {**ext, "datasets": {**ext["datasets"], "site2": {
         **ext["datasets"]["site2"], "synthetic": {**ext["datasets"]["site2"]["synthetic"], "seed": 11}}}}})
     assert changed and all(r.startswith("external") or r == "all" for r in changed)
     assert not any("blind" in r for r in changed)
     assert changed["external_predict"] == EXT_RUNS and changed["external_site2_synthetic_cohort"] == 1
+    # a transfer model selected or left out: only the external jobs that read it
+    only_3d = _dry(repo, studies_run, "only3d", {"external": {**ext, "transfer_models": []}})
+    assert only_3d and all(r.startswith("external") or r == "all" for r in only_3d)
+    assert "external_predict" not in only_3d and "external_predict_model" not in only_3d
 
 
 def test_report_holds_the_studies_and_external_validation(repo, studies_run):
