@@ -887,6 +887,11 @@ def ext_metric_inputs(wc):
     return out
 
 
+def ext_predict_inputs(wc):
+    """What one external prediction job reads: the trained run and the dataset's data."""
+    return {k: v for k, v in ext_model_files(wc).items() if k in ("model", "data", "index")}
+
+
 def ext_model_files(wc):
     """The trained run and the dataset's data one external prediction or heatmap job reads: the variant
     comparison's run on the packed volumes, or a transfer run on the volumes or the mosaics it was trained on."""

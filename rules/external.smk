@@ -13,10 +13,6 @@ if XVAL_DATASETS:
         extname="|".join(XVAL_DATASETS),
 
 
-    def ext_predict_inputs(wc):
-        return {k: v for k, v in ext_model_files(wc).items() if k in ("model", "data", "index")}
-
-
     rule external_predict:
         input:
             unpack(ext_predict_inputs),
