@@ -30,6 +30,29 @@ def test_full_protocol_config_is_valid(repo, config):
     assert (merged["splits"]["n_splits"], merged["splits"]["n_repeats"]) == (10, 5)
 
 
+def test_laptop_config_is_the_laptop_study(repo, config):
+    """configs/laptop.yaml: the laptop-sized study over the quick-start default, valid, and larger in every
+    size it sets (the default is its shrunken copy)."""
+    laptop = yaml.safe_load((repo / "configs/laptop.yaml").read_text())
+    merged = _merge(config, laptop)
+    validate(merged, str(repo / SCHEMA))
+    from braindl import synthetic
+
+    n = lambda c: int(synthetic.cohort_table(c["synthetic"])["n_sessions"].sum())  # noqa: E731
+    assert sum(merged["synthetic"]["groups"].values()) == 36 and n(merged) > 2 * n(config)
+    assert merged["training"]["max_epochs"] > config["training"]["max_epochs"]
+    assert merged["splits"]["n_splits"] > config["splits"]["n_splits"]
+    dt = merged["dose"]["training"]
+    assert merged["dose"]["patients"] == max(dt["sizes"]) + dt["validation_patients"] + dt["test_patients"] == 13
+    # the full protocol states the sizes it needs itself: the same merged over the default or the laptop study
+    full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
+    over_default, over_laptop = _merge(config, full), _merge(merged, full)
+    for section, key in (("synthetic", "groups"), ("synthetic", "sessions"), ("splits", "test_fraction"),
+                         ("dose", "patients"), ("training", "max_epochs"), ("external", "datasets")):
+        assert over_default[section][key] == over_laptop[section][key], (section, key)
+    assert over_default["dose"]["training"] == over_laptop["dose"]["training"]
+
+
 def test_every_stage_has_a_section(config):
     for section in ("dataset", "synthetic", "registration", "skullstrip", "crop", "mosaic", "dose",
                     "splits", "training", "evaluation", "heatmaps", "atlas", "figures"):
