@@ -39,7 +39,7 @@ def test_laptop_config_is_the_laptop_study(repo, config):
     from braindl import synthetic
 
     n = lambda c: int(synthetic.cohort_table(c["synthetic"])["n_sessions"].sum())  # noqa: E731
-    assert sum(merged["synthetic"]["groups"].values()) == 36 and n(merged) > 2 * n(config)
+    assert sum(merged["synthetic"]["groups"].values()) == 36 and n(merged) > 4 * n(config)
     assert merged["training"]["max_epochs"] > config["training"]["max_epochs"]
     assert merged["splits"]["n_splits"] > config["splits"]["n_splits"]
     dt = merged["dose"]["training"]
@@ -48,7 +48,10 @@ def test_laptop_config_is_the_laptop_study(repo, config):
     full = yaml.safe_load((repo / "configs/full_protocol.yaml").read_text())
     over_default, over_laptop = _merge(config, full), _merge(merged, full)
     for section, key in (("synthetic", "groups"), ("synthetic", "sessions"), ("splits", "test_fraction"),
-                         ("dose", "patients"), ("training", "max_epochs"), ("external", "datasets")):
+                         ("dose", "patients"), ("dose", "angles"), ("dose", "patches_per_plane"),
+                         ("training", "max_epochs"), ("external", "datasets"), ("transfer", "tasks"),
+                         ("transfer", "roc_task"), ("transfer", "embedding_task"), ("evaluation", "bootstrap"),
+                         ("heatmaps", "variants")):
         assert over_default[section][key] == over_laptop[section][key], (section, key)
     assert over_default["dose"]["training"] == over_laptop["dose"]["training"]
 
