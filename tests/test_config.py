@@ -51,7 +51,7 @@ def test_laptop_config_is_the_laptop_study(repo, config):
                          ("dose", "patients"), ("dose", "angles"), ("dose", "patches_per_plane"),
                          ("training", "max_epochs"), ("external", "datasets"), ("transfer", "tasks"),
                          ("transfer", "roc_task"), ("transfer", "embedding_task"), ("evaluation", "bootstrap"),
-                         ("heatmaps", "variants")):
+                         ("heatmaps", "variants"), ("external", "variants")):
         assert over_default[section][key] == over_laptop[section][key], (section, key)
     assert over_default["dose"]["training"] == over_laptop["dose"]["training"]
 

@@ -158,7 +158,8 @@ def test_the_section_selects_among_what_the_config_trains(default_config):
     """config.yaml's external dataset must not stop a config that trains other variants, tasks or heatmaps,
     nor run a synthetic cohort beside a user's BIDS dataset: what does not apply is left out, and said."""
     other = {**default_config, "registration": {**default_config["registration"], "variants": ["linear"]},
-             "heatmaps": {**default_config["heatmaps"], "methods": ["gradcam"]}}
+             "heatmaps": {**default_config["heatmaps"], "methods": ["gradcam"]},
+             "external": {**default_config["external"], "variants": ["none", "linear"]}}
     ext, said = external.effective(other)
     assert ext["variants"] == ["linear"] and ext["heatmap_methods"] == [] and list(ext["datasets"]) == ["site2"]
     assert any("external.variants: ['none'] left out" in line for line in said)
@@ -224,7 +225,7 @@ def test_a_mosaic_run_predicts_the_mean_over_a_scans_mosaics_as_in_training(trai
 def test_transfer_models_are_selected_with_their_modality_and_variant(default_config):
     xf = {**default_config["transfer"], "tasks": ["CN_vs_AD"], "modality": "pet", "variant": "syn"}
     cfg = {**default_config, "transfer": xf,
-           "external": {**default_config["external"], "transfer_models": ["resnet18", "vit"],
+           "external": {**default_config["external"], "transfer_models": ["resnet18", "vit"], "variants": ["none", "linear"],
                         "heatmap_methods": ["lrp_epsilon", "gradient_x_input"]},
            "heatmaps": {**default_config["heatmaps"], "transfer_models": ["resnet18"], "variants": ["linear", "syn"],
                         "methods": ["lrp_epsilon", "gradient_x_input"]}}
