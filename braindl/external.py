@@ -367,6 +367,7 @@ def figure(summary_tsv, out, style: dict, title: str = "") -> pd.DataFrame:
         ax.set_ylabel(m.replace("_", " "))
         ax.set_xlabel("model and registration" if several else "registration")
     axes[0, 0].legend(fontsize=8)
+    fig.subplots_adjust(wspace=0.35)
     if title:
         fig.suptitle(title, fontsize=9)
     save_figure(fig, out, int(style.get("dpi", 150)))

@@ -33,3 +33,38 @@ def drop_removed(config: dict) -> list[str]:
             del node[name]
             removed.append(".".join((*path, str(name))))
     return removed
+
+
+# ---- 002's dose branch ------------------------------------------------------------------------------
+def dose_runs(training: dict, enabled: bool = True) -> list[dict]:
+    """Every image-quality run of ``dose.training``: models x regimes x sizes x folds (run 0 each), plus
+    the extra runs of the ensemble on fold 0 (002: "an ensemble of 5 runs on one fold")."""
+    if not enabled:
+        return []
+    return [dict(model=m, freeze=r, n=n, fold=f, run=run)
+            for m in training["models"] for r in training["regimes"] for n in training["sizes"]
+            for f in range(training["folds"]) for run in range(training["ensemble_runs"] if f == 0 else 1)]
+
+
+def dose_seed(seed: int, *parts: str) -> int:
+    """A seed of its own per scan (and level): ``seed`` plus the CRC32 of the parts, so that adding a
+    patient changes no other patient's draws."""
+    import zlib
+
+    return int(seed) + zlib.crc32("_".join(parts).encode()) % 100000
+
+
+def dose_training_problems(n_patients: int, training: dict) -> list[str]:
+    """What stops ``dose.training`` with ``n_patients`` dose patients (empty: nothing)."""
+    need = training["test_patients"] + training["validation_patients"] + max(training["sizes"])
+    if n_patients < need:
+        return [f"{n_patients} dose patients, but test_patients + validation_patients + max(sizes) = {need}"]
+    return []
+
+
+def dose_train_settings(dose: dict, model: str, freeze: str, device: str) -> dict:
+    """What one image-quality run reads of ``dose`` (and ``training.device``): its params."""
+    t = dose["training"]
+    return {"model": model, "freeze": freeze, "weights": t["weights"], "learning_rate": t["learning_rate"],
+            "batch_size": t["batch_size"], "max_epochs": t["max_epochs"], "early_stopping_patience": t["patience"],
+            "seed": dose["seed"], "device": device}

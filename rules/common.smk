@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from braindl import (architectures, crop, external, extraction, inputs, mosaic, msstudy, patches, pifstudy, pretraining, registration,
-                     splits, synthetic)
+from braindl import (architectures, crop, external, extraction, inputs, mosaic, msstudy, patches, pifstudy, planning,
+                     pretraining, registration, splits, synthetic)
 
 from braindl.provenance import canonical, script_hash
 
@@ -992,11 +992,8 @@ def _check_dose():
     if not DOSE_REGRESSION:
         return
     where = "config: dose.training"
-    n = len(DOSE_PAIRS)
-    need = DTRAIN["test_patients"] + DTRAIN["validation_patients"] + max(DTRAIN["sizes"])
-    if n < need:
-        raise WorkflowError(f"{where}: {n} dose patients, but test_patients + validation_patients + max(sizes) "
-                            f"= {need}")
+    for problem in planning.dose_training_problems(len(DOSE_PAIRS), DTRAIN):
+        raise WorkflowError(f"{where}: {problem}")
     for name in DTRAIN["models"]:
         if name not in architectures.BACKBONES:
             raise WorkflowError(f"{where}.models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
@@ -1050,24 +1047,12 @@ def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", 
 
 
 def dose_runs():
-    """Every quality run: models x regimes x sizes x folds (run 0), plus the extra ensemble runs on fold 0."""
-    if not DOSE_REGRESSION:
-        return []
-    out = []
-    for m in DTRAIN["models"]:
-        for r in DTRAIN["regimes"]:
-            for n in DTRAIN["sizes"]:
-                for f in range(DTRAIN["folds"]):
-                    for run in range(DTRAIN["ensemble_runs"] if f == 0 else 1):
-                        out.append(dict(model=m, freeze=r, n=n, fold=f, run=run))
-    return out
+    """Every quality run (braindl.planning.dose_runs)."""
+    return planning.dose_runs(DTRAIN, DOSE_REGRESSION)
 
 
 def dose_train_settings(wc):
-    return canonical({"model": wc.dmodel, "freeze": wc.freeze, "weights": DTRAIN["weights"],
-                      "learning_rate": DTRAIN["learning_rate"], "batch_size": DTRAIN["batch_size"],
-                      "max_epochs": DTRAIN["max_epochs"], "early_stopping_patience": DTRAIN["patience"],
-                      "seed": DCFG["seed"], "device": config["training"]["device"]})
+    return canonical(planning.dose_train_settings(DCFG, wc.dmodel, wc.freeze, config["training"]["device"]))
 
 
 def dose_patch_inputs(wc):
@@ -1081,9 +1066,7 @@ def dose_patch_inputs(wc):
 
 def dose_seed(*parts):
     """A seed of its own per scan (and level), from dose.seed."""
-    import zlib
-
-    return DCFG["seed"] + zlib.crc32("_".join(parts).encode()) % 100000
+    return planning.dose_seed(DCFG["seed"], *parts)
 
 
 DOSE_TABLE = f"{DOSE}/quality_runs.tsv"
