@@ -68,3 +68,34 @@ def dose_train_settings(dose: dict, model: str, freeze: str, device: str) -> dic
     return {"model": model, "freeze": freeze, "weights": t["weights"], "learning_rate": t["learning_rate"],
             "batch_size": t["batch_size"], "max_epochs": t["max_epochs"], "early_stopping_patience": t["patience"],
             "seed": dose["seed"], "device": device}
+
+
+# ---- training: what each run reads of the config ------------------------------------------------------
+def training_settings(config: dict) -> dict:
+    """The 3D runs' settings as the ``train`` rule sees them: ``training`` without the task and modality
+    lists, and without the PIF layer's settings unless the network has one (they rerun only PIF networks)."""
+    from braindl.architectures import PIF_MODELS
+
+    skip = {"tasks", "modalities", "finetune_from"}
+    if config["training"]["model"] not in PIF_MODELS:
+        skip |= {"pif_grid", "pif_filters"}
+    return {k: v for k, v in config["training"].items() if k not in skip}
+
+
+def transfer_arm_settings(config: dict, arm: str) -> dict:
+    """Training settings of one model of ``transfer.models``: ``training``, then for a 2D model on mosaics
+    ``transfer.defaults_2d`` (and ``mosaic.rgb``; no ``input_pool``, a 3D setting), then the model's own
+    keys (not its layout: that is the data, not a setting)."""
+    from braindl.architectures import PIF_MODELS
+
+    spec = config["transfer"]["models"][arm]
+    skip = {"tasks", "modalities", "finetune_from", "pretrained", "freeze"}
+    settings = {k: v for k, v in config["training"].items() if k not in skip}
+    settings.update(pretrained=None, freeze="none")
+    if spec["input"] == "mosaic":
+        settings.pop("input_pool")
+        settings.update(config["transfer"]["defaults_2d"], rgb=config["mosaic"]["rgb"])
+    settings.update({k: v for k, v in spec.items() if k != "layout"})
+    if settings["model"] not in PIF_MODELS:
+        settings.pop("pif_grid", None), settings.pop("pif_filters", None)
+    return settings

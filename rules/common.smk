@@ -397,11 +397,8 @@ def train_paths(task="{task}", mod="{mod}", reg="{reg}", split="{split}", run="{
 
 
 def training_settings():
-    """Training config as the train rule sees it (not the task or modality lists)."""
-    skip = {"tasks", "modalities", "finetune_from"}
-    if config["training"]["model"] not in architectures.PIF_MODELS:
-        skip |= {"pif_grid", "pif_filters"}  # the PIF layer's settings rerun only PIF networks
-    return canonical({k: v for k, v in config["training"].items() if k not in skip})
+    """Training config as the train rule sees it (braindl.planning.training_settings)."""
+    return canonical(planning.training_settings(config))
 
 
 # every training job (3D runs, transfer models, pre-training and fine-tuning) alike
@@ -506,18 +503,8 @@ def mosaic_paths(reg="{reg}", mod="{mod}", layout="{layout}"):
 
 
 def arm_settings(arm):
-    """Training settings of one transfer model: `training`, then defaults_2d, then the model's keys."""
-    spec = ARMS[arm]
-    skip = {"tasks", "modalities", "finetune_from", "pretrained", "freeze"}
-    settings = {k: v for k, v in config["training"].items() if k not in skip}
-    settings.update(pretrained=None, freeze="none")
-    if spec["input"] == "mosaic":
-        settings.pop("input_pool")  # 3D networks only: its changes do not rerun 2D models
-        settings.update(XFER["defaults_2d"], rgb=config["mosaic"]["rgb"])
-    settings.update({k: v for k, v in spec.items() if k != "layout"})
-    if settings["model"] not in architectures.PIF_MODELS:
-        settings.pop("pif_grid", None), settings.pop("pif_filters", None)
-    return canonical(settings)
+    """Training settings of one transfer model (braindl.planning.transfer_arm_settings)."""
+    return canonical(planning.transfer_arm_settings(config, arm))
 
 
 def arm_paths(task="{task}", arm="{arm}", split="{split}", run="{run}"):

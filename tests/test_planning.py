@@ -40,3 +40,25 @@ def test_dose_training_needs_its_patients(default_config):
     s = planning.dose_train_settings(default_config["dose"], "resnet18", "head_only", "cpu")
     assert s["max_epochs"] == default_config["dose"]["training"]["max_epochs"] and s["device"] == "cpu"
     assert s["early_stopping_patience"] == default_config["dose"]["training"]["patience"]
+
+
+def test_training_settings_leave_out_what_reruns_nothing(default_config):
+    s = planning.training_settings(default_config)
+    assert "tasks" not in s and "modalities" not in s and "finetune_from" not in s
+    assert "pif_grid" not in s and s["max_epochs"] == default_config["training"]["max_epochs"]
+    pif = {**default_config, "training": {**default_config["training"], "model": "pif3d_a"}}
+    assert planning.training_settings(pif)["pif_grid"] == default_config["training"]["pif_grid"]
+
+
+def test_a_2d_transfer_model_layers_training_defaults_2d_and_its_own_keys(default_config):
+    cfg = {**default_config, "transfer": {**default_config["transfer"], "models": {
+        "r18": {"model": "resnet18", "input": "mosaic", "layout": "pet_000", "max_epochs": 3, "head": "sigmoid"},
+        "c3": {"model": "vgg3d_pet", "input": "volume", "dropout": 0.5}}}}
+    r18 = planning.transfer_arm_settings(cfg, "r18")
+    assert r18["max_epochs"] == 3 and r18["head"] == "sigmoid"  # the model's own keys last
+    assert r18["head_width"] == default_config["transfer"]["defaults_2d"]["head_width"]
+    assert r18["rgb"] == default_config["mosaic"]["rgb"] and "input_pool" not in r18 and "layout" not in r18
+    assert r18["pretrained"] is None and r18["freeze"] == "none" and "pif_grid" not in r18
+    c3 = planning.transfer_arm_settings(cfg, "c3")
+    assert c3["input_pool"] == default_config["training"]["input_pool"] and c3["dropout"] == 0.5
+    assert "head_width" not in c3 and c3["learning_rate"] == default_config["training"]["learning_rate"]
