@@ -99,3 +99,55 @@ def transfer_arm_settings(config: dict, arm: str) -> dict:
     if settings["model"] not in PIF_MODELS:
         settings.pop("pif_grid", None), settings.pop("pif_filters", None)
     return settings
+
+
+# ---- heatmaps -------------------------------------------------------------------------------------------
+def transfer_models(config: dict) -> dict:
+    """The transfer experiment's models in use (none when it has no task)."""
+    return config["transfer"]["models"] if config["transfer"]["tasks"] else {}
+
+
+def heatmap_problems(config: dict) -> list[str]:
+    """What is wrong with the ``heatmaps`` section given the rest of the config (empty: nothing); checked
+    only when heatmaps are on (``heatmaps.tasks``)."""
+    from braindl.splits import task_classes
+
+    hm, xf, tr = config["heatmaps"], config["transfer"], config["training"]
+    if not hm["tasks"]:
+        return []
+    for key, have, name in (("tasks", tr["tasks"] + xf["tasks"], "training.tasks or transfer.tasks"),
+                            ("variants", config["registration"]["variants"], "registration.variants"),
+                            ("transfer_models", list(transfer_models(config)), "transfer.models")):
+        missing = sorted(set(hm[key]) - set(have))
+        if missing:
+            return [f"heatmaps.{key} {missing} are not in {name} {sorted(set(have))}"]
+    if hm["transfer_models"] and tr["model"] in hm["transfer_models"]:
+        return [f"heatmaps.transfer_models: {tr['model']!r} is also training.model; rename the transfer model"]
+    if hm["transfer_models"] and xf["variant"] == "none":
+        return ["heatmaps.transfer_models: transfer.variant none has no common space for group maps"]
+    for task in hm["tasks"]:
+        classes = task_classes(task)
+        for key in ("target_class", "control_class"):
+            if hm[key] not in classes:
+                return [f"heatmaps.{key} {hm[key]!r} is not a class of task {task} {classes}"]
+    if "occlusion_slice" in hm["methods"] and hm["occlusion_slice_stride"] > min(hm["occlusion_slice_window"]):
+        return [f"heatmaps.occlusion_slice_stride {hm['occlusion_slice_stride']} is larger than the window's "
+                f"smaller side {min(hm['occlusion_slice_window'])}: some voxels would never be hidden"]
+    groups = [hm["target_class"], hm["control_class"], "TP", "FP", "TN", "FN"]
+    if hm["display_group"] not in groups:
+        return [f"heatmaps.display_group {hm['display_group']!r} is not one of {groups}"]
+    return []
+
+
+def heatmap_units(config: dict) -> list[tuple[str, str, str, str]]:
+    """(task, modality, variant, model) whose runs get heatmaps: the 3D runs (model = ``training.model``)
+    of heatmaps.tasks x training.modalities x heatmaps.variants, and the models of
+    ``heatmaps.transfer_models`` on the transfer experiment's modality and variant."""
+    hm, xf, tr = config["heatmaps"], config["transfer"], config["training"]
+    if not hm["tasks"]:
+        return []
+    units = [(t, m, v, tr["model"]) for t in hm["tasks"] if t in tr["tasks"] for m in tr["modalities"]
+             for v in hm["variants"]]
+    units += [(t, xf["modality"], xf["variant"], a) for t in hm["tasks"] if t in xf["tasks"]
+              for a in hm["transfer_models"]]
+    return units

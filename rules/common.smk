@@ -660,37 +660,10 @@ HM_SPECS = architectures.method_specs(HM["methods"], HM)
 
 
 def _heat_units():
-    """(task, modality, variant, model) whose runs get heatmaps: the 3D runs (model = training.model)
-    of heatmaps.tasks x training.modalities x heatmaps.variants, and the transfer models of
-    heatmaps.transfer_models on the transfer experiment's modality and variant."""
-    where = "config: heatmaps"
-    if not HM["tasks"]:
-        return []
-    for key, have, name in (("tasks", TASKS + XFER["tasks"], "training.tasks or transfer.tasks"),
-                            ("variants", VARIANTS, "registration.variants"),
-                            ("transfer_models", list(ARMS), "transfer.models")):
-        missing = sorted(set(HM[key]) - set(have))
-        if missing:
-            raise WorkflowError(f"{where}.{key} {missing} are not in {name} {sorted(set(have))}")
-    if HM["transfer_models"] and TRAIN_MODEL in HM["transfer_models"]:
-        raise WorkflowError(f"{where}.transfer_models: {TRAIN_MODEL!r} is also training.model; rename the transfer model")
-    if HM["transfer_models"] and XFER["variant"] == "none":
-        raise WorkflowError(f"{where}.transfer_models: transfer.variant none has no common space for group maps")
-    for task in HM["tasks"]:
-        classes = splits.task_classes(task)
-        for key in ("target_class", "control_class"):
-            if HM[key] not in classes:
-                raise WorkflowError(f"{where}.{key} {HM[key]!r} is not a class of task {task} {classes}")
-    if "occlusion_slice" in HM["methods"] and HM["occlusion_slice_stride"] > min(HM["occlusion_slice_window"]):
-        raise WorkflowError(f"{where}.occlusion_slice_stride {HM['occlusion_slice_stride']} is larger than the "
-                            f"window's smaller side {min(HM['occlusion_slice_window'])}: some voxels would never be hidden")
-    groups = [HM["target_class"], HM["control_class"], "TP", "FP", "TN", "FN"]
-    if HM["display_group"] not in groups:
-        raise WorkflowError(f"{where}.display_group {HM['display_group']!r} is not one of {groups}")
-    units = [(t, m, v, TRAIN_MODEL) for t in HM["tasks"] if t in TASKS for m in TRAIN_MODALITIES for v in HM["variants"]]
-    units += [(t, XFER["modality"], XFER["variant"], a) for t in HM["tasks"] if t in XFER["tasks"]
-              for a in HM["transfer_models"]]
-    return units
+    """(task, modality, variant, model) whose runs get heatmaps (braindl.planning.heatmap_units)."""
+    for problem in planning.heatmap_problems(config):
+        raise WorkflowError(f"config: {problem}")
+    return planning.heatmap_units(config)
 
 
 HEAT_UNITS = _heat_units()

@@ -62,3 +62,21 @@ def test_a_2d_transfer_model_layers_training_defaults_2d_and_its_own_keys(defaul
     c3 = planning.transfer_arm_settings(cfg, "c3")
     assert c3["input_pool"] == default_config["training"]["input_pool"] and c3["dropout"] == 0.5
     assert "head_width" not in c3 and c3["learning_rate"] == default_config["training"]["learning_rate"]
+
+
+def test_heatmap_units_and_the_problems_named(default_config):
+    hm = {**default_config["heatmaps"], "tasks": ["CN_vs_AD"], "variants": ["linear", "syn"],
+          "transfer_models": ["resnet18"]}
+    cfg = {**default_config, "heatmaps": hm, "registration": {**default_config["registration"],
+                                                             "variants": ["none", "linear", "syn"]}}
+    assert planning.heatmap_problems(cfg) == []
+    model = default_config["training"]["model"]
+    assert planning.heatmap_units(cfg) == [("CN_vs_AD", "T1w", "linear", model), ("CN_vs_AD", "T1w", "syn", model),
+                                           ("CN_vs_AD", "pet", "syn", "resnet18")]
+    bad = {**cfg, "heatmaps": {**hm, "variants": ["affine"]}}
+    assert planning.heatmap_problems(bad) == ["heatmaps.variants ['affine'] are not in registration.variants "
+                                              "['linear', 'none', 'syn']"]
+    dlb = {**cfg, "heatmaps": {**hm, "target_class": "DLB"}}
+    assert "heatmaps.target_class 'DLB' is not a class of task CN_vs_AD" in planning.heatmap_problems(dlb)[0]
+    off = {**cfg, "heatmaps": {**hm, "tasks": []}}
+    assert planning.heatmap_units(off) == [] and planning.heatmap_problems(off) == []
