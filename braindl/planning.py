@@ -151,3 +151,62 @@ def heatmap_units(config: dict) -> list[tuple[str, str, str, str]]:
     units += [(t, xf["modality"], xf["variant"], a) for t in hm["tasks"] if t in xf["tasks"]
               for a in hm["transfer_models"]]
     return units
+
+
+# ---- the transfer experiment (000) and the pre-training sweep (001) -------------------------------------
+def transfer_problems(config: dict) -> list[str]:
+    """What stops the transfer experiment before any job runs (empty: nothing): its modality and variant,
+    its ROC and embedding tasks, each model's input against its network, a 3D network's depth against the
+    crop, a 2D model's layout on the crop, and ImageNet weights that are not on disk."""
+    from braindl import architectures, mosaic
+
+    arms, xf = transfer_models(config), config["transfer"]
+    if not arms:
+        return []
+    mods, variants = config["dataset"]["modalities"], config["registration"]["variants"]
+    layouts = config["mosaic"]["layouts"]
+    if xf["modality"] not in mods:
+        return [f"transfer.modality {xf['modality']!r} is not in dataset.modalities {mods}"]
+    if xf["variant"] not in variants:
+        return [f"transfer.variant {xf['variant']!r} is not in registration.variants {variants}"]
+    for key in ("roc_task", "embedding_task"):
+        if xf[key] is not None and xf[key] not in xf["tasks"]:
+            return [f"transfer.{key} {xf[key]!r} is not one of transfer.tasks {xf['tasks']}"]
+    box = config["crop"]["box"][config["crop"]["preset"][xf["modality"]]]["shape"]
+    for name, arm in arms.items():
+        is2d = arm["model"] in architectures.BACKBONES
+        if is2d != (arm["input"] == "mosaic"):
+            return [f"transfer.models.{name}: model {arm['model']} takes {'mosaic' if is2d else 'volume'} input, "
+                    f"not {arm['input']}"]
+        if not is2d:
+            try:
+                architectures.check_3d_input(arm["model"], box, arm.get("input_pool", config["training"]["input_pool"]))
+            except ValueError as err:
+                return [f"transfer.models.{name} on the {xf['modality']} crop: {err}; lower its input_pool or "
+                        "enlarge the box"]
+            continue
+        layout = arm.get("layout")
+        if layout not in layouts:
+            return [f"transfer.models.{name}: layout {layout!r} is not one of mosaic.layouts {sorted(layouts)}"]
+        try:
+            mosaic.mosaic_shape(box, layouts[layout], config["mosaic"]["scale"])
+        except mosaic.LayoutError as err:
+            return [f"transfer.models.{name}: layout {layout} on the {box} crop: {err}"]
+        weights = arm.get("weights", xf["defaults_2d"]["weights"])
+        if weights != "none" and not architectures.weights_path(arm["model"], weights).is_file():
+            return [f"transfer.models.{name}: weights {weights}: {architectures.weights_path(arm['model'], weights)} "
+                    "not found"]
+    return []
+
+
+def pretraining_problems(config: dict) -> list[str]:
+    """What stops 001's pre-training sweep (empty: nothing, or the sweep is off)."""
+    pre = config["pretraining"]
+    if not pre["model"]:
+        return []
+    arms = transfer_models(config)
+    if pre["model"] not in arms:
+        return [f"pretraining.model {pre['model']!r} is not one of transfer.models {sorted(arms)}"]
+    if pre["source_task"] == pre["target_task"]:
+        return ["pretraining.source_task and target_task must differ"]
+    return []

@@ -456,42 +456,9 @@ LAYOUTS = config["mosaic"]["layouts"]
 
 
 def _check_transfer():
-    """Config errors of the transfer experiment, before any job runs."""
-    if not ARMS:
-        return
-    where = "config: transfer"
-    if XFER["modality"] not in MODALITIES:
-        raise WorkflowError(f"{where}.modality {XFER['modality']!r} is not in dataset.modalities {MODALITIES}")
-    if XFER["variant"] not in VARIANTS:
-        raise WorkflowError(f"{where}.variant {XFER['variant']!r} is not in registration.variants {VARIANTS}")
-    for key in ("roc_task", "embedding_task"):
-        if XFER[key] is not None and XFER[key] not in XFER["tasks"]:
-            raise WorkflowError(f"{where}.{key} {XFER[key]!r} is not one of transfer.tasks {XFER['tasks']}")
-    box = config["crop"]["box"][config["crop"]["preset"][XFER["modality"]]]["shape"]
-    for name, arm in ARMS.items():
-        is2d = arm["model"] in architectures.BACKBONES
-        if is2d != (arm["input"] == "mosaic"):
-            raise WorkflowError(f"{where}.models.{name}: model {arm['model']} takes "
-                                f"{'mosaic' if is2d else 'volume'} input, not {arm['input']}")
-        if not is2d:
-            pool = arm.get("input_pool", config["training"]["input_pool"])
-            try:
-                architectures.check_3d_input(arm["model"], box, pool)
-            except ValueError as err:
-                raise WorkflowError(f"{where}.models.{name} on the {XFER['modality']} crop: {err}; "
-                                    "lower its input_pool or enlarge the box") from None
-            continue
-        layout = arm.get("layout")
-        if layout not in LAYOUTS:
-            raise WorkflowError(f"{where}.models.{name}: layout {layout!r} is not one of mosaic.layouts {sorted(LAYOUTS)}")
-        try:
-            mosaic.mosaic_shape(box, LAYOUTS[layout], config["mosaic"]["scale"])
-        except mosaic.LayoutError as err:
-            raise WorkflowError(f"{where}.models.{name}: layout {layout} on the {box} crop: {err}") from None
-        weights = arm.get("weights", XFER["defaults_2d"]["weights"])
-        if weights != "none" and not architectures.weights_path(arm["model"], weights).is_file():
-            raise WorkflowError(f"{where}.models.{name}: weights {weights}: "
-                                f"{architectures.weights_path(arm['model'], weights)} not found")
+    """Config errors of the transfer experiment, before any job runs (braindl.planning.transfer_problems)."""
+    for problem in planning.transfer_problems(config):
+        raise WorkflowError(f"config: {problem}")
 
 
 _check_transfer()
@@ -569,12 +536,8 @@ SIZES = [pretraining.size_label(f) for f in PRE["fractions"]] if PRE["model"] el
 
 
 def _check_pretraining():
-    if not PRE["model"]:
-        return
-    if PRE["model"] not in ARMS:
-        raise WorkflowError(f"config: pretraining.model {PRE['model']!r} is not one of transfer.models {sorted(ARMS)}")
-    if PRE["source_task"] == PRE["target_task"]:
-        raise WorkflowError("config: pretraining.source_task and target_task must differ")
+    for problem in planning.pretraining_problems(config):
+        raise WorkflowError(f"config: {problem}")
 
 
 _check_pretraining()

@@ -80,3 +80,26 @@ def test_heatmap_units_and_the_problems_named(default_config):
     assert "heatmaps.target_class 'DLB' is not a class of task CN_vs_AD" in planning.heatmap_problems(dlb)[0]
     off = {**cfg, "heatmaps": {**hm, "tasks": []}}
     assert planning.heatmap_units(off) == [] and planning.heatmap_problems(off) == []
+
+
+def test_transfer_and_sweep_problems_are_named(default_config, tmp_path, monkeypatch):
+    assert planning.transfer_problems(default_config) == [] and planning.pretraining_problems(default_config) == []
+    xf = default_config["transfer"]
+    wrong = {**default_config, "transfer": {**xf, "models": {**xf["models"], "v": {"model": "resnet18", "input": "volume"}}}}
+    assert planning.transfer_problems(wrong) == ["transfer.models.v: model resnet18 takes mosaic input, not volume"]
+    lay = {**default_config, "transfer": {**xf, "models": {"r": {"model": "resnet18", "input": "mosaic", "layout": "x"}}}}
+    assert "layout 'x' is not one of mosaic.layouts" in planning.transfer_problems(lay)[0]
+    # ImageNet weights are looked up in the torch hub cache: missing, then present (a file the test writes)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imnet = {**default_config, "transfer": {**xf, "models": {"r": {**xf["models"]["resnet18"], "weights": "imagenet"}}}}
+    assert planning.transfer_problems(imnet)[0].endswith("resnet18-f37072fd.pth not found")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"")
+    assert planning.transfer_problems(imnet) == []
+    off = {**default_config, "transfer": {**xf, "tasks": []}}
+    assert planning.transfer_problems(off) == [] and planning.transfer_models(off) == {}
+    # the sweep's model must be a transfer model in use, its tasks two
+    pre = default_config["pretraining"]
+    assert planning.pretraining_problems(off) == [f"pretraining.model {pre['model']!r} is not one of transfer.models []"]
+    same = {**default_config, "pretraining": {**pre, "target_task": pre["source_task"]}}
+    assert planning.pretraining_problems(same) == ["pretraining.source_task and target_task must differ"]
