@@ -210,3 +210,33 @@ def pretraining_problems(config: dict) -> list[str]:
     if pre["source_task"] == pre["target_task"]:
         return ["pretraining.source_task and target_task must differ"]
     return []
+
+
+# ---- splits: which tasks need them, from which modalities ----------------------------------------------
+def split_tasks(config: dict) -> list[str]:
+    """Every task that needs splits, in order: the 3D runs', the transfer experiment's, the pre-training
+    sweep's two, study 5's and study 2's (its source task and CN vs MS)."""
+    from braindl.msstudy import TARGET_TASK
+
+    pre, pif, ms = config["pretraining"], config["pif_study"], config["ms_study"]
+    tasks = (config["training"]["tasks"] + config["transfer"]["tasks"]
+             + ([pre["source_task"], pre["target_task"]] if pre["model"] else []) + pif["tasks"]
+             + ([ms["source_task"], TARGET_TASK] if ms["enabled"] else []))
+    return list(dict.fromkeys(tasks))
+
+
+def split_modalities(config: dict, task: str) -> list[str]:
+    """The modalities trained on ``task`` (3D runs, transfer models, pre-training sweep, studies 5 and 2):
+    its splits are made from the sessions whose scans of these passed QC."""
+    from braindl.msstudy import TARGET_TASK
+
+    tr, xf, pre, pif, ms = (config[k] for k in ("training", "transfer", "pretraining", "pif_study", "ms_study"))
+    mods = list(tr["modalities"]) if task in tr["tasks"] else []
+    if (transfer_models(config) and task in xf["tasks"]) or (pre["model"] and task in (pre["source_task"],
+                                                                                       pre["target_task"])):
+        mods.append(xf["modality"])
+    if task in pif["tasks"]:
+        mods.append(pif["modality"])
+    if ms["enabled"] and task in (ms["source_task"], TARGET_TASK):
+        mods.append(ms["modality"])
+    return sorted(set(mods))

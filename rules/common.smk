@@ -301,9 +301,7 @@ PIF = config["pif_study"]
 MSS = config["ms_study"]
 # every task that needs splits: the 3D runs, the transfer experiment, the pre-training sweep and the thesis'
 # studies 5 (PIF) and 2 (AD to MS)
-ALL_TASKS = list(dict.fromkeys(TASKS + XFER["tasks"] + ([PRE["source_task"], PRE["target_task"]]
-                                                         if PRE["model"] else []) + PIF["tasks"]
-                               + ([MSS["source_task"], msstudy.TARGET_TASK] if MSS["enabled"] else [])))
+ALL_TASKS = planning.split_tasks(config)
 def _check_study_networks(section, models, modality):
     """Refuse, at parse time, a crop too small for a study's networks (config `training.input_pool`)."""
     shape = config["crop"]["box"][config["crop"]["preset"][modality]]["shape"]
@@ -360,16 +358,8 @@ def study_targets():
 
 
 def split_modalities(task):
-    """The modalities trained on ``task`` (3D runs, transfer models, pre-training sweep): its splits
-    are made from the sessions whose scans of these passed QC."""
-    mods = list(TRAIN_MODALITIES) if task in TASKS else []
-    if (ARMS and task in XFER["tasks"]) or (PRE["model"] and task in (PRE["source_task"], PRE["target_task"])):
-        mods.append(XFER["modality"])
-    if task in PIF["tasks"]:
-        mods.append(PIF["modality"])
-    if MSS["enabled"] and task in (MSS["source_task"], msstudy.TARGET_TASK):
-        mods.append(MSS["modality"])
-    return sorted(set(mods))
+    """The modalities trained on ``task`` (braindl.planning.split_modalities)."""
+    return planning.split_modalities(config, task)
 
 
 def split_path(split, task="{task}"):

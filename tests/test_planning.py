@@ -103,3 +103,17 @@ def test_transfer_and_sweep_problems_are_named(default_config, tmp_path, monkeyp
     assert planning.pretraining_problems(off) == [f"pretraining.model {pre['model']!r} is not one of transfer.models []"]
     same = {**default_config, "pretraining": {**pre, "target_task": pre["source_task"]}}
     assert planning.pretraining_problems(same) == ["pretraining.source_task and target_task must differ"]
+
+
+def test_split_tasks_and_the_modalities_their_splits_need(default_config):
+    cfg = {**default_config, "pif_study": {**default_config["pif_study"], "tasks": ["sex"]},
+           "ms_study": {**default_config["ms_study"], "enabled": True}}
+    tr, xf, pre = cfg["training"], cfg["transfer"], cfg["pretraining"]
+    tasks = planning.split_tasks(cfg)
+    assert tasks[: len(tr["tasks"])] == tr["tasks"] and tasks[-2:] == ["sex", "CN_vs_MS"]
+    assert len(tasks) == len(set(tasks)) and set(xf["tasks"]) | {pre["source_task"], pre["target_task"]} <= set(tasks)
+    # CN vs AD: the 3D runs on T1w, the transfer experiment on PET, study 2's pre-training on T1w
+    assert planning.split_modalities(cfg, "CN_vs_AD") == sorted({*tr["modalities"], xf["modality"]})
+    assert planning.split_modalities(cfg, "sex") == [cfg["pif_study"]["modality"]]
+    assert planning.split_modalities(cfg, "CN_vs_MS") == [cfg["ms_study"]["modality"]]
+    assert planning.split_modalities(default_config, "CN_vs_MS") == []
