@@ -240,3 +240,33 @@ def split_modalities(config: dict, task: str) -> list[str]:
     if ms["enabled"] and task in (ms["source_task"], TARGET_TASK):
         mods.append(ms["modality"])
     return sorted(set(mods))
+
+
+# ---- the thesis' studies 5 (PIF) and 2 (AD to MS) ------------------------------------------------------
+def study_problems(config: dict) -> list[str]:
+    """What stops study 5 or study 2 at parse time (empty: nothing, or both off): its variant and modality
+    must be the dataset's, and its networks must fit the modality's crop after ``training.input_pool``."""
+    from braindl import architectures, pifstudy
+
+    problems = []
+    studies = (("pif_study", bool(config["pif_study"]["tasks"]), sorted(set(pifstudy.MODELS.values()))),
+               ("ms_study", bool(config["ms_study"]["enabled"]), [config["ms_study"]["model"]]))
+    for name, on, models in studies:
+        study = config[name]
+        if not on:
+            continue
+        if study["variant"] not in config["registration"]["variants"]:
+            problems.append(f"{name}.variant {study['variant']!r} is not one of registration.variants "
+                            f"{config['registration']['variants']}")
+        if study["modality"] not in config["dataset"]["modalities"]:
+            problems.append(f"{name}.modality {study['modality']!r} is not one of dataset.modalities "
+                            f"{config['dataset']['modalities']}")
+            continue
+        shape = config["crop"]["box"][config["crop"]["preset"][study["modality"]]]["shape"]
+        for model in models:
+            try:
+                architectures.check_3d_input(model, shape, config["training"]["input_pool"])
+            except ValueError as err:
+                problems.append(f"{name} on the {study['modality']} crop: {err}; lower training.input_pool")
+                break
+    return problems

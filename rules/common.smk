@@ -302,21 +302,8 @@ MSS = config["ms_study"]
 # every task that needs splits: the 3D runs, the transfer experiment, the pre-training sweep and the thesis'
 # studies 5 (PIF) and 2 (AD to MS)
 ALL_TASKS = planning.split_tasks(config)
-def _check_study_networks(section, models, modality):
-    """Refuse, at parse time, a crop too small for a study's networks (config `training.input_pool`)."""
-    shape = config["crop"]["box"][config["crop"]["preset"][modality]]["shape"]
-    for model in models:
-        try:
-            architectures.check_3d_input(model, shape, config["training"]["input_pool"])
-        except ValueError as err:
-            raise WorkflowError(f"config: {section} on the {modality} crop: {err}; lower training.input_pool") from None
-
-
-for _name, _study, _on in (("pif_study", PIF, PIF["tasks"]), ("ms_study", MSS, MSS["enabled"])):
-    if _on and _study["variant"] not in VARIANTS:
-        raise WorkflowError(f"config: {_name}.variant {_study['variant']!r} is not one of registration.variants {VARIANTS}")
-    if _on and _study["modality"] not in MODALITIES:
-        raise WorkflowError(f"config: {_name}.modality {_study['modality']!r} is not one of dataset.modalities {MODALITIES}")
+for _problem in planning.study_problems(config):
+    raise WorkflowError(f"config: {_problem}")
 
 
 wildcard_constraints:
@@ -327,12 +314,8 @@ wildcard_constraints:
 
 
 # ---- the thesis' studies 5 (PIF) and 2 (AD to MS): their plans (rules/pifstudy.smk, rules/msstudy.smk)
-if PIF["tasks"]:
-    _check_study_networks("pif_study", sorted(set(pifstudy.MODELS.values())), PIF["modality"])
 PIF_PLAN = pifstudy.study_plan(PIF, len(SPLIT_IDS)) if PIF["tasks"] else None
 PIF_RUNS = pifstudy.planned_runs(RESULTS, PIF, PIF_PLAN) if PIF["tasks"] else []
-if MSS["enabled"]:
-    _check_study_networks("ms_study", [MSS["model"]], MSS["modality"])
 MS_RUNS = msstudy.planned_runs(RESULTS, MSS, msstudy.ARMS, SPLIT_IDS, RUN_IDS) if MSS["enabled"] else []
 MS_HEATMAPS = [dict(split=s, run=r, **msstudy.heatmap_paths(RESULTS, MSS, s, r)) for s in SPLIT_IDS for r in RUN_IDS]
 MS_TABLES = msstudy.table_paths(RESULTS, MSS)

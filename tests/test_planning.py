@@ -117,3 +117,20 @@ def test_split_tasks_and_the_modalities_their_splits_need(default_config):
     assert planning.split_modalities(cfg, "sex") == [cfg["pif_study"]["modality"]]
     assert planning.split_modalities(cfg, "CN_vs_MS") == [cfg["ms_study"]["modality"]]
     assert planning.split_modalities(default_config, "CN_vs_MS") == []
+
+
+def test_study_problems_name_the_setting(default_config):
+    assert planning.study_problems(default_config) == []  # both studies off
+    on = {**default_config, "pif_study": {**default_config["pif_study"], "tasks": ["CN_vs_AD"]},
+          "ms_study": {**default_config["ms_study"], "enabled": True}}
+    assert planning.study_problems(on) == []
+    bad = {**on, "pif_study": {**on["pif_study"], "variant": "syn"},
+           "registration": {**on["registration"], "variants": ["none", "linear"]}}
+    assert planning.study_problems(bad) == ["pif_study.variant 'syn' is not one of registration.variants "
+                                            "['none', 'linear']"]
+    # pooled by 8 first, the 60-slice PET crop leaves too little for study 2's network
+    pet = {**on, "ms_study": {**on["ms_study"], "modality": "pet"},
+           "training": {**on["training"], "input_pool": 8}, "pif_study": {**on["pif_study"], "tasks": []}}
+    problems = planning.study_problems(pet)
+    assert len(problems) == 1 and problems[0].startswith("ms_study on the pet crop:")
+    assert problems[0].endswith("lower training.input_pool")
