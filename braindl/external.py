@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from braindl.io import write_tsv
+from braindl.planning import transfer_models
 
 NAME = re.compile(r"^[A-Za-z0-9]+$")
 #: what a dataset of ``external.datasets`` may set
@@ -53,7 +54,7 @@ def effective(config: dict) -> tuple[dict, list[str]]:
     xf = config["transfer"]
     # what the transfer experiment's selected runs use is not left out
     xf_use = {"tasks": xf["tasks"], "modalities": [xf["modality"]], "variants": [xf["variant"]]} \
-        if any(a in xf["models"] for a in ext["transfer_models"]) and xf["tasks"] else {}
+        if set(ext["transfer_models"]) & set(transfer_models(config)) else {}
     for key, known, where in (("tasks", config["training"]["tasks"], "training.tasks"),
                               ("modalities", config["training"]["modalities"], "training.modalities"),
                               ("variants", config["registration"]["variants"], "registration.variants")):
@@ -70,7 +71,7 @@ def effective(config: dict) -> tuple[dict, list[str]]:
     ext["heatmap_methods"] = applies
     ext["heatmap_labels"] = list(method_specs(applies, hm))
     # the transfer experiment's runs (000: 2D models on mosaics, or its 3D CNN), on its modality and variant
-    arms = xf["models"] if xf["tasks"] else {}
+    arms = transfer_models(config)
     wanted = list(ext["transfer_models"])
     dropped = [a for a in wanted if a not in arms]
     if dropped and config["external"]["tasks"]:
@@ -211,12 +212,11 @@ def predict_run(model_pt, pack_npy, index_tsv, out_tsv, labelled: bool = True, b
                          f"{tuple(ck['input_shape'])}: prepare the external scans as the training scans")
     # a scan's mosaics (001's interleaved sets) are an ensemble, as in training.Runner.predict: each is
     # predicted and the class probabilities averaged
-    views = range(arr.shape[1]) if mosaic else [None]
     probs = []
     with torch.no_grad():
         for start in range(0, len(index), int(batch_size)):
             block = torch.from_numpy(np.asarray(arr[start:start + int(batch_size)], dtype=np.float32))
-            xs = [block[:, v:v + 1] for v in views] if mosaic else [block.unsqueeze(1)]
+            xs = [block[:, v:v + 1] for v in range(block.shape[1])] if mosaic else [block.unsqueeze(1)]
             probs.append(torch.stack([probabilities(model(x).float(), model.output) for x in xs]).mean(0).numpy())
     p = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
     dx = true_classes(index, classes) if labelled else pd.Series(UNSCORED, index=index.index)
@@ -436,13 +436,14 @@ def prediction_runs(results, name, task, mod, variants, split_ids, run_ids, mode
             for v in variants for s in split_ids for r in run_ids]
 
 
-def transfer_runs(results, name, task, config: dict, split_ids, run_ids, internal) -> list[dict]:
-    """The transfer experiment's selected runs of one task, with their predictions of the dataset and
-    ``internal``, their own test predictions (``internal(task, arm, split, run)``: a path)."""
-    xf = config["transfer"]
-    return [dict(model=a, variant=xf["variant"], split=s, run=r, internal=internal(task, a, s, r),
-                 predictions=prediction_path(results, name, task, xf["modality"], xf["variant"], s, r, a))
-            for a in effective(config)[0]["transfer_models"] for s in split_ids for r in run_ids]
+def transfer_runs(results, name, task, transfer: dict, models, split_ids, run_ids, internal) -> list[dict]:
+    """The runs of the transfer experiment's ``models`` (the selected ones: :func:`effective`) for one task,
+    with their predictions of the dataset and ``internal``, their own test predictions
+    (``internal(task, model, split, run)``: a path); ``transfer`` is the config's section."""
+    mod, reg = transfer["modality"], transfer["variant"]
+    return [dict(model=a, variant=reg, split=s, run=r, internal=internal(task, a, s, r),
+                 predictions=prediction_path(results, name, task, mod, reg, s, r, a))
+            for a in models for s in split_ids for r in run_ids]
 
 
 def table_units(config: dict) -> list[tuple[str, str]]:

@@ -1,10 +1,11 @@
-"""Planning helpers that act on the whole config, importable without torch or Snakemake.
+"""Planning: which jobs exist, with which settings, and the config checks that stop a run before any
+job; it acts on the whole config and imports neither torch nor Snakemake.
 
 Snakemake loads ``config.yaml`` first and merges every ``--configfile`` into it, so a named
 config adds to a dict of config.yaml but cannot take a key out of it. The dicts whose keys
-name things (models, layouts, crop boxes, quality groups, external datasets, synthetic groups)
-therefore accept ``name: null``: the entry is removed before the config is validated
-(:func:`drop_removed`), as if config.yaml had never had it.
+name things (models, layouts, crop boxes, quality groups, external datasets) therefore accept
+``name: null``: the entry is removed before the config is validated (:func:`drop_removed`), as
+if config.yaml had never had it.
 """
 
 from __future__ import annotations

@@ -295,7 +295,7 @@ for _mod in TRAIN_MODALITIES:
 
 
 XFER = config["transfer"]
-ARMS = XFER["models"] if XFER["tasks"] else {}
+ARMS = planning.transfer_models(config)
 PRE = config["pretraining"]
 PIF = config["pif_study"]
 MSS = config["ms_study"]
@@ -768,7 +768,7 @@ def ext_runs(wc):
         runs += external.prediction_runs(RESULTS, wc.extname, wc.task, wc.mod, XVAL["variants"], SPLIT_IDS, RUN_IDS,
                                          TRAIN_MODEL)
     if wc.task in XVAL["transfer_tasks"] and wc.mod == XFER["modality"]:
-        runs += external.transfer_runs(RESULTS, wc.extname, wc.task, config, SPLIT_IDS, RUN_IDS,
+        runs += external.transfer_runs(RESULTS, wc.extname, wc.task, XFER, XVAL["transfer_models"], SPLIT_IDS, RUN_IDS,
                                        lambda t, a, s, r: arm_paths(t, a, s, r)["predictions"])
     return runs
 

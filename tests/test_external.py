@@ -245,7 +245,8 @@ def test_transfer_models_are_selected_with_their_modality_and_variant(default_co
     ext, _ = external.effective(only)
     assert ext["tasks"] == [] and list(ext["datasets"]) == ["site2"]
     assert external.table_units(only) == [("CN_vs_AD", "pet")]
-    runs = external.transfer_runs("results", "site2", "CN_vs_AD", only, ["01"], ["01"], lambda *a: "/".join(a))
+    runs = external.transfer_runs("results", "site2", "CN_vs_AD", only["transfer"], ext["transfer_models"], ["01"],
+                                  ["01"], lambda *a: "/".join(a))
     assert runs == [dict(model="resnet18", variant="syn", split="01", run="01", internal="CN_vs_AD/resnet18/01/01",
                          predictions="results/external/site2/predictions/task-CN_vs_AD/"
                                      "task-CN_vs_AD_pet_desc-syn_model-resnet18_split-01_run-01_predictions.tsv")]
