@@ -204,3 +204,22 @@ def test_readme_adni_config_runs_on_the_adni_layout(repo, adni, tmp_path):
     # ADNI011S0002 is excluded: ADNI022S0004's M000 (T1w + FDG) and M012 (T1w) remain
     assert counts["extract"] == 1 and counts["extract_T1w"] == 1 and counts["session_scans"] == 2, counts
     assert "ADNI011S0002" not in out.stdout
+
+
+def test_an_adni_layout_dataset_is_an_external_dataset_beside_the_synthetic_cohort(repo, adni, tmp_path):
+    """External validation on a dataset the generator did not make: the ADNI layout (T1w runs, two tracers,
+    T1w-only sessions, diagnoses per session) with its own filters and diagnoses, preprocessed by the
+    workflow's rules in its own module and predicted by every selected run (a dry run)."""
+    ext = {"external": {"datasets": {"site2": None, "adni": {
+        "bids_dir": str(adni["bids"]), "diagnoses": ["CN", "MCI", "AD"], "filters": {"pet": {"trc": "18FFDG"}}}},
+        "tasks": ["CN_vs_AD"], "modalities": ["T1w"], "variants": ["linear"], "heatmap_methods": []}}
+    (tmp_path / "ext.yaml").write_text(yaml.safe_dump(ext))
+    out = smk(repo, tmp_path, "all", "-n", "--configfile", "ext.yaml")
+    counts = job_counts(out.stdout + out.stderr)
+    t1w_sessions = {(p, s) for p, s, m in adni["expected"] if m == "T1w"}
+    assert sum(k for r, k in counts.items() if r.startswith("external_adni_extract")) == len(t1w_sessions) == 4
+    assert sum(k for r, k in counts.items() if r.startswith("external_adni_register_linear")) == 4
+    assert not any(r.startswith("external_adni_register_syn") or r.startswith("external_site2") for r in counts)
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    n_runs = cfg["splits"]["n_splits"] * cfg["splits"]["n_repeats"]
+    assert counts["external_predict"] == n_runs and counts["external_metrics"] == 1
