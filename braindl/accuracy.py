@@ -111,19 +111,19 @@ def preprocess_session(config: dict, scans: dict, out, participant: str, session
     """
     import time
 
-    from braindl import crop, extraction, skullstrip
+    from braindl import crop, derivatives, extraction, skullstrip
 
     reg = config["registration"]
     mods = list(scans)
     out = Path(out)
-    ext = extraction.extraction_paths(out / "extraction", participant, session, mods, reg["pet_route"])
+    ext = derivatives.extraction(out, participant, session, mods, reg["pet_route"])
     seconds = {}
     t0 = time.perf_counter()
     extraction.run_extraction(config["skullstrip"], reg, scans, ext, threads)
     seconds["extraction"] = time.perf_counter() - t0
     native = extraction.registration_inputs(ext, scans)
-    paths = {v: registration.registration_paths(out / "registration", participant, session, v, mods,
-                                                reg["pet_route"]) for v in registration.VARIANTS}
+    paths = {v: derivatives.registration(out, participant, session, v, mods, reg["pet_route"])
+             for v in registration.VARIANTS}
     for v in ("linear", "syn", "none"):  # syn starts from linear
         t0 = time.perf_counter()
         prev = registration.previous_variant(v)
@@ -132,17 +132,12 @@ def preprocess_session(config: dict, scans: dict, out, participant: str, session
     strip = {}
     t0 = time.perf_counter()
     for v in registration.VARIANTS:
-        d = out / "skullstrip" / f"sub-{participant}_ses-{session}_desc-{v}"
-        o = {"qc": f"{d}_qc.tsv"}
-        for m in mods:
-            o.update({f"{m}_brain": f"{d}_{m}.nii.gz", f"{m}_qc": f"{d}_{m}.png"})
+        o = derivatives.skullstrip(out, participant, session, v, mods)
         skullstrip.run_skullstrip({m: paths[v][m] for m in mods}, {m: paths[v][f"{m}_mask"] for m in mods},
                                   {m: paths[v][f"{m}_json"] for m in mods}, {m: ext[f"{m}_json"] for m in mods},
                                   o, participant, session, dpi=config["qc"]["dpi"])
-        c = out / "crop" / f"sub-{participant}_ses-{session}_desc-{v}"
         crop.run_crop(config["crop"], {m: o[f"{m}_brain"] for m in mods}, {m: paths[v][f"{m}_mask"] for m in mods},
-                      {k: f"{c}_{m}{ext_}" for m in mods for k, ext_ in ((m, ".nii.gz"), (f"{m}_json", ".json"))},
-                      aligned=v != "none")
+                      derivatives.crop(out, participant, session, v, mods), aligned=v != "none")
         strip[v] = o
     seconds["strip_crop"] = time.perf_counter() - t0
     return ext, paths, strip, seconds

@@ -58,26 +58,6 @@ class ExtractionError(RuntimeError):
     """A brain extraction that failed or gave an implausible mask; the message names the scan."""
 
 
-def extraction_paths(root, sub: str, ses: str, modalities, pet_route: str) -> dict[str, str]:
-    """Every file one extraction job writes for a session (``sub``/``ses`` without prefix).
-
-    Per modality: ``<mod>_mask`` (native brain mask), ``<mod>_json`` (its sidecar);
-    T1w also ``T1w_preproc`` (the bias-corrected scan); PET on the ``via_t1``
-    route also ``pet_rigid`` (PET-to-T1w rigid).
-    """
-    out = {}
-    pre = f"sub-{sub}_ses-{ses}"
-    for mod in modalities:
-        d = Path(root) / f"sub-{sub}" / f"ses-{ses}" / registration.FOLDER[mod]
-        out[f"{mod}_mask"] = d / f"{pre}_desc-brain_mask.nii.gz"
-        out[f"{mod}_json"] = d / f"{pre}_desc-brain_mask.json"
-        if mod == "T1w":
-            out["T1w_preproc"] = d / f"{pre}_desc-preproc_T1w.nii.gz"
-        if mod == "pet" and pet_route == "via_t1":
-            out["pet_rigid"] = d / f"{pre}_from-pet_to-T1w_desc-rigid_mode-image_xfm.mat"
-    return {k: str(v) for k, v in out.items()}
-
-
 # ---------------------------------------------------------------------------
 # masks
 # ---------------------------------------------------------------------------
@@ -268,7 +248,7 @@ def run_extraction(settings: dict, reg_settings: dict, scans: dict, outputs: dic
 
     ``settings``: the ``skullstrip`` config; ``reg_settings``: the ``registration``
     config (working resolution, metric and iterations of the registrations used
-    here); ``scans``: native scan per modality; ``outputs``: :func:`extraction_paths`.
+    here); ``scans``: native scan per modality; ``outputs``: :func:`braindl.derivatives.extraction`.
     """
     via_t1 = "pet_rigid" in outputs
     with registration.ants_settings(reg_settings["random_seed"], threads), tempfile.TemporaryDirectory() as tmp:
@@ -299,7 +279,7 @@ def native_volume_ml(sidecar) -> float:
 def registration_inputs(outputs: dict, scans: dict) -> dict:
     """What the registration jobs read of a session: per modality the scan they register (the
     bias-corrected T1w, the raw PET) and its native mask (``<mod>_mask``), and ``pet_rigid`` on the
-    ``via_t1`` route. ``outputs``: :func:`extraction_paths`; ``scans``: the raw scans."""
+    ``via_t1`` route. ``outputs``: :func:`braindl.derivatives.extraction`; ``scans``: the raw scans."""
     out = {}
     for m in scans:
         out[m] = outputs["T1w_preproc"] if m == "T1w" else scans[m]

@@ -10,6 +10,8 @@ if config.yaml had never had it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 #: dicts of config.yaml whose entries a named config may remove with ``name: null``
 NAMED_DICTS = (
     ("transfer", "models"),
@@ -34,6 +36,63 @@ def drop_removed(config: dict) -> list[str]:
             del node[name]
             removed.append(".".join((*path, str(name))))
     return removed
+
+
+# ---- the dataset: its scans and sessions --------------------------------------------------------------
+@dataclass
+class Selection:
+    """The scans a run uses, chosen at parse time without reading an image.
+
+    ``scans``: one row per scan (participant_id, session_id, modality, path); ``bids_dir``: the dataset;
+    ``cohort``: the synthetic cohort's table (None for a user's dataset); ``diagnoses``: the synthetic
+    cohort's diagnoses; ``sessions``: the modalities of each (subject, session), in dataset.modalities
+    order; ``modality_sets``: their distinct sets, largest first (each per-session rule has one variant
+    per set).
+    """
+
+    bids_dir: str
+    scans: "pd.DataFrame"
+    cohort: "pd.DataFrame | None"
+    diagnoses: list
+    sessions: dict
+    modality_sets: list
+
+
+def dataset_selection(config: dict, cache_dir=None) -> Selection:
+    """The selected scans of the run: the synthetic cohort's (``dataset.bids_dir`` null) or those of a
+    user's BIDS dataset after its filters (:func:`braindl.inputs.discover`; a missing file or broken
+    link is left out, so that Snakemake does not stop on it before ``check_inputs`` names it).
+
+    Raises ValueError when the synthetic cohort has a diagnosis that ``dataset.diagnoses`` lacks.
+    """
+    import pandas as pd
+
+    from braindl import inputs, synthetic
+
+    dataset, mods = config["dataset"], config["dataset"]["modalities"]
+    route = config["registration"]["pet_route"]
+    if dataset["bids_dir"] is None:
+        # a group of 0 subjects (MS by default) need not be a diagnosis of the dataset
+        unknown = sorted(set(synthetic.cohort_diagnoses(config["synthetic"])) - set(dataset["diagnoses"]))
+        if unknown:
+            raise ValueError(f"synthetic.groups has subjects of diagnoses {unknown} missing from dataset.diagnoses")
+        bids_dir = f"{config['results_dir']}/synthetic/bids"
+        cohort = synthetic.cohort_table(config["synthetic"])
+        diagnoses = synthetic.cohort_diagnoses(config["synthetic"])
+        scans = pd.DataFrame(
+            [dict(participant_id=row.participant_id, session_id=ses, modality=m,
+                  path=str(synthetic.raw_paths(bids_dir, row.participant_id[4:], ses)[m]))
+             for row in cohort.itertuples() for ses in synthetic.session_labels(row.n_sessions) for m in mods],
+            columns=["participant_id", "session_id", "modality", "path"])
+    else:
+        bids_dir, cohort, diagnoses = dataset["bids_dir"], None, []
+        # files only, never a crash on a user's file: check_inputs reports every problem
+        found = inputs.discover(bids_dir, mods, dataset["filters"], dataset["runs"], dataset["participants"],
+                                route, cache_dir=cache_dir)
+        scans = inputs.existing_scans(found.scans, mods, route)
+    sessions = inputs.session_modalities(scans, mods)
+    sets = sorted(set(sessions.values()), key=lambda s: (-len(s), s)) or [tuple(mods)]
+    return Selection(bids_dir, scans, cohort, diagnoses, sessions, sets)
 
 
 # ---- 002's dose branch ------------------------------------------------------------------------------

@@ -54,7 +54,6 @@ from braindl.io import atomic_path, read_itk_affine, write_itk_affine, write_jso
 
 SPACE = templates.TEMPLATE_SPACE
 VARIANTS = ("none", "linear", "syn")
-FOLDER = {"T1w": "anat", "pet": "pet"}
 _LPS = np.diag([-1.0, -1.0, 1.0])
 # PET uptake per tissue class for the PET template (relative to grey matter)
 PET_UPTAKE = {"gm": 1.0, "wm": 0.3, "csf": 0.04}
@@ -67,34 +66,6 @@ class RegistrationError(RuntimeError):
 # ---------------------------------------------------------------------------
 # paths (cheap: used at Snakefile parse time)
 # ---------------------------------------------------------------------------
-
-
-def registration_paths(root, sub: str, ses: str, variant: str, modalities, pet_route: str) -> dict[str, str]:
-    """Every file one registration job writes for a session (``sub``/``ses`` without prefix).
-
-    Keys: ``<mod>`` (image on the variant's grid), ``<mod>_json`` (sidecar with the
-    chain), ``<mod>_mask`` (the native brain mask carried onto that grid), plus the
-    transforms: ``<mod>_affine`` (linear; none: the identity to the scanner's
-    world), ``<mod>_warp`` / ``<mod>_inverse_warp`` (syn). ``via_t1`` PET has no
-    transform of its own in the aligned variants (it follows the T1w's).
-    """
-    out = {}
-    for mod in modalities:
-        d = Path(root) / f"sub-{sub}" / f"ses-{ses}" / FOLDER[mod]
-        pre = f"sub-{sub}_ses-{ses}"
-        space = "scanner" if variant == "none" else SPACE
-        out[mod] = d / f"{pre}_space-{space}_desc-{variant}_{mod}.nii.gz"
-        out[f"{mod}_json"] = d / f"{pre}_space-{space}_desc-{variant}_{mod}.json"
-        out[f"{mod}_mask"] = d / f"{pre}_space-{space}_desc-{variant}_label-brain_mask.nii.gz"
-        own = not (mod == "pet" and pet_route == "via_t1")
-        if variant == "none":
-            out[f"{mod}_affine"] = d / f"{pre}_from-scanner_to-{mod}_desc-none_mode-image_xfm.mat"
-        if own and variant == "linear":
-            out[f"{mod}_affine"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-linear_mode-image_xfm.mat"
-        if own and variant == "syn":
-            out[f"{mod}_warp"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-syn_mode-image_xfm.nii.gz"
-            out[f"{mod}_inverse_warp"] = d / f"{pre}_from-{SPACE}_to-{mod}_desc-syn_mode-image_xfm.nii.gz"
-    return {k: str(v) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------

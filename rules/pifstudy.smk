@@ -1,6 +1,12 @@
 # 004 study 5 (braindl.pifstudy): a VGG-like baseline against its patch-individual-filter (PIF) version,
 # each split with the thesis' random hyperparameter search on the validation set, on all and on a
 # subset of each split's training participants. The runs are braindl.training.train_run.
+
+# ---- plan ------------------------------------------------------------------------------------------
+PIF_PLAN = pifstudy.study_plan(PIF, len(SPLIT_IDS)) if PIF["tasks"] else None
+PIF_RUNS = pifstudy.planned_runs(RESULTS, PIF, PIF_PLAN) if PIF["tasks"] else []
+
+
 if PIF["tasks"]:
 
     localrules:

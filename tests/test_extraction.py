@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from braindl import extraction
+from braindl import derivatives, extraction
 
 
 def test_largest_component_keeps_the_brain_and_fills_holes():
@@ -48,8 +48,8 @@ def test_job_settings_name_what_each_route_uses(default_config):
 
 
 def test_registration_reads_the_corrected_t1w_and_the_raw_pet(tmp_path):
-    ext = extraction.extraction_paths(tmp_path, "01", "02", ["T1w", "pet"], "via_t1")
+    ext = derivatives.extraction(tmp_path, "01", "02", ["T1w", "pet"], "via_t1")
     native = extraction.registration_inputs(ext, {"T1w": "raw_T1w.nii.gz", "pet": "raw_pet.nii.gz"})
     assert native["T1w"].endswith("sub-01_ses-02_desc-preproc_T1w.nii.gz") and native["pet"] == "raw_pet.nii.gz"
     assert native["pet_rigid"].endswith("_from-pet_to-T1w_desc-rigid_mode-image_xfm.mat")
-    assert "pet_rigid" not in extraction.extraction_paths(tmp_path, "01", "02", ["pet"], "pet_template")
+    assert "pet_rigid" not in derivatives.extraction(tmp_path, "01", "02", ["pet"], "pet_template")

@@ -3,6 +3,8 @@
 import sys
 import zlib
 
+import pytest
+
 from braindl import planning
 
 
@@ -134,3 +136,49 @@ def test_study_problems_name_the_setting(default_config):
     problems = planning.study_problems(pet)
     assert len(problems) == 1 and problems[0].startswith("ms_study on the pet crop:")
     assert problems[0].endswith("lower training.input_pool")
+
+
+def test_synthetic_selection_lists_the_cohort_without_images(default_config, tmp_path):
+    from braindl import synthetic
+
+    cfg = {**default_config, "results_dir": str(tmp_path / "res"),
+           "synthetic": {**default_config["synthetic"], "groups": {"CN": 2, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0,
+                                                                   "MS": 0}, "sessions": [1, 2]}}
+    sel = planning.dataset_selection(cfg)
+    table = synthetic.cohort_table(cfg["synthetic"])
+    assert sel.bids_dir == f"{tmp_path}/res/synthetic/bids" and not (tmp_path / "res").exists()
+    assert len(sel.scans) == 2 * table["n_sessions"].sum() and set(sel.scans.modality) == {"T1w", "pet"}
+    assert sel.modality_sets == [("T1w", "pet")] and all(m == ("T1w", "pet") for m in sel.sessions.values())
+    assert sorted(sel.diagnoses) == ["AD", "CN"]
+    # a diagnosis of the cohort that the dataset does not list stops the run, named
+    cfg["dataset"] = {**cfg["dataset"], "diagnoses": ["CN"]}
+    with pytest.raises(ValueError, match=r"diagnoses \['AD'\] missing from dataset.diagnoses"):
+        planning.dataset_selection(cfg)
+
+
+def test_bids_selection_keeps_each_sessions_modalities(default_config, tmp_path):
+    """A user's dataset (no generator): a T1w-only session is its own modality set; a PET without its
+    session's T1w and a broken link stay out (check_inputs names them)."""
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for sub in ("01", "02"):
+        rows.append(dict(participant_id=f"sub-{sub}", diagnosis="CN"))
+        for ses in ("01", "02"):
+            for folder, name in (("anat", "T1w"), ("pet", "trc-FDG_pet")):
+                p = tmp_path / f"sub-{sub}" / f"ses-{ses}" / folder / f"sub-{sub}_ses-{ses}_{name}.nii.gz"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(p))
+    pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    (tmp_path / "sub-02/ses-01/pet/sub-02_ses-01_trc-FDG_pet.nii.gz").unlink()
+    (tmp_path / "sub-01/ses-02/anat/sub-01_ses-02_T1w.nii.gz").unlink()
+    (tmp_path / "sub-02/ses-02/pet/sub-02_ses-02_trc-FDG_pet.nii.gz").unlink()
+    (tmp_path / "sub-02/ses-02/pet/sub-02_ses-02_trc-FDG_pet.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    cfg = {**default_config, "dataset": {**default_config["dataset"], "bids_dir": str(tmp_path)}}
+    sel = planning.dataset_selection(cfg, cache_dir=tmp_path / "cache")
+    assert sel.cohort is None and sel.diagnoses == [] and sel.bids_dir == str(tmp_path)
+    assert sel.sessions == {("01", "01"): ("T1w", "pet"), ("02", "01"): ("T1w",), ("02", "02"): ("T1w",)}
+    assert sel.modality_sets == [("T1w", "pet"), ("T1w",)]
+    assert len(sel.scans) == 4

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from braindl import accuracy, extraction, qc, registration, synthetic, templates
+from braindl import accuracy, derivatives, extraction, qc, registration, synthetic, templates
 from braindl.io import read_itk_affine, write_itk_affine
 
 
@@ -243,7 +243,7 @@ def test_reproducible_for_fixed_seed(affine_truth, tmp_path):
     native = extraction.registration_inputs(affine_truth["ext"], {"T1w": affine_truth["scans"]["T1w"]})
     runs = []
     for k in range(2):
-        paths = registration.registration_paths(tmp_path / str(k), "x", "01", "linear", ["T1w"], "pet_template")
+        paths = derivatives.registration(tmp_path / str(k), "x", "01", "linear", ["T1w"], "pet_template")
         code = ("import json, sys; from braindl import registration; a = json.loads(sys.argv[1]); "
                 "registration.run_linear(a['settings'], a['native'], a['paths'], threads=1)")
         subprocess.run([sys.executable, "-c", code, json.dumps(dict(settings=settings, native=native, paths=paths))],
@@ -266,7 +266,7 @@ def test_bad_scans_stop_extraction_or_are_flagged_by_qc(affine_truth, posed, def
                        ("noise", np.random.default_rng(3).random(ref.shape).astype(np.float32) * 1000)):
         path = tmp_path / f"{name}_T1w.nii.gz"
         nib.save(nib.Nifti1Image(data, ref.affine), str(path))
-        ext = extraction.extraction_paths(tmp_path / name, name, "01", ["T1w"], "via_t1")
+        ext = derivatives.extraction(tmp_path / name, name, "01", ["T1w"], "via_t1")
         with pytest.raises(extraction.ExtractionError, match=f"{name}_T1w.nii.gz: "):
             extraction.run_extraction(default_config["skullstrip"], default_config["registration"],
                                       {"T1w": str(path)}, ext, threads=2)
@@ -289,7 +289,7 @@ def test_registration_fallback_extracts_a_head_it_did_not_make(default_config, t
     import posed_heads
 
     head = posed_heads.posed_head(tmp_path, "fb", 11)
-    ext = extraction.extraction_paths(tmp_path / "ext", "fb", "01", ["T1w"], "via_t1")
+    ext = derivatives.extraction(tmp_path / "ext", "fb", "01", ["T1w"], "via_t1")
     extraction.run_extraction({**default_config["skullstrip"], "method": "registration"},
                               default_config["registration"], {"T1w": head["T1w"]}, ext, threads=2)
     assert _native_dice(ext["T1w_mask"], head["mask"]) >= 0.95

@@ -1,0 +1,133 @@
+"""The workflow's one path layout (BIDS derivatives): where each artifact of one session lives.
+
+Every function takes the results folder (``config["results_dir"]``, or any folder a
+benchmark or test writes to) and returns the paths of one job's outputs, so the
+rules (``rules/*.smk``), :mod:`braindl.accuracy` and the benchmarks write the same
+tree. Labels are given without their prefix (``sub="001"``, ``ses="01"``); a
+Snakemake wildcard such as ``"{subject}"`` may stand for any of them.
+
+    results/inputs/sub-001/ses-01/sub-001_ses-01_scans.tsv
+    results/extraction/sub-001/ses-01/anat/sub-001_ses-01_desc-brain_mask.nii.gz
+    results/registration/sub-001/ses-01/anat/sub-001_ses-01_space-<tpl>_desc-syn_T1w.nii.gz
+    results/skullstrip/sub-001/ses-01/anat/sub-001_ses-01_desc-syn_T1w.nii.gz
+    results/crop/sub-001/ses-01/anat/sub-001_ses-01_desc-syn_T1w.nii.gz
+    results/qc/desc-syn_qc.tsv
+
+Imports neither torch nor Snakemake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from braindl.templates import TEMPLATE_SPACE
+
+SPACE = TEMPLATE_SPACE
+# BIDS datatype folder of each modality
+FOLDER = {"T1w": "anat", "pet": "pet"}
+
+
+def _session_dir(results, stage: str, sub: str, ses: str, mod: str | None = None) -> Path:
+    d = Path(results) / stage / f"sub-{sub}" / f"ses-{ses}"
+    return d / FOLDER[mod] if mod else d
+
+
+def _prefix(sub: str, ses: str) -> str:
+    return f"sub-{sub}_ses-{ses}"
+
+
+def manifest(results) -> str:
+    """The checked list of every scan the workflow uses (rule check_inputs)."""
+    return str(Path(results) / "inputs" / "manifest.tsv")
+
+
+def session_scans(results, sub: str, ses: str) -> str:
+    """The scans of one session the workflow uses (rule session_scans)."""
+    return str(_session_dir(results, "inputs", sub, ses) / f"{_prefix(sub, ses)}_scans.tsv")
+
+
+def modality_sessions(results, mod: str) -> str:
+    """The sessions with a scan of ``mod`` and the digest of their data (rule modality_sessions)."""
+    return str(Path(results) / "inputs" / f"desc-{mod}_sessions.tsv")
+
+
+def extraction(results, sub: str, ses: str, modalities, pet_route: str) -> dict[str, str]:
+    """Every file one extraction job writes for a session.
+
+    Per modality: ``<mod>_mask`` (native brain mask), ``<mod>_json`` (its sidecar);
+    T1w also ``T1w_preproc`` (the bias-corrected scan); PET on the ``via_t1``
+    route also ``pet_rigid`` (PET-to-T1w rigid).
+    """
+    out = {}
+    pre = _prefix(sub, ses)
+    for mod in modalities:
+        d = _session_dir(results, "extraction", sub, ses, mod)
+        out[f"{mod}_mask"] = d / f"{pre}_desc-brain_mask.nii.gz"
+        out[f"{mod}_json"] = d / f"{pre}_desc-brain_mask.json"
+        if mod == "T1w":
+            out["T1w_preproc"] = d / f"{pre}_desc-preproc_T1w.nii.gz"
+        if mod == "pet" and pet_route == "via_t1":
+            out["pet_rigid"] = d / f"{pre}_from-pet_to-T1w_desc-rigid_mode-image_xfm.mat"
+    return {k: str(v) for k, v in out.items()}
+
+
+def registration(results, sub: str, ses: str, variant: str, modalities, pet_route: str) -> dict[str, str]:
+    """Every file one registration job writes for a session.
+
+    Keys: ``<mod>`` (image on the variant's grid), ``<mod>_json`` (sidecar with the
+    chain), ``<mod>_mask`` (the native brain mask carried onto that grid), plus the
+    transforms: ``<mod>_affine`` (linear; none: the identity to the scanner's
+    world), ``<mod>_warp`` / ``<mod>_inverse_warp`` (syn). ``via_t1`` PET has no
+    transform of its own in the aligned variants (it follows the T1w's).
+    """
+    out = {}
+    pre = _prefix(sub, ses)
+    space = "scanner" if variant == "none" else SPACE
+    for mod in modalities:
+        d = _session_dir(results, "registration", sub, ses, mod)
+        out[mod] = d / f"{pre}_space-{space}_desc-{variant}_{mod}.nii.gz"
+        out[f"{mod}_json"] = d / f"{pre}_space-{space}_desc-{variant}_{mod}.json"
+        out[f"{mod}_mask"] = d / f"{pre}_space-{space}_desc-{variant}_label-brain_mask.nii.gz"
+        own = not (mod == "pet" and pet_route == "via_t1")
+        if variant == "none":
+            out[f"{mod}_affine"] = d / f"{pre}_from-scanner_to-{mod}_desc-none_mode-image_xfm.mat"
+        if own and variant == "linear":
+            out[f"{mod}_affine"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-linear_mode-image_xfm.mat"
+        if own and variant == "syn":
+            out[f"{mod}_warp"] = d / f"{pre}_from-{mod}_to-{SPACE}_desc-syn_mode-image_xfm.nii.gz"
+            out[f"{mod}_inverse_warp"] = d / f"{pre}_from-{SPACE}_to-{mod}_desc-syn_mode-image_xfm.nii.gz"
+    return {k: str(v) for k, v in out.items()}
+
+
+def skullstrip(results, sub: str, ses: str, variant: str, modalities) -> dict[str, str]:
+    """Outputs of one skull-stripping job: ``<mod>_brain`` (the stripped image) and ``<mod>_qc`` (its QC
+    figure, under ``qc/``) per modality, and ``qc`` (the session's QC rows)."""
+    pre = _prefix(sub, ses)
+    out = {}
+    for mod in modalities:
+        out[f"{mod}_brain"] = _session_dir(results, "skullstrip", sub, ses, mod) / f"{pre}_desc-{variant}_{mod}.nii.gz"
+        out[f"{mod}_qc"] = _session_dir(results, "qc", sub, ses) / f"{pre}_desc-{variant}_{mod}_qc.png"
+    out["qc"] = _session_dir(results, "skullstrip", sub, ses) / f"{pre}_desc-{variant}_qc.tsv"
+    return {k: str(v) for k, v in out.items()}
+
+
+def crop(results, sub: str, ses: str, variant: str, modalities) -> dict[str, str]:
+    """Outputs of one crop job: ``<mod>`` (the cropped, normalised image) and ``<mod>_json`` (its
+    sidecar) per modality."""
+    pre = _prefix(sub, ses)
+    out = {}
+    for mod in modalities:
+        d = _session_dir(results, "crop", sub, ses, mod)
+        out[mod] = d / f"{pre}_desc-{variant}_{mod}.nii.gz"
+        out[f"{mod}_json"] = d / f"{pre}_desc-{variant}_{mod}.json"
+    return {k: str(v) for k, v in out.items()}
+
+
+def qc_table(results, variant: str) -> str:
+    """The QC table of every session of one variant (rule qc_table)."""
+    return str(Path(results) / "qc" / f"desc-{variant}_qc.tsv")
+
+
+def scans_qc(results) -> str:
+    """The per-scan QC table across variants (rule qc_table)."""
+    return str(Path(results) / "qc" / "scans_qc.tsv")

@@ -1,0 +1,60 @@
+"""The one path layout (braindl.derivatives): BIDS-derivatives names, one tree for rules, accuracy and benchmarks."""
+
+import itertools
+
+from braindl import derivatives, registration
+
+MODS = ["T1w", "pet"]
+
+
+def _session(results, sub="001", ses="01", route="via_t1"):
+    files = {"scans": derivatives.session_scans(results, sub, ses)}
+    files.update({f"extraction:{k}": v for k, v in derivatives.extraction(results, sub, ses, MODS, route).items()})
+    for v in registration.VARIANTS:
+        for stage, paths in (("registration", derivatives.registration(results, sub, ses, v, MODS, route)),
+                             ("skullstrip", derivatives.skullstrip(results, sub, ses, v, MODS)),
+                             ("crop", derivatives.crop(results, sub, ses, v, MODS))):
+            files.update({f"{stage}:{v}:{k}": p for k, p in paths.items()})
+    return files
+
+
+def test_one_session_in_bids_derivatives_names():
+    t = derivatives.SPACE
+    assert derivatives.extraction("res", "001", "01", ["T1w", "pet"], "via_t1") == {
+        "T1w_mask": "res/extraction/sub-001/ses-01/anat/sub-001_ses-01_desc-brain_mask.nii.gz",
+        "T1w_json": "res/extraction/sub-001/ses-01/anat/sub-001_ses-01_desc-brain_mask.json",
+        "T1w_preproc": "res/extraction/sub-001/ses-01/anat/sub-001_ses-01_desc-preproc_T1w.nii.gz",
+        "pet_mask": "res/extraction/sub-001/ses-01/pet/sub-001_ses-01_desc-brain_mask.nii.gz",
+        "pet_json": "res/extraction/sub-001/ses-01/pet/sub-001_ses-01_desc-brain_mask.json",
+        "pet_rigid": "res/extraction/sub-001/ses-01/pet/sub-001_ses-01_from-pet_to-T1w_desc-rigid_mode-image_xfm.mat"}
+    syn = derivatives.registration("res", "001", "01", "syn", ["T1w", "pet"], "via_t1")
+    assert syn["T1w"] == f"res/registration/sub-001/ses-01/anat/sub-001_ses-01_space-{t}_desc-syn_T1w.nii.gz"
+    assert syn["T1w_warp"].endswith(f"sub-001_ses-01_from-T1w_to-{t}_desc-syn_mode-image_xfm.nii.gz")
+    # via_t1 PET follows the T1w's transforms: none of its own in the aligned variants
+    assert "pet_warp" not in syn and "pet_affine" not in derivatives.registration("r", "1", "1", "linear", MODS, "via_t1")
+    assert "pet_affine" in derivatives.registration("r", "1", "1", "linear", MODS, "pet_template")
+    assert derivatives.registration("r", "1", "1", "none", ["pet"], "via_t1")["pet"].endswith("_space-scanner_desc-none_pet.nii.gz")
+    assert derivatives.skullstrip("res", "001", "01", "linear", ["pet"]) == {
+        "pet_brain": "res/skullstrip/sub-001/ses-01/pet/sub-001_ses-01_desc-linear_pet.nii.gz",
+        "pet_qc": "res/qc/sub-001/ses-01/sub-001_ses-01_desc-linear_pet_qc.png",
+        "qc": "res/skullstrip/sub-001/ses-01/sub-001_ses-01_desc-linear_qc.tsv"}
+    assert derivatives.crop("res", "001", "01", "none", ["T1w"]) == {
+        "T1w": "res/crop/sub-001/ses-01/anat/sub-001_ses-01_desc-none_T1w.nii.gz",
+        "T1w_json": "res/crop/sub-001/ses-01/anat/sub-001_ses-01_desc-none_T1w.json"}
+    assert derivatives.qc_table("res", "syn") == "res/qc/desc-syn_qc.tsv"
+    assert derivatives.modality_sessions("res", "pet") == "res/inputs/desc-pet_sessions.tsv"
+
+
+def test_no_two_artifacts_share_a_path():
+    """Across stages, variants, modalities and sessions every artifact has its own file, inside its
+    session's folder of its stage; Snakemake wildcards pass through unchanged."""
+    every = {}
+    for (sub, ses), route in itertools.product([("001", "01"), ("001", "02"), ("002", "01")], ["via_t1", "pet_template"]):
+        for key, path in _session("out", sub, ses, route).items():
+            assert f"sub-{sub}/ses-{ses}/" in path and f"sub-{sub}_ses-{ses}_" in path, (key, path)
+            assert path.startswith(f"out/{key.split(':')[0] if ':' in key else 'inputs'}/") \
+                or key.endswith("_qc"), (key, path)
+            every.setdefault(path, set()).add((sub, ses, key))
+    assert all(len(keys) == 1 for keys in every.values())
+    wild = derivatives.crop("results", "{subject}", "{session}", "{reg}", ["T1w"])
+    assert wild["T1w"] == "results/crop/sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_desc-{reg}_T1w.nii.gz"
