@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from braindl.io import write_tsv
-from braindl.planning import transfer_models
+from braindl.planning import heatmap_methods, transfer_models
 
 NAME = re.compile(r"^[A-Za-z0-9]+$")
 #: what a dataset of ``external.datasets`` may set
@@ -461,7 +461,6 @@ def heatmap_units(config: dict) -> list[tuple[str, str, str, str, list[str]]]:
     (registered variants: the group maps need a common space); the variant comparison's model, and the
     transfer experiment's selected models that `heatmaps.transfer_models` explains, each with the methods
     of `external.heatmap_methods` that apply to it."""
-    from braindl.architectures import heatmap_refusal, method_specs
     from braindl.splits import task_classes
 
     ext, hm, xf = effective(config)[0], config["heatmaps"], config["transfer"]
@@ -473,8 +472,7 @@ def heatmap_units(config: dict) -> list[tuple[str, str, str, str, list[str]]]:
     for arm in ext["transfer_models"]:
         if arm not in hm["transfer_models"] or xf["variant"] not in hm["variants"]:
             continue
-        labels = [k for k, spec in method_specs(wanted, hm).items()
-                  if not heatmap_refusal(xf["models"][arm]["model"], spec["method"])]
+        labels = heatmap_methods(config, arm, wanted)
         units += [(t, xf["modality"], xf["variant"], arm, labels) for t in ext["transfer_tasks"]]
     return [u for u in units if u[4] and hm["target_class"] in task_classes(u[0])]
 

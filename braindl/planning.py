@@ -213,6 +213,24 @@ def heatmap_units(config: dict) -> list[tuple[str, str, str, str]]:
     return units
 
 
+def heatmap_network(config: dict, model: str) -> str:
+    """The network behind a heatmap ``model`` label: ``training.model``, or a transfer model's network."""
+    return config["training"]["model"] if model == config["training"]["model"] else \
+        config["transfer"]["models"][model]["model"]
+
+
+def heatmap_methods(config: dict, model: str, labels=None) -> list[str]:
+    """The method labels of ``labels`` (default: ``heatmaps.methods``) that apply to ``model``'s network,
+    in order: a method the network refuses (:func:`braindl.architectures.heatmap_refusal`, e.g. LRP on
+    a network with skip connections) is left out for that model only."""
+    from braindl.architectures import heatmap_refusal, method_specs
+
+    hm = config["heatmaps"]
+    network = heatmap_network(config, model)
+    return [k for k, spec in method_specs(hm["methods"] if labels is None else labels, hm).items()
+            if not heatmap_refusal(network, spec["method"])]
+
+
 # ---- the transfer experiment (000) and the pre-training sweep (001) -------------------------------------
 def transfer_problems(config: dict) -> list[str]:
     """What stops the transfer experiment before any job runs (empty: nothing): its modality and variant,

@@ -22,12 +22,13 @@ HEAT_UNITS = _heat_units()
 
 def heat_network(model):
     """The network behind a heatmap ``model`` label (training.model, or a transfer model's)."""
-    return TRAIN_MODEL if model == TRAIN_MODEL else ARMS[model]["model"]
+    return planning.heatmap_network(config, model)
 
 
+@functools.cache
 def heat_methods(model):
-    """Method labels that apply to ``model``'s network (see architectures.heatmap_refusal)."""
-    return [k for k, spec in HM_SPECS.items() if not architectures.heatmap_refusal(heat_network(model), spec["method"])]
+    """Method labels that apply to ``model``'s network (braindl.planning.heatmap_methods)."""
+    return planning.heatmap_methods(config, model)
 
 
 _skipped = sorted({f"{heat_network(u[3])}: {architectures.heatmap_refusal(heat_network(u[3]), s['method'])}"

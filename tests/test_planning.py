@@ -182,3 +182,16 @@ def test_bids_selection_keeps_each_sessions_modalities(default_config, tmp_path)
     assert sel.sessions == {("01", "01"): ("T1w", "pet"), ("02", "01"): ("T1w",), ("02", "02"): ("T1w",)}
     assert sel.modality_sets == [("T1w", "pet"), ("T1w",)]
     assert len(sel.scans) == 4
+
+
+def test_heatmap_methods_leave_out_what_a_network_refuses(default_config):
+    """LRP needs every activation to feed one layer: the ResNet-18's skip connections refuse it, the 3D
+    CNN takes it; the order of heatmaps.methods is kept."""
+    cfg = {**default_config, "heatmaps": {**default_config["heatmaps"],
+                                          "methods": ["lrp_epsilon", "gradient_x_input", "occlusion"]}}
+    cnn = cfg["training"]["model"]
+    assert planning.heatmap_network(cfg, cnn) == cnn
+    assert planning.heatmap_methods(cfg, cnn) == ["lrpepsilon", "gradientxinput", "occlusion"]
+    assert planning.heatmap_network(cfg, "resnet18") == "resnet18"
+    assert planning.heatmap_methods(cfg, "resnet18") == ["gradientxinput", "occlusion"]
+    assert planning.heatmap_methods(cfg, "resnet18", ["lrp_epsilon"]) == []
