@@ -10,7 +10,10 @@ Only source files are read (nothing is imported), so this is cheap at parse time
 The digest is over each module's syntax tree with docstrings removed
 (:func:`normalised_source`): comments, docstrings and formatting change nothing,
 so editing them reruns no job. :func:`script_hash` derives the modules of a rule
-from the imports of its workflow script, so no list is kept by hand.
+from the imports of its workflow script, so no list is kept by hand. The digests are
+kept between parses per file content (:func:`use_digest_cache`, in
+``.snakemake/braindl/code_digests.json``): a parse then reads and hashes the files
+but parses none it has seen.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "braindl"
@@ -34,12 +36,9 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
 def _local_imports(name: str) -> tuple[str, ...]:
     path = _module_file(name)
-    if path is None:
-        return ()
-    return tuple(sorted(_imports_of(ast.parse(path.read_text(), filename=str(path)))))
+    return () if path is None else _file_imports(path)
 
 
 def module_closure(*names: str) -> list[str]:
@@ -55,24 +54,27 @@ def module_closure(*names: str) -> list[str]:
     return sorted(seen)
 
 
-def _imports_of(tree: ast.AST) -> set[str]:
-    found = set()
+def _import_candidates(tree: ast.AST) -> tuple[list[str], list[str]]:
+    """The package's modules a syntax tree imports: those it names as modules, and the names of
+    ``from braindl import x`` that may be modules (decided against the files when used)."""
+    named, maybe = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+            named.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
-            found.add(node.module)
-            for a in node.names:  # "from braindl import synthetic"
-                if _module_file(f"{node.module}.{a.name}") is not None:
-                    found.add(f"{node.module}.{a.name}")
-    return found
+            named.add(node.module)
+            maybe.update(f"{node.module}.{a.name}" for a in node.names)  # "from braindl import synthetic"
+    return sorted(named), sorted(maybe)
 
 
 def normalised_source(source: str, filename: str = "<source>") -> str:
     """The code of ``source`` without what does not run: its syntax tree, with the docstrings of the
     module, classes and functions removed, dumped without line numbers (so comments, blank lines and
     formatting are gone too)."""
-    tree = ast.parse(source, filename=filename)
+    return _dump(ast.parse(source, filename=filename))
+
+
+def _dump(tree: ast.AST) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -82,10 +84,99 @@ def normalised_source(source: str, filename: str = "<source>") -> str:
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
-@lru_cache(maxsize=None)
+# ---- digests of source files, kept between parses ------------------------------------------------------
+# Parsing and dumping the syntax trees of the package and the workflow scripts takes about a second, and
+# Snakemake parses the workflow for every dry run, every cluster job and every module. The results are
+# kept per file content (its SHA-256) in a JSON file (use_digest_cache): an edited file gets a new entry.
+_DISK: dict | None = None
+_DISK_PATH: Path | None = None
+_DISK_NEW = False
+_DISK_LIMIT = 2000
+_USED: set = set()
+
+
+def use_digest_cache(path) -> None:
+    """Keep the digests of source files in ``path`` (JSON) between processes; an unreadable file is
+    ignored and rewritten. Written at exit, atomically, when new files were digested."""
+    global _DISK, _DISK_PATH
+    import atexit
+    import json
+
+    if _DISK is not None and _DISK_PATH == Path(path):  # a module of the workflow parses it again
+        return
+    _DISK_PATH = Path(path)
+    try:
+        loaded = json.loads(_DISK_PATH.read_text())
+        _DISK = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        _DISK = {}
+    atexit.register(save_digest_cache)
+
+
+def save_digest_cache() -> None:
+    """Write the digest cache (:func:`use_digest_cache`) if files were digested since it was read."""
+    global _DISK_NEW
+    if _DISK is None or _DISK_PATH is None or not _DISK_NEW:
+        return
+    if len(_DISK) > _DISK_LIMIT:  # edits leave old entries behind: keep this process's only
+        for key in set(_DISK) - _USED:
+            del _DISK[key]
+    import json
+    import tempfile
+
+    try:
+        _DISK_PATH.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=_DISK_PATH.parent, delete=False, suffix=".tmp") as fh:
+            json.dump(_DISK, fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fh.name, 0o666 & ~umask)
+        os.replace(fh.name, _DISK_PATH)
+        _DISK_NEW = False
+    except OSError:  # a read-only working directory: digest again next time
+        pass
+
+
+_MEMORY: dict = {}
+
+
+def _file_info(path: Path) -> dict:
+    """Digest of a source file's code (:func:`normalised_source`) and its import candidates; kept in
+    memory per (path, modification time, size) and on disk per content (:func:`use_digest_cache`)."""
+    global _DISK_NEW
+    path = Path(path)
+    st = path.stat()
+    stamp = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if stamp in _MEMORY:
+        return _MEMORY[stamp]
+    text = path.read_text()
+    key = hashlib.sha256(text.encode()).hexdigest()
+    _USED.add(key)
+    info = _DISK.get(key) if _DISK is not None else None
+    if not _valid_info(info):
+        tree = ast.parse(text, filename=str(path))
+        named, maybe = _import_candidates(tree)
+        info = {"digest": hashlib.sha256(_dump(tree).encode()).hexdigest(), "named": named, "maybe": maybe}
+        if _DISK is not None:
+            _DISK[key] = info
+            _DISK_NEW = True
+    _MEMORY[stamp] = info
+    return info
+
+
+def _valid_info(info) -> bool:
+    return (isinstance(info, dict) and isinstance(info.get("digest"), str)
+            and all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                    for v in (info.get("named"), info.get("maybe"))))
+
+
+def _file_imports(path: Path) -> tuple[str, ...]:
+    info = _file_info(path)
+    return tuple(sorted(set(info["named"]) | {m for m in info["maybe"] if _module_file(m) is not None}))
+
+
 def _module_digest(name: str) -> str:
-    path = _module_file(name)
-    return hashlib.sha256(normalised_source(path.read_text(), str(path)).encode()).hexdigest()
+    return _file_info(_module_file(name))["digest"]
 
 
 def code_hash(*names: str) -> str:
@@ -102,18 +193,26 @@ def code_hash(*names: str) -> str:
 
 def script_modules(script) -> list[str]:
     """The ``braindl`` modules a workflow script imports, and theirs, transitively."""
-    path = Path(script)
-    return module_closure(*sorted(_imports_of(ast.parse(path.read_text(), filename=str(path)))))
+    return module_closure(*_file_imports(Path(script)))
 
 
 def script_hash(script) -> str:
     """:func:`code_hash` of what ``script`` imports, with the script's own code: what a rule runs."""
+    global _DISK_NEW
     path = Path(script)
     mods = script_modules(path)
     if not mods:
         raise ValueError(f"{path}: imports no braindl module")
-    h = hashlib.sha256(code_hash(*mods).encode())
-    h.update(normalised_source(path.read_text(), str(path)).encode())
+    code, text = code_hash(*mods), path.read_text()
+    key = f"script:{hashlib.sha256(text.encode()).hexdigest()}:{code}"
+    _USED.add(key)
+    if _DISK is not None and isinstance(_DISK.get(key), str):
+        return _DISK[key]
+    h = hashlib.sha256(code.encode())
+    h.update(normalised_source(text, str(path)).encode())
+    if _DISK is not None:
+        _DISK[key] = h.hexdigest()[:16]
+        _DISK_NEW = True
     return h.hexdigest()[:16]
 
 

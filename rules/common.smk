@@ -10,7 +10,10 @@ from pathlib import Path
 from braindl import (architectures, crop, derivatives, external, extraction, inputs, mosaic, msstudy, patches,
                      pifstudy, planning, pretraining, registration, splits, synthetic)
 
-from braindl.provenance import canonical, script_hash
+from braindl.provenance import canonical, script_hash, use_digest_cache
+
+# the digests of the library's and the scripts' code, kept between parses (about 1 s each otherwise)
+use_digest_cache(os.path.join(".snakemake", "braindl", "code_digests.json"))
 
 
 @functools.cache

@@ -18,16 +18,12 @@ def test_hash_changes_only_for_dependent_modules(tmp_path, monkeypatch):
     pkg = tmp_path / "braindl"
     shutil.copytree(provenance._ROOT, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "_ROOT", pkg)
-    provenance._local_imports.cache_clear()
     before = {m: provenance.code_hash(m) for m in ("synthetic", "inputs")}
     with open(pkg / "templates.py", "a") as fh:
         fh.write("\n_A_CHANGE = 1\n")
-    provenance._module_digest.cache_clear()
     after = {m: provenance.code_hash(m) for m in ("synthetic", "inputs")}
     assert after["synthetic"] != before["synthetic"]
     assert after["inputs"] == before["inputs"]
-    provenance._local_imports.cache_clear()
-    provenance._module_digest.cache_clear()
 
 
 def test_comments_docstrings_and_formatting_do_not_count():
@@ -84,3 +80,44 @@ def test_table_and_figure_jobs_import_no_torch():
     code = "import sys\nsys.modules['torch'] = sys.modules['captum'] = None\n" + "".join(f"import {m}\n" for m in mods)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_digests_kept_between_processes_give_the_same_hashes(tmp_path, monkeypatch):
+    """The digest cache (one JSON file, per file content) changes no hash; an edited file is digested
+    anew, and a cache file that cannot be read is ignored and rewritten."""
+    import json
+    from pathlib import Path
+
+    scripts = sorted((Path(provenance._ROOT).parent / "workflow_scripts").glob("*.py"))
+    plain = {p.name: provenance.script_hash(p) for p in scripts}
+    cache = tmp_path / "cache" / "digests.json"
+    monkeypatch.setattr(provenance, "_MEMORY", {})
+    monkeypatch.setattr(provenance, "_DISK", None)
+    provenance.use_digest_cache(cache)
+    assert {p.name: provenance.script_hash(p) for p in scripts} == plain
+    provenance.save_digest_cache()
+    kept = json.loads(cache.read_text())
+    assert len([k for k in kept if k.startswith("script:")]) == len(scripts)
+    # a new process: memory empty, the digests come from the file
+    monkeypatch.setattr(provenance, "_MEMORY", {})
+    monkeypatch.setattr(provenance, "_DISK", None)
+    provenance.use_digest_cache(cache)
+    monkeypatch.setattr(provenance, "_dump", lambda tree: pytest.fail("digested again"))
+    assert {p.name: provenance.script_hash(p) for p in scripts} == plain
+    monkeypatch.undo()
+    # an edited script is digested anew, through the cache
+    script = tmp_path / "job.py"
+    script.write_text("from braindl.logs import to_log\n")
+    monkeypatch.setattr(provenance, "_MEMORY", {})
+    monkeypatch.setattr(provenance, "_DISK", None)
+    provenance.use_digest_cache(cache)
+    first = provenance.script_hash(script)
+    script.write_text("from braindl.logs import to_log\nx = 1\n")
+    assert provenance.script_hash(script) != first
+    cache.write_text("{not json")
+    provenance._DISK = None
+    provenance.use_digest_cache(cache)
+    assert {p.name: provenance.script_hash(p) for p in scripts} == plain
+    provenance.save_digest_cache()
+    assert isinstance(json.loads(cache.read_text()), dict)
+    monkeypatch.setattr(provenance, "_DISK", None)
