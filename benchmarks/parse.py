@@ -6,7 +6,7 @@
 Every dry run, cluster job and module parses the Snakefile, and every rule's
 ``params: code=`` digests the workflow script and the library modules it imports
 (braindl.provenance). The digests are kept per file content in
-``.snakemake/braindl/code_digests.json``. This runs ``snakemake -n all`` in an
+``.snakemake/braindl/code_digests.json`` of the checkout. This runs ``snakemake -n all`` in an
 empty folder alternately cold (the file deleted first) and warm (the file kept),
 so that both kinds see the same machine load, and prints the median wall time of
 each, their ratio, and the time of the digests alone in this process.
@@ -15,7 +15,6 @@ each, their ratio, and the time of the digests alone in this process.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+CACHE = REPO / ".snakemake" / "braindl" / "code_digests.json"  # rules/common.smk
 
 
 def dry_run(folder: Path, configfile: str | None) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
         folder = Path(tmp)
         dry_run(folder, args.configfile)  # fills the cache and Python's own caches
         for _ in range(args.repeats):
-            shutil.rmtree(folder / ".snakemake" / "braindl", ignore_errors=True)
+            CACHE.unlink(missing_ok=True)
             times["cold"].append(dry_run(folder, args.configfile))
             times["warm"].append(dry_run(folder, args.configfile))
     c, w = statistics.median(times["cold"]), statistics.median(times["warm"])

@@ -11,8 +11,8 @@ The digest is over each module's syntax tree with docstrings removed
 (:func:`normalised_source`): comments, docstrings and formatting change nothing,
 so editing them reruns no job. :func:`script_hash` derives the modules of a rule
 from the imports of its workflow script, so no list is kept by hand. The digests are
-kept between parses per file content (:func:`use_digest_cache`, in
-``.snakemake/braindl/code_digests.json``): a parse then reads and hashes the files
+kept between parses per file content (:func:`use_digest_cache`, in the
+checkout's ``.snakemake/braindl/code_digests.json``): a parse then reads and hashes the files
 but parses none it has seen.
 """
 

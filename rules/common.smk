@@ -12,8 +12,9 @@ from braindl import (architectures, crop, derivatives, external, extraction, inp
 
 from braindl.provenance import canonical, script_hash, use_digest_cache
 
-# the digests of the library's and the scripts' code, kept between parses (about 1 s each otherwise)
-use_digest_cache(os.path.join(".snakemake", "braindl", "code_digests.json"))
+# the digests of the library's and the scripts' code, kept between parses (about 1 s each otherwise) beside
+# that code: in the checkout's .snakemake/ (ignored by git; nothing is kept where it cannot be written)
+use_digest_cache(os.path.join(workflow.basedir, ".snakemake", "braindl", "code_digests.json"))
 
 
 @functools.cache

@@ -19,7 +19,8 @@ STUDIES = {
     # 5 controls: those the CN vs MS split holds out leave the pre-training's training set (msstudy.pretrain_split)
     "synthetic": {"groups": {"CN": 5, "MCI": 0, "AD": 4, "DLB": 0, "FTLD": 0, "MS": 4}, "sessions": [1, 1]},
     "dataset": {"modalities": ["T1w"]},
-    "registration": {"variants": ["linear"]},
+    # a coarse affine (no half-resolution level): the plumbing is tested here, accuracy in test_registration.py
+    "registration": {"variants": ["linear"], "affine_iterations": [100, 50, 0, 0]},
     "splits": {"n_splits": 2, "test_fraction": 0.25, "validation_fraction": 0.34},
     "training": {"max_epochs": 2, "batch_size": 4},
     "evaluation": {"bootstrap": 50},

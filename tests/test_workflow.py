@@ -34,8 +34,9 @@ TINY = {
                             "r18tl": {"model": "resnet18", "input": "mosaic", "layout": "pet_000",
                                       "weights": "resnet18-upstream.pth", "freeze": "head_only", "head": "sigmoid",
                                       "max_epochs": 2, "batch_size": 4}}},
-    # coarser SyN and N4 than the defaults: the plumbing is tested here, accuracy in test_registration.py
-    "registration": {"syn_iterations": [10, 0, 0]},
+    # coarser affine (no half-resolution level), SyN and N4 than the defaults: the plumbing is tested here,
+    # accuracy in test_registration.py
+    "registration": {"affine_iterations": [100, 50, 0, 0], "syn_iterations": [10, 0, 0]},
     "skullstrip": {"n4": {"enabled": True, "shrink_factor": 4, "iterations": [20], "tolerance": 1.0e-3,
                           "spline_distance_mm": 200}},
     # 001's sweep: the 3D CNN pre-trained on CN vs AD with half the training participants (or all), then
