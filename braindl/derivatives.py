@@ -131,3 +131,47 @@ def qc_table(results, variant: str) -> str:
 def scans_qc(results) -> str:
     """The per-scan QC table across variants (rule qc_table)."""
     return str(Path(results) / "qc" / "scans_qc.tsv")
+
+
+# ---- what the gathering stages write ------------------------------------------------------------------
+def split(results, task: str, split_id: str) -> str:
+    """One split of a task: the participants of training, validation and test (rule splits)."""
+    return str(Path(results) / "splits" / f"task-{task}" / f"task-{task}_split-{split_id}_split.tsv")
+
+
+def pack(results, variant: str, mod: str) -> dict[str, str]:
+    """The cropped scans of one variant and modality packed into one array, with its index and sidecar
+    (rule pack; an external dataset's under ``results/external/<name>``)."""
+    pre = Path(results) / "pack" / f"desc-{variant}_{mod}"
+    return {"volumes": f"{pre}_volumes.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_volumes.json"}
+
+
+def mosaics(results, variant: str, mod: str, layout: str) -> dict[str, str]:
+    """The 2D mosaics of one variant and modality in one mosaic layout, with index and sidecar (rule mosaic)."""
+    pre = Path(results) / "mosaic" / f"desc-{variant}_{mod}_layout-{layout}"
+    return {"mosaics": f"{pre}_mosaics.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_mosaics.json"}
+
+
+def run_files(prefix) -> dict[str, str]:
+    """The four files every training run writes (braindl.training.train_run), after its ``prefix``:
+    ``model`` (.pt), ``history`` (per epoch), ``predictions`` (its test set) and ``summary`` (JSON)."""
+    return {k: f"{prefix}_{k}.{e}" for k, e in
+            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+
+
+def training_run(results, task: str, mod: str, variant: str, split_id: str, run: str) -> dict[str, str]:
+    """One run of the variant comparison (rule train)."""
+    d = Path(results) / "training" / f"task-{task}" / mod / f"desc-{variant}"
+    return run_files(d / f"task-{task}_desc-{variant}_split-{split_id}_run-{run}")
+
+
+def transfer_run(results, task: str, mod: str, variant: str, model: str, split_id: str, run: str) -> dict[str, str]:
+    """One run of a model of the transfer experiment (rule train_model)."""
+    d = Path(results) / "transfer" / f"task-{task}" / f"model-{model}"
+    return run_files(d / f"task-{task}_{mod}_desc-{variant}_model-{model}_split-{split_id}_run-{run}")
+
+
+def evaluation(results, task: str, mod: str) -> dict[str, str]:
+    """The variant comparison's tables of one task and modality (rule evaluate)."""
+    pre = Path(results) / "evaluation" / f"task-{task}" / f"task-{task}_{mod}"
+    return {"metrics": f"{pre}_metrics.tsv", "summary": f"{pre}_summary.tsv", "comparison": f"{pre}_variants.tsv"}

@@ -25,6 +25,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from braindl import derivatives
 from braindl.io import write_tsv
 from braindl.planning import heatmap_methods, transfer_models
 
@@ -382,15 +383,13 @@ def root(results, name) -> str:
 
 def pack_paths(results, name, reg, mod) -> dict[str, str]:
     """The external dataset's packed scans, as its module's ``pack`` rule writes them."""
-    pre = f"{root(results, name)}/pack/desc-{reg}_{mod}"
-    return {"volumes": f"{pre}_volumes.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_volumes.json"}
+    return derivatives.pack(root(results, name), reg, mod)
 
 
 def mosaic_paths(results, name, reg, mod, layout) -> dict[str, str]:
     """The external dataset's mosaics (for the transfer experiment's runs on mosaics), as its module's
     ``mosaic`` rule writes them."""
-    pre = f"{root(results, name)}/mosaic/desc-{reg}_{mod}_layout-{layout}"
-    return {"mosaics": f"{pre}_mosaics.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_mosaics.json"}
+    return derivatives.mosaics(root(results, name), reg, mod, layout)
 
 
 def prediction_path(results, name, task, mod, reg, split, run, model=None) -> str:

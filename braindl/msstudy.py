@@ -38,6 +38,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from braindl import derivatives
 from braindl.io import write_nifti, write_tsv
 
 #: the three arms: pre-training on the source task, fine-tuning from it, training from scratch
@@ -294,8 +295,7 @@ def pretrain_split_path(results, study: dict, split) -> str:
 def run_paths(results, study: dict, arm, split, run) -> dict[str, str]:
     mod, reg, model = study["modality"], study["variant"], study["model"]
     pre = f"{results}/msstudy/arm-{arm}/{mod}_desc-{reg}_model-{model}_arm-{arm}_split-{split}_run-{run}"
-    return {k: f"{pre}_{k}.{e}" for k, e in
-            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+    return derivatives.run_files(pre)
 
 
 def heatmap_paths(results, study: dict, split, run) -> dict[str, str]:

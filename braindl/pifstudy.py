@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from braindl import derivatives
 from braindl.pretraining import size_label  # the size- entity, as the pre-training sweep's paths
 
 #: 004 study 5, Table 1
@@ -260,8 +261,7 @@ def run_paths(results, study: dict, task, family, size, split, sample) -> dict[s
     mod, reg = study["modality"], study["variant"]
     pre = (f"{results}/pifstudy/task-{task}/family-{family}/task-{task}_{mod}_desc-{reg}_family-{family}"
            f"_size-{size}_split-{split}_sample-{sample}")
-    return {k: f"{pre}_{k}.{e}" for k, e in
-            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+    return derivatives.run_files(pre)
 
 
 def table_paths(results, study: dict) -> dict[str, str]:

@@ -34,9 +34,7 @@ def sweep_split_path(size="{size}", split="{split}"):
 
 def sweep_run_paths(stage, size_or_source, split="{split}", run="{run}"):
     task = PRE["source_task"] if stage == "pretrain" else PRE["target_task"]
-    pre = _sweep_name(stage, task, size_or_source, split, run)
-    return {k: f"{pre}_{k}.{e}" for k, e in
-            (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+    return derivatives.run_files(_sweep_name(stage, task, size_or_source, split, run))
 
 
 def sweep_targets():

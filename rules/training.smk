@@ -54,7 +54,7 @@ def split_modalities(task):
 
 
 def split_path(split, task="{task}"):
-    return f"{SPLITS}/task-{task}/task-{task}_split-{split}_split.tsv"
+    return derivatives.split(RESULTS, task, split)
 
 
 def split_settings():
@@ -63,18 +63,11 @@ def split_settings():
 
 
 def pack_paths(reg="{reg}", mod="{mod}"):
-    pre = f"{PACK}/desc-{reg}_{mod}"
-    return {"volumes": f"{pre}_volumes.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_volumes.json"}
+    return derivatives.pack(RESULTS, reg, mod)
 
 
 def train_paths(task="{task}", mod="{mod}", reg="{reg}", split="{split}", run="{run}"):
-    pre = f"{TRAIN}/task-{task}/{mod}/desc-{reg}/task-{task}_desc-{reg}_split-{split}_run-{run}"
-    return {
-        "model": f"{pre}_model.pt",
-        "history": f"{pre}_history.tsv",
-        "predictions": f"{pre}_predictions.tsv",
-        "summary": f"{pre}_summary.json",
-    }
+    return derivatives.training_run(RESULTS, task, mod, reg, split, run)
 
 
 def training_settings():
@@ -108,12 +101,7 @@ def train_inputs(wildcards):
 
 
 def evaluation_paths(task="{task}", mod="{mod}"):
-    pre = f"{EVAL}/task-{task}/task-{task}_{mod}"
-    return {
-        "metrics": f"{pre}_metrics.tsv",
-        "summary": f"{pre}_summary.tsv",
-        "comparison": f"{pre}_variants.tsv",
-    }
+    return derivatives.evaluation(RESULTS, task, mod)
 
 
 def figure_path(kind, task="{task}", mod="{mod}"):

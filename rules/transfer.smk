@@ -17,8 +17,7 @@ _check_transfer()
 
 
 def mosaic_paths(reg="{reg}", mod="{mod}", layout="{layout}"):
-    pre = f"{MOSAIC}/desc-{reg}_{mod}_layout-{layout}"
-    return {"mosaics": f"{pre}_mosaics.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_mosaics.json"}
+    return derivatives.mosaics(RESULTS, reg, mod, layout)
 
 
 def arm_settings(arm):
@@ -27,14 +26,7 @@ def arm_settings(arm):
 
 
 def arm_paths(task="{task}", arm="{arm}", split="{split}", run="{run}"):
-    mod, reg = XFER["modality"], XFER["variant"]
-    pre = f"{TRANSFER}/task-{task}/model-{arm}/task-{task}_{mod}_desc-{reg}_model-{arm}_split-{split}_run-{run}"
-    return {
-        "model": f"{pre}_model.pt",
-        "history": f"{pre}_history.tsv",
-        "predictions": f"{pre}_predictions.tsv",
-        "summary": f"{pre}_summary.json",
-    }
+    return derivatives.transfer_run(RESULTS, task, XFER["modality"], XFER["variant"], arm, split, run)
 
 
 wildcard_constraints:

@@ -58,3 +58,37 @@ def test_no_two_artifacts_share_a_path():
     assert all(len(keys) == 1 for keys in every.values())
     wild = derivatives.crop("results", "{subject}", "{session}", "{reg}", ["T1w"])
     assert wild["T1w"] == "results/crop/sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_desc-{reg}_T1w.nii.gz"
+
+
+def test_gathered_artifacts_and_the_runs_four_files():
+    assert derivatives.split("res", "CN_vs_AD", "02") == "res/splits/task-CN_vs_AD/task-CN_vs_AD_split-02_split.tsv"
+    assert derivatives.pack("res", "syn", "pet") == {"volumes": "res/pack/desc-syn_pet_volumes.npy",
+                                                     "index": "res/pack/desc-syn_pet_index.tsv",
+                                                     "json": "res/pack/desc-syn_pet_volumes.json"}
+    assert derivatives.mosaics("res", "linear", "T1w", "t1small")["mosaics"] == \
+        "res/mosaic/desc-linear_T1w_layout-t1small_mosaics.npy"
+    run = derivatives.training_run("res", "CN_vs_AD", "T1w", "linear", "01", "02")
+    assert run == {k: f"res/training/task-CN_vs_AD/T1w/desc-linear/task-CN_vs_AD_desc-linear_split-01_run-02_{k}.{e}"
+                   for k, e in (("model", "pt"), ("history", "tsv"), ("predictions", "tsv"), ("summary", "json"))}
+    arm = derivatives.transfer_run("res", "CN_vs_AD", "pet", "syn", "resnet18", "01", "01")
+    assert arm["model"] == "res/transfer/task-CN_vs_AD/model-resnet18/task-CN_vs_AD_pet_desc-syn_model-resnet18_split-01_run-01_model.pt"
+    assert derivatives.evaluation("res", "sex", "T1w")["comparison"] == "res/evaluation/task-sex/task-sex_T1w_variants.tsv"
+
+
+def test_an_external_datasets_module_and_its_readers_agree():
+    """The external dataset's module writes its packs and mosaics through this layout under
+    results/external/<name>; braindl.external reads them there, also for a results folder given with a
+    trailing slash."""
+    from braindl import external, pifstudy
+
+    for results in ("results", "results/"):
+        module_root = f"{results}/external/site2"
+        assert external.pack_paths(results, "site2", "linear", "T1w") == derivatives.pack(module_root, "linear", "T1w")
+        assert external.mosaic_paths(results, "site2", "linear", "T1w", "t1small") == \
+            derivatives.mosaics(module_root, "linear", "T1w", "t1small")
+        assert external.pack_paths(results, "site2", "linear", "T1w")["volumes"] == \
+            "results/external/site2/pack/desc-linear_T1w_volumes.npy"
+    study = {"modality": "T1w", "variant": "linear"}
+    files = pifstudy.run_paths("res", study, "sex", "pif", "050", "01", "0")
+    assert set(files) == {"model", "history", "predictions", "summary"}
+    assert files["summary"].endswith("_family-pif_size-050_split-01_sample-0_summary.json")
