@@ -1,4 +1,5 @@
-"""The workflow's one path layout (BIDS derivatives): where each artifact of one session lives.
+"""The workflow's one path layout (BIDS derivatives): where each session's artifacts live, and the
+splits, packs, mosaics, training runs and evaluation tables built from them.
 
 Every function takes the results folder (``config["results_dir"]``, or any folder a
 benchmark or test writes to) and returns the paths of one job's outputs, so the
@@ -12,6 +13,8 @@ Snakemake wildcard such as ``"{subject}"`` may stand for any of them.
     results/skullstrip/sub-001/ses-01/anat/sub-001_ses-01_desc-syn_T1w.nii.gz
     results/crop/sub-001/ses-01/anat/sub-001_ses-01_desc-syn_T1w.nii.gz
     results/qc/desc-syn_qc.tsv
+    results/pack/desc-syn_T1w_volumes.npy
+    results/training/task-CN_vs_AD/T1w/desc-syn/task-CN_vs_AD_desc-syn_split-01_run-01_model.pt
 
 Imports neither torch nor Snakemake.
 """
