@@ -7,11 +7,8 @@
 # the native masks onto its grid. One rule per variant and set of modalities
 # (register_syn, register_syn_T1w ...; see extraction.smk).
 
-REG = f"{RESULTS}/registration"
 
-
-def reg_paths(variant, mods, subject="{subject}", session="{session}"):
-    return derivatives.registration(RESULTS, subject, session, variant, mods, PET_ROUTE)
+include: "common/registration.smk"
 
 
 for _variant in registration.VARIANTS:

@@ -6,22 +6,8 @@
 # changes every session, so per-subject jobs would only add a Python start-up
 # and a model load each.
 
-SYN = f"{RESULTS}/synthetic"
 
-
-def _cohort_files():
-    """Every image, sidecar and ground-truth file of the synthetic cohort's sessions, and its sessions tables."""
-    files = []
-    diagnosis = dict(zip(COHORT.participant_id, COHORT.diagnosis))
-    for sub, ses in session_pairs():
-        files += [str(p) for p in synthetic.session_truth_files(config["synthetic"], TRUTH_DIR, sub, ses,
-                                                                diagnosis[f"sub-{sub}"])]
-        files += [str(p) for p in synthetic.raw_paths(BIDS_DIR, sub, ses).values()]
-    files += [f"{BIDS_DIR}/sub-{sub}/sub-{sub}_sessions.tsv" for sub in sorted({s for s, _ in session_pairs()})]
-    return files
-
-
-COHORT_FILES = _cohort_files()
+include: "common/synthetic.smk"
 
 
 rule synthetic_cohort:

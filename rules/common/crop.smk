@@ -1,0 +1,32 @@
+# The crop stage's constants, paths, settings, checks and input functions (its rules: rules/crop.smk).
+CROP = f"{RESULTS}/crop"
+
+_missing_presets = sorted(set(MODALITIES) - set(config["crop"]["preset"]))
+if _missing_presets:
+    raise WorkflowError(f"config: crop.preset has no box for modality {_missing_presets}")
+for _mod, _name in config["crop"]["preset"].items():
+    if _name not in config["crop"]["box"]:
+        raise WorkflowError(f"config: crop.preset.{_mod} = {_name!r} is not one of crop.box {sorted(config['crop']['box'])}")
+
+
+def crop_paths(mods, reg="{reg}", subject="{subject}", session="{session}"):
+    return derivatives.crop(RESULTS, subject, session, reg, mods)
+
+
+def crop_settings():
+    """The crop config this workflow's modalities use (other presets do not rerun cropping)."""
+    preset = {m: config["crop"]["preset"][m] for m in MODALITIES}
+    return canonical({
+        "preset": preset,
+        "box": {name: config["crop"]["box"][name] for name in preset.values()},
+        "normalisation": config["crop"]["normalisation"],
+    })
+
+
+def preprocessed_targets():
+    """Every cropped scan of every variant, and the QC table per variant."""
+    files = [qc_table(v) for v in VARIANTS] + [QC_SCANS]
+    for v in VARIANTS:
+        for (sub, ses), mods in SESSION_MODS.items():
+            files += list(crop_paths(mods, v, sub, ses).values())
+    return files

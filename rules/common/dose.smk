@@ -1,0 +1,157 @@
+# The dose stage's constants, paths, settings, checks and input functions (its rules: rules/dose.smk).
+# ---- 002's dose branch: resampling, reconstruction, patches, quality regression ---------------
+DOSE = f"{RESULTS}/dose"
+DCFG = config["dose"]
+DTRAIN = DCFG["training"]
+DOSE_LEVELS = [float(v) for v in DCFG["levels"]]
+DOSE_LABELS = {patches.level_label(v): v for v in DOSE_LEVELS}
+FULL_LEVEL = patches.level_label(max(DOSE_LEVELS))
+
+
+def _dose_patients():
+    """(subject, session) of the patients in the dose branch, and the scores table rows (real data)."""
+    where = "config: dose"
+    try:
+        patches.group_of(DOSE_LEVELS, DCFG["groups"])
+    except patches.DoseError as err:
+        raise WorkflowError(str(err)) from None
+    if DCFG["events_dir"] is None and "pet" not in MODALITIES:
+        return [], None
+    if not SYNTHETIC and not (DCFG["total_counts"] or DCFG["events_dir"] or DCFG["scores"]):
+        print("dose: 002's dose branch is off for this BIDS dataset; set dose.total_counts (the full-dose "
+              "events of your PET), dose.events_dir or dose.scores to run it", file=sys.stderr)
+        return [], None
+    if DCFG["scores"]:
+        try:
+            table = patches.read_scores(DCFG["scores"], DOSE_LEVELS)
+        except patches.DoseError as err:
+            raise WorkflowError(f"{where}.scores: {err}") from None
+        pairs = sorted({(p[4:], s) for p, s in zip(table.participant_id, table.session_id)})
+    else:
+        if not SYNTHETIC and DTRAIN["models"]:
+            print("dose: no dose.scores for this BIDS dataset: reconstructions only, no quality regression",
+                  file=sys.stderr)
+        table, pairs, seen = None, [], set()
+        for sub, ses in sorted(session_pairs()):
+            if sub not in seen and (DCFG["events_dir"] or (sub, ses, "pet") in RAW):
+                seen.add(sub)
+                pairs.append((sub, ses))
+        pairs = pairs[: DCFG["patients"]] if DCFG["patients"] else pairs
+    for sub, ses in pairs:
+        if DCFG["events_dir"] is None and (sub, ses, "pet") not in RAW:
+            raise WorkflowError(f"{where}.scores: sub-{sub} ses-{ses} has no PET scan in {BIDS_DIR}")
+    return pairs, table
+
+
+DOSE_PAIRS, DOSE_SCORE_TABLE = _dose_patients()
+# the quality regression needs labels: the synthetic rule's, or a scores table
+DOSE_REGRESSION = bool(DTRAIN["models"] and DOSE_PAIRS and (SYNTHETIC or DOSE_SCORE_TABLE is not None))
+
+
+def dose_scored():
+    """(subject, session, level label) of every scored reconstruction: the scores table's rows, or
+    (synthetic) one level per quality group and patient, drawn by patches.scored_levels."""
+    if DOSE_SCORE_TABLE is not None:
+        return [(p[4:], s, patches.level_label(v)) for p, s, v in
+                DOSE_SCORE_TABLE[["participant_id", "session_id", "level"]].itertuples(index=False)]
+    return [(sub, ses, patches.level_label(v)) for sub, ses in DOSE_PAIRS
+            for v in patches.scored_levels(f"sub-{sub}", DOSE_LEVELS, DCFG["groups"], DCFG["seed"])]
+
+
+def _check_dose():
+    if not DOSE_REGRESSION:
+        return
+    where = "config: dose.training"
+    for problem in planning.dose_training_problems(len(DOSE_PAIRS), DTRAIN):
+        raise WorkflowError(f"{where}: {problem}")
+    for name in DTRAIN["models"]:
+        if name not in architectures.BACKBONES:
+            raise WorkflowError(f"{where}.models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
+        if DTRAIN["weights"] != "none" and not architectures.weights_path(name, DTRAIN["weights"]).is_file():
+            raise WorkflowError(f"{where}.weights {DTRAIN['weights']}: "
+                                f"{architectures.weights_path(name, DTRAIN['weights'])} not found")
+
+
+_check_dose()
+
+
+def dose_dir(subject="{subject}", session="{session}"):
+    return f"{DOSE}/sub-{subject}/ses-{session}/pet/sub-{subject}_ses-{session}"
+
+
+def dose_counts_paths(subject="{subject}", session="{session}"):
+    pre = dose_dir(subject, session)
+    return {"counts": f"{pre}_desc-counts_sinogram.npz", "json": f"{pre}_desc-counts_sinogram.json"}
+
+
+def dose_recon_paths(subject="{subject}", session="{session}", level="{level}"):
+    pre = dose_dir(subject, session)
+    return {"pet": f"{pre}_desc-dose{level}_pet.nii.gz", "json": f"{pre}_desc-dose{level}_pet.json"}
+
+
+def dose_patch_paths(subject="{subject}", session="{session}", level="{level}"):
+    pre = dose_dir(subject, session)
+    return {"patches": f"{pre}_desc-dose{level}_patches.npy", "json": f"{pre}_desc-dose{level}_patches.json"}
+
+
+def dose_source(wc):
+    """The events file of a scan (dose.events_dir), else its PET image."""
+    if DCFG["events_dir"]:
+        return f"{DCFG['events_dir']}/sub-{wc.subject}_ses-{wc.session}_events.npy"
+    return RAW[(wc.subject, wc.session, "pet")]
+
+
+DOSE_SCORES = f"{DOSE}/quality_scores.tsv"
+try:
+    DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
+                                       DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \
+        if DOSE_REGRESSION else []
+except patches.DoseError as _err:
+    raise WorkflowError(f"config: {_err}") from None
+
+
+def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", run="{run}"):
+    pre = f"{DOSE}/models/model-{model}_freeze-{freeze}_n-{n}_fold-{fold}_run-{run}"
+    return {"predictions": f"{pre}_predictions.tsv", "history": f"{pre}_history.tsv",
+            "summary": f"{pre}_summary.json"}
+
+
+def dose_runs():
+    """Every quality run (braindl.planning.dose_runs)."""
+    return planning.dose_runs(DTRAIN, DOSE_REGRESSION)
+
+
+def dose_train_settings(wc):
+    return canonical(planning.dose_train_settings(DCFG, wc.dmodel, wc.freeze, config["training"]["device"]))
+
+
+def dose_patch_inputs(wc):
+    """Patches of the scored reconstructions of the fold's training (first n), validation and test
+    patients, keyed by (participant_id, session_id, level)."""
+    fold = DOSE_FOLDS[int(wc.fold)]
+    members = set(fold["pool"][: int(wc.n)] + fold["validation"] + fold["test"])
+    return {(f"sub-{s}", t, DOSE_LABELS[lv]): dose_patch_paths(s, t, lv)["patches"] for s, t, lv in dose_scored()
+            if f"sub-{s}" in members}
+
+
+def dose_seed(*parts):
+    """A seed of its own per scan (and level), from dose.seed."""
+    return planning.dose_seed(DCFG["seed"], *parts)
+
+
+DOSE_TABLE = f"{DOSE}/quality_runs.tsv"
+
+
+def dose_figure(kind):
+    return f"{FIGURES}/dose_{kind}.{config['figures']['format']}"
+
+
+def dose_targets():
+    if not DOSE_PAIRS:
+        return []
+    sub, ses = DOSE_PAIRS[0]
+    files = [dose_figure("levels")]
+    files += [dose_recon_paths(s, t, lv)["pet"] for s, t in DOSE_PAIRS for lv in DOSE_LABELS]
+    if DOSE_REGRESSION:
+        files += [DOSE_TABLE, dose_figure("training_size"), dose_figure("freezing")]
+    return files

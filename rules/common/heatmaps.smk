@@ -1,0 +1,163 @@
+# The heatmaps stage's constants, paths, settings, checks and input functions (its rules: rules/heatmaps.smk).
+# ---- heatmaps and atlas aggregation -------------------------------------------------------------
+HEAT = f"{RESULTS}/heatmaps"
+HM = config["heatmaps"]
+ATLAS = config["atlas"]
+TRAIN_MODEL = config["training"]["model"]
+HM_SPECS = architectures.method_specs(HM["methods"], HM)
+
+
+def _heat_units():
+    """(task, modality, variant, model) whose runs get heatmaps (braindl.planning.heatmap_units)."""
+    for problem in planning.heatmap_problems(config):
+        raise WorkflowError(f"config: {problem}")
+    return planning.heatmap_units(config)
+
+
+HEAT_UNITS = _heat_units()
+
+
+def heat_network(model):
+    """The network behind a heatmap ``model`` label (training.model, or a transfer model's)."""
+    return planning.heatmap_network(config, model)
+
+
+@functools.cache
+def heat_methods(model):
+    """Method labels that apply to ``model``'s network (braindl.planning.heatmap_methods)."""
+    return planning.heatmap_methods(config, model)
+
+
+_skipped = sorted({f"{heat_network(u[3])}: {architectures.heatmap_refusal(heat_network(u[3]), s['method'])}"
+                   for u in HEAT_UNITS for s in HM_SPECS.values()
+                   if architectures.heatmap_refusal(heat_network(u[3]), s["method"])})
+for _why in _skipped:
+    print(f"heatmaps: left out for {_why}", file=sys.stderr)
+
+
+wildcard_constraints:
+    method="|".join(HM_SPECS) or "no-method",
+    hmodel="|".join(sorted({TRAIN_MODEL, *ARMS})),
+
+
+def _heat_pre(task, mod, reg, model):
+    return f"{HEAT}/task-{task}/{mod}/desc-{reg}/model-{model}/task-{task}_{mod}_desc-{reg}_model-{model}"
+
+
+def heatmap_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", split="{split}", run="{run}",
+                  method="{method}"):
+    pre = f"{_heat_pre(task, mod, reg, model)}_split-{split}_run-{run}_method-{method}"
+    return {"heatmaps": f"{pre}_heatmaps.nii.gz", "index": f"{pre}_heatmaps.tsv", "json": f"{pre}_heatmaps.json"}
+
+
+def heat_group_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method="{method}"):
+    pre = f"{_heat_pre(task, mod, reg, model)}_method-{method}"
+    return {"groups": f"{pre}_groupmaps.nii.gz", "groups_tsv": f"{pre}_groupmaps.tsv",
+            "runs": f"{pre}_runmaps.nii.gz", "runs_tsv": f"{pre}_runmaps.tsv", "meanbrain": f"{pre}_meanbrain.nii.gz"}
+
+
+def heat_region_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method="{method}"):
+    pre = f"{_heat_pre(task, mod, reg, model)}_method-{method}_atlas-{_atlas_label()}"
+    return {"regions": f"{pre}_regions.tsv", "summary": f"{pre}_regionsummary.tsv"}
+
+
+def _atlas_label():
+    return "custom" if ATLAS["image"] else ATLAS["name"]
+
+
+def heat_table(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}"):
+    """Robustness (pairs, summary) and ground-truth tables over the methods of one model."""
+    return f"{_heat_pre(task, mod, reg, model)}_atlas-{_atlas_label()}_{kind}.tsv"
+
+
+def heat_figure(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method=None):
+    m = "" if method is None else f"_method-{method}"
+    return f"{FIGURES}/heatmaps_task-{task}_{mod}_desc-{reg}_model-{model}{m}_{kind}.{config['figures']['format']}"
+
+
+def unit_runs(task, mod, reg, model, method):
+    """Every run of one heatmap unit and method: split, run and its heatmap files."""
+    return [dict(split=s, run=r, **heatmap_paths(task, mod, reg, model, s, r, method))
+            for s in SPLIT_IDS for r in RUN_IDS]
+
+
+def heat_runs(wc):
+    return unit_runs(wc.task, wc.mod, wc.reg, wc.hmodel, wc.method)
+
+
+def heat_run_files(wc):
+    return [f for r in heat_runs(wc) for f in (r["heatmaps"], r["index"])]
+
+
+def heat_source(wc):
+    """The trained run and the data a heatmap job reads."""
+    if wc.hmodel == TRAIN_MODEL:
+        run = train_paths(wc.task, wc.mod, wc.reg, wc.split, wc.run)
+        data = {"data": pack_paths(wc.reg, wc.mod)["volumes"], "index": pack_paths(wc.reg, wc.mod)["index"]}
+    else:
+        run = arm_paths(wc.task, wc.hmodel, wc.split, wc.run)
+        data = {k: v for k, v in arm_files(wc.task, wc.hmodel, wc.split).items() if k != "split"}
+    return {"model": run["model"], "predictions": run["predictions"], **data,
+            "pack_json": pack_paths(wc.reg, wc.mod)["json"]}
+
+
+def heat_layout(wc):
+    """Mosaic layout of a 2D model (None for volumes)."""
+    if wc.hmodel == TRAIN_MODEL or ARMS[wc.hmodel]["input"] != "mosaic":
+        return None
+    return canonical(LAYOUTS[ARMS[wc.hmodel]["layout"]])
+
+
+def heat_settings(wc):
+    """What one heatmap job reads from `heatmaps`: the disease class and its method's settings (occlusion
+    patch and stride of volumes or of mosaics; the Grad-CAM layer), so that a setting reruns only the
+    heatmaps it changes. The batch sizes change no map: the rule passes them as resources."""
+    out = {"target_class": HM["target_class"], "device": config["training"]["device"]}
+    method = HM_SPECS[wc.method]["method"]
+    if method == "occlusion":
+        keys = ("occlusion_patch_2d", "occlusion_stride_2d") if heat_layout(wc) else ("occlusion_patch", "occlusion_stride")
+        out.update({k: HM[k] for k in keys})
+    elif method == "occlusion_slice":
+        out.update(occlusion_slice_window=HM["occlusion_slice_window"], occlusion_slice_stride=HM["occlusion_slice_stride"])
+    elif method == "gradcam":
+        out["gradcam_layer"] = HM["gradcam_layer"]
+    return canonical(out)
+
+
+def robustness_inputs(wc):
+    """Per method of one unit: its runs' mean disease maps (and their table) and its per-run regions."""
+    out = {}
+    for m in heat_methods(wc.hmodel):
+        groups = heat_group_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)
+        out[m] = {"runs": groups["runs"], "runs_tsv": groups["runs_tsv"],
+                  "regions": heat_region_paths(wc.task, wc.mod, wc.reg, wc.hmodel, m)["regions"]}
+    return out
+
+
+def atlas_settings():
+    return canonical({k: ATLAS[k] for k in ("name", "image", "labels", "merge_hemispheres")})
+
+
+def atlas_files():
+    return [ATLAS["image"], ATLAS["labels"]] if ATLAS["image"] else []
+
+
+def truth_mask(mod):
+    """Template-space mask of the regions the target class alters in ``mod`` (synthetic cohort)."""
+    effect = "atrophy" if mod == "T1w" else "hypometabolism"
+    return f"{TRUTH_DIR}/tpl-{synthetic.SPACE}_dx-{HM['target_class']}_desc-{effect}_mask.nii.gz"
+
+
+def heatmap_targets():
+    files = []
+    for task, mod, reg, model in HEAT_UNITS:
+        methods = heat_methods(model)
+        for method in methods:
+            files += list(heat_region_paths(task, mod, reg, model, method).values())
+            files += [heat_figure(k, task, mod, reg, model, method) for k in ("display", "statmap", "regions")]
+        if methods:
+            files += [heat_table(k, task, mod, reg, model) for k in ("robustness", "robustnesssummary")]
+            files.append(heat_figure("robustness", task, mod, reg, model))
+            if SYNTHETIC:
+                files += [heat_table("groundtruth", task, mod, reg, model), heat_figure("localisation", task, mod, reg, model)]
+    return files

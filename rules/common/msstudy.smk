@@ -1,0 +1,24 @@
+# The msstudy stage's constants, paths, settings, checks and input functions (its rules: rules/msstudy.smk).
+# ---- plan ------------------------------------------------------------------------------------------
+MS_RUNS = msstudy.planned_runs(RESULTS, MSS, msstudy.ARMS, SPLIT_IDS, RUN_IDS) if MSS["enabled"] else []
+MS_HEATMAPS = [dict(split=s, run=r, **msstudy.heatmap_paths(RESULTS, MSS, s, r)) for s in SPLIT_IDS for r in RUN_IDS]
+MS_TABLES = msstudy.table_paths(RESULTS, MSS)
+# sessions with a native lesion mask of the study's modality: the synthetic cohort's lesion groups
+MS_LESIONS = (msstudy.lesion_sessions(COHORT, synthetic.lesion_settings(config["synthetic"])["groups"],
+                                      [p for p in session_pairs() if MSS["modality"] in session_mods(*p)])
+              if MSS["enabled"] and SYNTHETIC else [])
+
+
+def ms_registered(wc):
+    """The registration outputs of a session in the MS study's variant (its lesion mask takes their chain)."""
+    return reg_paths(MSS["variant"], session_mods(wc.subject, wc.session), wc.subject, wc.session)
+
+
+def study_targets():
+    """The tables and figures of the thesis' studies 5 and 2 that are switched on."""
+    files = []
+    if PIF["tasks"]:
+        files += [*pifstudy.table_paths(RESULTS, PIF).values(), pifstudy.figure_path(RESULTS, PIF, config["figures"]["format"])]
+    if MSS["enabled"]:
+        files += msstudy.targets(RESULTS, MSS, config["figures"]["format"], bool(MS_LESIONS))
+    return files

@@ -1,0 +1,115 @@
+# The training stage's constants, paths, settings, checks and input functions (its rules: rules/training.smk).
+# ---- splits, packing, training, evaluation, figures ------------------------------------
+SPLITS = f"{RESULTS}/splits"
+PACK = f"{RESULTS}/pack"
+TRAIN = f"{RESULTS}/training"
+EVAL = f"{RESULTS}/evaluation"
+TASKS = config["training"]["tasks"]
+TRAIN_MODALITIES = config["training"]["modalities"]
+SPLIT_IDS = [f"{k:02d}" for k in range(1, config["splits"]["n_splits"] + 1)]
+RUN_IDS = [f"{r:02d}" for r in range(1, config["splits"]["n_repeats"] + 1)]
+FINETUNE_FROM = config["training"]["finetune_from"]
+
+_untrained = sorted(set(TRAIN_MODALITIES) - set(MODALITIES))
+if _untrained:
+    raise WorkflowError(f"config: training.modalities {_untrained} are not in dataset.modalities {MODALITIES}")
+if FINETUNE_FROM is not None and FINETUNE_FROM not in TASKS:
+    raise WorkflowError(f"config: training.finetune_from {FINETUNE_FROM!r} is not one of training.tasks {TASKS}")
+if config["training"]["pretrained"] and not Path(config["training"]["pretrained"]).is_file():
+    raise WorkflowError(f"config: training.pretrained {config['training']['pretrained']}: file not found")
+for _mod in TRAIN_MODALITIES:
+    _preset = config["crop"]["preset"][_mod]
+    try:
+        architectures.check_3d_input(config["training"]["model"], config["crop"]["box"][_preset]["shape"],
+                                     config["training"]["input_pool"])
+    except ValueError as err:
+        raise WorkflowError(f"config: training.model on the {_mod} crop (crop.box.{_preset}): {err}; "
+                            "lower training.input_pool or enlarge the box") from None
+
+
+XFER = config["transfer"]
+ARMS = planning.transfer_models(config)
+PRE = config["pretraining"]
+PIF = config["pif_study"]
+MSS = config["ms_study"]
+# every task that needs splits: the 3D runs, the transfer experiment, the pre-training sweep and the thesis'
+# studies 5 (PIF) and 2 (AD to MS)
+ALL_TASKS = planning.split_tasks(config)
+for _problem in planning.study_problems(config):
+    raise WorkflowError(f"config: {_problem}")
+
+
+wildcard_constraints:
+    task="|".join(ALL_TASKS),
+    mod="T1w|pet",
+    split="[0-9]+",
+    run="[0-9]+",
+
+def split_modalities(task):
+    """The modalities trained on ``task`` (braindl.planning.split_modalities)."""
+    return planning.split_modalities(config, task)
+
+
+def split_path(split, task="{task}"):
+    return derivatives.split(RESULTS, task, split)
+
+
+def split_settings():
+    """The split settings (not n_repeats: more runs per split reuse the splits)."""
+    return canonical({k: v for k, v in config["splits"].items() if k != "n_repeats"})
+
+
+def pack_paths(reg="{reg}", mod="{mod}"):
+    return derivatives.pack(RESULTS, reg, mod)
+
+
+def train_paths(task="{task}", mod="{mod}", reg="{reg}", split="{split}", run="{run}"):
+    return derivatives.training_run(RESULTS, task, mod, reg, split, run)
+
+
+def training_settings():
+    """Training config as the train rule sees it (braindl.planning.training_settings)."""
+    return canonical(planning.training_settings(config))
+
+
+# every training job (3D runs, transfer models, pre-training and fine-tuning) alike
+TRAIN_THREADS = config["resources"]["training_threads"]
+# checkpoint_s: the most seconds between two checkpoints of a run (a resource: it changes no result)
+TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"],
+                   "checkpoint_s": int(round(60 * config["resources"]["checkpoint_minutes"]))}
+
+
+def state_dir(wildcards, output):
+    """Per-epoch checkpoint folder of a run, beside its model (removed when the run completes)."""
+    return f"{Path(output.model).with_suffix('')}_state"
+
+
+def train_inputs(wildcards):
+    files = {
+        "data": pack_paths(wildcards.reg, wildcards.mod)["volumes"],
+        "index": pack_paths(wildcards.reg, wildcards.mod)["index"],
+        "split": split_path(wildcards.split, wildcards.task),
+    }
+    if FINETUNE_FROM is not None and wildcards.task != FINETUNE_FROM:
+        files["finetune"] = train_paths(FINETUNE_FROM, wildcards.mod, wildcards.reg, wildcards.split, wildcards.run)[
+            "model"
+        ]
+    return files
+
+
+def evaluation_paths(task="{task}", mod="{mod}"):
+    return derivatives.evaluation(RESULTS, task, mod)
+
+
+def figure_path(kind, task="{task}", mod="{mod}"):
+    return f"{FIGURES}/task-{task}_{mod}_{kind}.{config['figures']['format']}"
+
+
+def training_targets():
+    """Evaluation tables and the three registration-comparison figures per task and modality."""
+    files = []
+    for task in TASKS:
+        for mod in TRAIN_MODALITIES:
+            files += list(evaluation_paths(task, mod).values())
+            files += [figure_path(k, task, mod) for k in ("variants", "roc", "splits")]
+    return files
