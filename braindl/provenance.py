@@ -121,19 +121,12 @@ def save_digest_cache() -> None:
     if len(_DISK) > _DISK_LIMIT:  # edits leave old entries behind: keep this process's only
         for key in set(_DISK) - _USED:
             del _DISK[key]
-    import json
-    import tempfile
+    from braindl.io import write_json  # atomic, with the umask's mode
 
     try:
-        _DISK_PATH.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=_DISK_PATH.parent, delete=False, suffix=".tmp") as fh:
-            json.dump(_DISK, fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(fh.name, 0o666 & ~umask)
-        os.replace(fh.name, _DISK_PATH)
+        write_json(_DISK_PATH, _DISK)
         _DISK_NEW = False
-    except OSError:  # a read-only working directory: digest again next time
+    except OSError:  # a read-only checkout: digest again next time
         pass
 
 
@@ -160,8 +153,8 @@ def _file_info(path: Path) -> dict:
         if _DISK is not None:
             _DISK[key] = info
             _DISK_NEW = True
-    _MEMORY[stamp] = info
-    return info
+    _MEMORY[stamp] = {**info, "key": key}
+    return _MEMORY[stamp]
 
 
 def _valid_info(info) -> bool:
@@ -203,13 +196,13 @@ def script_hash(script) -> str:
     mods = script_modules(path)
     if not mods:
         raise ValueError(f"{path}: imports no braindl module")
-    code, text = code_hash(*mods), path.read_text()
-    key = f"script:{hashlib.sha256(text.encode()).hexdigest()}:{code}"
+    code = code_hash(*mods)
+    key = f"script:{_file_info(path)['key']}:{code}"
     _USED.add(key)
     if _DISK is not None and isinstance(_DISK.get(key), str):
         return _DISK[key]
     h = hashlib.sha256(code.encode())
-    h.update(normalised_source(text, str(path)).encode())
+    h.update(normalised_source(path.read_text(), str(path)).encode())
     if _DISK is not None:
         _DISK[key] = h.hexdigest()[:16]
         _DISK_NEW = True
