@@ -1,5 +1,5 @@
 """The workflow's one path layout (BIDS derivatives): where each session's artifacts live, and the
-splits, packs, mosaics, training runs and evaluation tables built from them.
+splits, packs, mosaics, training runs, evaluation tables, heatmaps and dose branch built from them.
 
 Every function takes the results folder (``config["results_dir"]``, or any folder a
 benchmark or test writes to) and returns the paths of one job's outputs, so the
@@ -15,6 +15,8 @@ Snakemake wildcard such as ``"{subject}"`` may stand for any of them.
     results/qc/desc-syn_qc.tsv
     results/pack/desc-syn_T1w_volumes.npy
     results/training/task-CN_vs_AD/T1w/desc-syn/task-CN_vs_AD_desc-syn_split-01_run-01_model.pt
+    results/heatmaps/task-CN_vs_AD/T1w/desc-syn/model-cnn3d/<unit>_split-01_run-01_method-lrpepsilon_heatmaps.nii.gz
+    results/dose/sub-001/ses-01/pet/sub-001_ses-01_desc-dose10_pet.nii.gz
 
 Imports neither torch nor Snakemake.
 """
@@ -178,3 +180,79 @@ def evaluation(results, task: str, mod: str) -> dict[str, str]:
     """The variant comparison's tables of one task and modality (rule evaluate)."""
     pre = Path(results) / "evaluation" / f"task-{task}" / f"task-{task}_{mod}"
     return {"metrics": f"{pre}_metrics.tsv", "summary": f"{pre}_summary.tsv", "comparison": f"{pre}_variants.tsv"}
+
+
+# ---- heatmaps and their atlas aggregation -------------------------------------------------------------
+def heatmap_unit(results, task: str, mod: str, variant: str, model: str) -> str:
+    """The prefix of every file of one heatmap unit (a task, modality, variant and model of the workflow's
+    own runs); :func:`heatmap_files` and the others below add the run, method and kind."""
+    d = Path(results) / "heatmaps" / f"task-{task}" / mod / f"desc-{variant}" / f"model-{model}"
+    return str(d / f"task-{task}_{mod}_desc-{variant}_model-{model}")
+
+
+def heatmap_files(unit, split_id: str, run: str, method: str) -> dict[str, str]:
+    """One run's heatmaps by one method (rule heatmap): ``heatmaps`` (4D NIfTI, a volume per test
+    scan), ``index`` (its rows) and ``json`` (sidecar). ``unit``: :func:`heatmap_unit`, or the external
+    validation's or the MS study's prefix."""
+    pre = f"{unit}_split-{split_id}_run-{run}_method-{method}"
+    return {"heatmaps": f"{pre}_heatmaps.nii.gz", "index": f"{pre}_heatmaps.tsv", "json": f"{pre}_heatmaps.json"}
+
+
+def heatmap_groups(unit, method: str) -> dict[str, str]:
+    """A unit's group maps by one method (rule heatmap_groups): per-group means (``groups``, with
+    ``groups_tsv``), per-run disease maps (``runs``, ``runs_tsv``) and the mean brain (``meanbrain``)."""
+    pre = f"{unit}_method-{method}"
+    return {"groups": f"{pre}_groupmaps.nii.gz", "groups_tsv": f"{pre}_groupmaps.tsv",
+            "runs": f"{pre}_runmaps.nii.gz", "runs_tsv": f"{pre}_runmaps.tsv", "meanbrain": f"{pre}_meanbrain.nii.gz"}
+
+
+def heatmap_regions(unit, method: str, atlas: str) -> dict[str, str]:
+    """A unit's relevance per atlas region by one method (rule heatmap_regions): ``regions`` (per run and
+    scan) and ``summary`` (per group)."""
+    pre = f"{unit}_method-{method}_atlas-{atlas}"
+    return {"regions": f"{pre}_regions.tsv", "summary": f"{pre}_regionsummary.tsv"}
+
+
+def heatmap_table(unit, atlas: str, kind: str) -> str:
+    """A table over the methods of one unit: ``robustness``, ``robustnesssummary`` (rule
+    heatmap_robustness) or ``groundtruth`` (rule heatmap_groundtruth)."""
+    return f"{unit}_atlas-{atlas}_{kind}.tsv"
+
+
+# ---- the dose branch ----------------------------------------------------------------------------------
+def _dose_prefix(results, sub: str, ses: str) -> Path:
+    return _session_dir(results, "dose", sub, ses, "pet") / _prefix(sub, ses)
+
+
+def dose_counts(results, sub: str, ses: str) -> dict[str, str]:
+    """The full-dose sinogram of one PET scan and its sidecar (rule dose_resample)."""
+    pre = _dose_prefix(results, sub, ses)
+    return {"counts": f"{pre}_desc-counts_sinogram.npz", "json": f"{pre}_desc-counts_sinogram.json"}
+
+
+def dose_reconstruction(results, sub: str, ses: str, level: str) -> dict[str, str]:
+    """One count level's reconstruction of a scan and its sidecar (rule dose_reconstruct)."""
+    pre = _dose_prefix(results, sub, ses)
+    return {"pet": f"{pre}_desc-dose{level}_pet.nii.gz", "json": f"{pre}_desc-dose{level}_pet.json"}
+
+
+def dose_patches(results, sub: str, ses: str, level: str) -> dict[str, str]:
+    """The patches of one count level's reconstruction and their sidecar (rule dose_patches)."""
+    pre = _dose_prefix(results, sub, ses)
+    return {"patches": f"{pre}_desc-dose{level}_patches.npy", "json": f"{pre}_desc-dose{level}_patches.json"}
+
+
+def dose_scores(results) -> str:
+    """The quality score of every scored scan and level (rule dose_scores)."""
+    return str(Path(results) / "dose" / "quality_scores.tsv")
+
+
+def dose_run(results, model: str, freeze: str, n: str, fold: str, run: str) -> dict[str, str]:
+    """One run of the dose regression (rule dose_train): ``predictions``, ``history``, ``summary``."""
+    pre = Path(results) / "dose" / "models" / f"model-{model}_freeze-{freeze}_n-{n}_fold-{fold}_run-{run}"
+    return {"predictions": f"{pre}_predictions.tsv", "history": f"{pre}_history.tsv", "summary": f"{pre}_summary.json"}
+
+
+def dose_table(results) -> str:
+    """The metrics of every dose regression run (rule dose_table)."""
+    return str(Path(results) / "dose" / "quality_runs.tsv")

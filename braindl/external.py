@@ -414,19 +414,15 @@ def heat_prefix(results, name, task, mod, reg, model) -> str:
 
 
 def heatmap_paths(results, name, task, mod, reg, model, split, run, method) -> dict[str, str]:
-    pre = f"{heat_prefix(results, name, task, mod, reg, model)}_split-{split}_run-{run}_method-{method}"
-    return {"heatmaps": f"{pre}_heatmaps.nii.gz", "index": f"{pre}_heatmaps.tsv", "json": f"{pre}_heatmaps.json"}
+    return derivatives.heatmap_files(heat_prefix(results, name, task, mod, reg, model), split, run, method)
 
 
 def group_paths(results, name, task, mod, reg, model, method) -> dict[str, str]:
-    pre = f"{heat_prefix(results, name, task, mod, reg, model)}_method-{method}"
-    return {"groups": f"{pre}_groupmaps.nii.gz", "groups_tsv": f"{pre}_groupmaps.tsv",
-            "runs": f"{pre}_runmaps.nii.gz", "runs_tsv": f"{pre}_runmaps.tsv", "meanbrain": f"{pre}_meanbrain.nii.gz"}
+    return derivatives.heatmap_groups(heat_prefix(results, name, task, mod, reg, model), method)
 
 
 def region_paths(results, name, task, mod, reg, model, method, atlas_label) -> dict[str, str]:
-    pre = f"{heat_prefix(results, name, task, mod, reg, model)}_method-{method}_atlas-{atlas_label}"
-    return {"regions": f"{pre}_regions.tsv", "summary": f"{pre}_regionsummary.tsv"}
+    return derivatives.heatmap_regions(heat_prefix(results, name, task, mod, reg, model), method, atlas_label)
 
 
 def prediction_runs(results, name, task, mod, variants, split_ids, run_ids, model="") -> list[dict]:

@@ -299,9 +299,9 @@ def run_paths(results, study: dict, arm, split, run) -> dict[str, str]:
 
 
 def heatmap_paths(results, study: dict, split, run) -> dict[str, str]:
-    pre = (f"{results}/msstudy/heatmaps/task-{TARGET_TASK}_{study['modality']}_desc-{study['variant']}"
-           f"_model-{study['model']}_arm-finetune_split-{split}_run-{run}_method-lrpepsilon")
-    return {"heatmaps": f"{pre}_heatmaps.nii.gz", "index": f"{pre}_heatmaps.tsv", "json": f"{pre}_heatmaps.json"}
+    unit = (f"{results}/msstudy/heatmaps/task-{TARGET_TASK}_{study['modality']}_desc-{study['variant']}"
+            f"_model-{study['model']}_arm-finetune")
+    return derivatives.heatmap_files(unit, split, run, "lrpepsilon")
 
 
 def lesion_paths(results, study: dict, subject, session) -> dict[str, str]:

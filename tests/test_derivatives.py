@@ -92,3 +92,49 @@ def test_an_external_datasets_module_and_its_readers_agree():
     files = pifstudy.run_paths("res", study, "sex", "pif", "050", "01", "0")
     assert set(files) == {"model", "history", "predictions", "summary"}
     assert files["summary"].endswith("_family-pif_size-050_split-01_sample-0_summary.json")
+
+
+def test_heatmaps_of_the_workflow_external_data_and_ms_study_share_one_naming():
+    """A heatmap unit's files: one naming for the workflow's runs, an external dataset's and the MS study's
+    (before, three copies of the same f-strings), each file its own path across runs, methods and kinds."""
+    from braindl import external, msstudy
+
+    unit = derivatives.heatmap_unit("res", "CN_vs_AD", "pet", "syn", "resnet18")
+    assert unit == "res/heatmaps/task-CN_vs_AD/pet/desc-syn/model-resnet18/task-CN_vs_AD_pet_desc-syn_model-resnet18"
+    assert derivatives.heatmap_files(unit, "01", "02", "gradxinput")["heatmaps"] == \
+        f"{unit}_split-01_run-02_method-gradxinput_heatmaps.nii.gz"
+    assert derivatives.heatmap_regions(unit, "occlusion", "AAL3")["summary"] == \
+        f"{unit}_method-occlusion_atlas-AAL3_regionsummary.tsv"
+    assert derivatives.heatmap_table(unit, "AAL3", "groundtruth") == f"{unit}_atlas-AAL3_groundtruth.tsv"
+    every = [p for s, r, m in itertools.product(["01", "02"], ["01", "02"], ["lrpepsilon", "occlusion"])
+             for p in derivatives.heatmap_files(unit, s, r, m).values()]
+    every += [p for m in ("lrpepsilon", "occlusion") for p in (*derivatives.heatmap_groups(unit, m).values(),
+                                                                *derivatives.heatmap_regions(unit, m, "AAL3").values())]
+    every += [derivatives.heatmap_table(unit, "AAL3", k) for k in ("robustness", "robustnesssummary", "groundtruth")]
+    assert len(set(every)) == len(every) == 2 * 2 * 2 * 3 + 2 * (5 + 2) + 3
+
+    ext = external.heatmap_paths("res", "site2", "CN_vs_AD", "T1w", "linear", "cnn3d", "01", "01", "lrpepsilon")
+    ext_unit = external.heat_prefix("res", "site2", "CN_vs_AD", "T1w", "linear", "cnn3d")
+    assert ext_unit == "res/external/site2/heatmaps/task-CN_vs_AD_T1w_desc-linear_model-cnn3d"
+    assert ext == derivatives.heatmap_files(ext_unit, "01", "01", "lrpepsilon")
+    assert external.region_paths("res", "site2", "CN_vs_AD", "T1w", "linear", "cnn3d", "lrpepsilon", "AAL3") == \
+        derivatives.heatmap_regions(ext_unit, "lrpepsilon", "AAL3")
+    study = {"modality": "T1w", "variant": "linear", "model": "cnn3d"}
+    ms = msstudy.heatmap_paths("res", study, "01", "02")
+    assert ms["heatmaps"] == ("res/msstudy/heatmaps/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_arm-finetune"
+                              "_split-01_run-02_method-lrpepsilon_heatmaps.nii.gz")
+    assert set(ms) == set(ext) == {"heatmaps", "index", "json"}
+
+
+def test_dose_branch_names_per_scan_level_and_run():
+    counts = derivatives.dose_counts("res", "003", "01")
+    assert counts["counts"] == "res/dose/sub-003/ses-01/pet/sub-003_ses-01_desc-counts_sinogram.npz"
+    recon = {lv: derivatives.dose_reconstruction("res", "003", "01", lv)["pet"] for lv in ("1", "10", "100")}
+    assert recon["10"] == "res/dose/sub-003/ses-01/pet/sub-003_ses-01_desc-dose10_pet.nii.gz"
+    assert len(set(recon.values())) == 3
+    assert derivatives.dose_patches("res", "{subject}", "{session}", "{level}")["patches"] == \
+        "res/dose/sub-{subject}/ses-{session}/pet/sub-{subject}_ses-{session}_desc-dose{level}_patches.npy"
+    run = derivatives.dose_run("res", "resnet18", "none", "2", "0", "1")
+    assert run["summary"] == "res/dose/models/model-resnet18_freeze-none_n-2_fold-0_run-1_summary.json"
+    assert {derivatives.dose_scores("res"), derivatives.dose_table("res")} == {"res/dose/quality_scores.tsv",
+                                                                                "res/dose/quality_runs.tsv"}

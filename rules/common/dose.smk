@@ -75,23 +75,16 @@ def _check_dose():
 _check_dose()
 
 
-def dose_dir(subject="{subject}", session="{session}"):
-    return f"{DOSE}/sub-{subject}/ses-{session}/pet/sub-{subject}_ses-{session}"
-
-
 def dose_counts_paths(subject="{subject}", session="{session}"):
-    pre = dose_dir(subject, session)
-    return {"counts": f"{pre}_desc-counts_sinogram.npz", "json": f"{pre}_desc-counts_sinogram.json"}
+    return derivatives.dose_counts(RESULTS, subject, session)
 
 
 def dose_recon_paths(subject="{subject}", session="{session}", level="{level}"):
-    pre = dose_dir(subject, session)
-    return {"pet": f"{pre}_desc-dose{level}_pet.nii.gz", "json": f"{pre}_desc-dose{level}_pet.json"}
+    return derivatives.dose_reconstruction(RESULTS, subject, session, level)
 
 
 def dose_patch_paths(subject="{subject}", session="{session}", level="{level}"):
-    pre = dose_dir(subject, session)
-    return {"patches": f"{pre}_desc-dose{level}_patches.npy", "json": f"{pre}_desc-dose{level}_patches.json"}
+    return derivatives.dose_patches(RESULTS, subject, session, level)
 
 
 def dose_source(wc):
@@ -101,7 +94,7 @@ def dose_source(wc):
     return RAW[(wc.subject, wc.session, "pet")]
 
 
-DOSE_SCORES = f"{DOSE}/quality_scores.tsv"
+DOSE_SCORES = derivatives.dose_scores(RESULTS)
 try:
     DOSE_FOLDS = patches.quality_folds([f"sub-{s}" for s, _ in DOSE_PAIRS], DTRAIN["test_patients"],
                                        DTRAIN["validation_patients"], DTRAIN["folds"], DCFG["seed"]) \
@@ -111,9 +104,7 @@ except patches.DoseError as _err:
 
 
 def dose_run_paths(model="{dmodel}", freeze="{freeze}", n="{n}", fold="{fold}", run="{run}"):
-    pre = f"{DOSE}/models/model-{model}_freeze-{freeze}_n-{n}_fold-{fold}_run-{run}"
-    return {"predictions": f"{pre}_predictions.tsv", "history": f"{pre}_history.tsv",
-            "summary": f"{pre}_summary.json"}
+    return derivatives.dose_run(RESULTS, model, freeze, n, fold, run)
 
 
 def dose_runs():
@@ -139,7 +130,7 @@ def dose_seed(*parts):
     return planning.dose_seed(DCFG["seed"], *parts)
 
 
-DOSE_TABLE = f"{DOSE}/quality_runs.tsv"
+DOSE_TABLE = derivatives.dose_table(RESULTS)
 
 
 def dose_figure(kind):

@@ -41,24 +41,20 @@ wildcard_constraints:
 
 
 def _heat_pre(task, mod, reg, model):
-    return f"{HEAT}/task-{task}/{mod}/desc-{reg}/model-{model}/task-{task}_{mod}_desc-{reg}_model-{model}"
+    return derivatives.heatmap_unit(RESULTS, task, mod, reg, model)
 
 
 def heatmap_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", split="{split}", run="{run}",
                   method="{method}"):
-    pre = f"{_heat_pre(task, mod, reg, model)}_split-{split}_run-{run}_method-{method}"
-    return {"heatmaps": f"{pre}_heatmaps.nii.gz", "index": f"{pre}_heatmaps.tsv", "json": f"{pre}_heatmaps.json"}
+    return derivatives.heatmap_files(_heat_pre(task, mod, reg, model), split, run, method)
 
 
 def heat_group_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method="{method}"):
-    pre = f"{_heat_pre(task, mod, reg, model)}_method-{method}"
-    return {"groups": f"{pre}_groupmaps.nii.gz", "groups_tsv": f"{pre}_groupmaps.tsv",
-            "runs": f"{pre}_runmaps.nii.gz", "runs_tsv": f"{pre}_runmaps.tsv", "meanbrain": f"{pre}_meanbrain.nii.gz"}
+    return derivatives.heatmap_groups(_heat_pre(task, mod, reg, model), method)
 
 
 def heat_region_paths(task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method="{method}"):
-    pre = f"{_heat_pre(task, mod, reg, model)}_method-{method}_atlas-{_atlas_label()}"
-    return {"regions": f"{pre}_regions.tsv", "summary": f"{pre}_regionsummary.tsv"}
+    return derivatives.heatmap_regions(_heat_pre(task, mod, reg, model), method, _atlas_label())
 
 
 def _atlas_label():
@@ -67,7 +63,7 @@ def _atlas_label():
 
 def heat_table(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}"):
     """Robustness (pairs, summary) and ground-truth tables over the methods of one model."""
-    return f"{_heat_pre(task, mod, reg, model)}_atlas-{_atlas_label()}_{kind}.tsv"
+    return derivatives.heatmap_table(_heat_pre(task, mod, reg, model), _atlas_label(), kind)
 
 
 def heat_figure(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method=None):
