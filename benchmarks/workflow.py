@@ -8,12 +8,15 @@
 Runs ``snakemake --cores N all`` from an empty results folder, then the same
 command again (nothing to do), and prints: wall time of both, the number of jobs,
 and the share of core time spent outside the library functions (process start,
-imports, Snakemake's own work, idle cores): ``1 - sum(library seconds) / (wall x
-cores)``. A job's library seconds are the time inside its script's
+imports, Snakemake's own work, idle cores): ``1 - sum(library seconds x threads) /
+(wall x cores)``. A job's library seconds are the time inside its script's
 ``braindl.logs.to_log`` block, which every workflow script wraps around its one
-library call; the job's wall time comes from Snakemake's log (1 s resolution).
-Then one line per rule: jobs, summed wall and library seconds, and the mean
-overhead per job (wall minus library).
+library call; they count once per core the job holds (its ``threads``, which
+Snakemake reserves for the whole job, library call and overhead alike). The
+share without that weighting (every job as one core) is printed beside it. The
+job's wall time and threads come from Snakemake's log (1 s resolution).
+Then one line per rule: jobs, threads, summed wall and library seconds, and the
+mean overhead per job (wall minus library).
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ def parse_jobs(snakemake_log: Path) -> list[dict]:
             continue
         m = re.match(r"^(local)?rule (\w+):$", line)
         if m:
-            current = {"rule": m.group(2), "local": bool(m.group(1)), "start": stamp, "log": None}
+            current = {"rule": m.group(2), "local": bool(m.group(1)), "start": stamp, "log": None, "threads": 1}
             continue
         if current is not None:
             m = re.match(r"^\s+jobid: (\d+)$", line)
             if m:
                 jobs[int(m.group(1))] = current
+            m = re.match(r"^\s+threads: (\d+)$", line)
+            if m:
+                current["threads"] = int(m.group(1))
             m = re.match(r"^\s+log: (.+)$", line)
             if m:
                 current["log"] = m.group(1).split(", ")[0]
@@ -75,22 +81,28 @@ def analyse(run_dir: Path, wall: float | None, cores: int) -> None:
     jobs = [j for log in logs for j in parse_jobs(log)]
     if wall is None:
         wall = max((j["end"] - min(x["start"] for x in jobs)).total_seconds() for j in jobs)
-    per_rule = defaultdict(lambda: {"jobs": 0, "wall": 0.0, "library": 0.0, "timed": 0})
+    per_rule = defaultdict(lambda: {"jobs": 0, "wall": 0.0, "library": 0.0, "core": 0.0, "timed": 0, "threads": set()})
     for j in jobs:
         r = per_rule[j["rule"]]
         r["jobs"] += 1
+        r["threads"].add(j["threads"])
         r["wall"] += (j["end"] - j["start"]).total_seconds()
         lib = library_seconds(run_dir / j["log"]) if j["log"] else None
         if lib is not None:
             r["library"] += lib
+            r["core"] += lib * j["threads"]
             r["timed"] += 1
     total_lib = sum(r["library"] for r in per_rule.values())
-    print(f"jobs {len(jobs)}; wall {wall:.0f} s on {cores} cores; library {total_lib:.0f} s; "
-          f"outside the library {100 * (1 - total_lib / (wall * cores)):.0f} % of core time")
-    print(f"{'rule':28s} {'jobs':>5s} {'wall s':>8s} {'library s':>10s} {'overhead s/job':>15s}")
+    total_core = sum(r["core"] for r in per_rule.values())
+    print(f"jobs {len(jobs)}; wall {wall:.0f} s on {cores} cores; library {total_lib:.0f} s, "
+          f"{total_core:.0f} core-s with the jobs' threads; outside the library "
+          f"{100 * (1 - total_core / (wall * cores)):.0f} % of core time "
+          f"({100 * (1 - total_lib / (wall * cores)):.0f} % counting every job as one core)")
+    print(f"{'rule':28s} {'jobs':>5s} {'threads':>7s} {'wall s':>8s} {'library s':>10s} {'overhead s/job':>15s}")
     for name, r in sorted(per_rule.items(), key=lambda kv: -kv[1]["wall"]):
         over = (r["wall"] - r["library"]) / r["jobs"] if r["timed"] == r["jobs"] else float("nan")
-        print(f"{name:28s} {r['jobs']:5d} {r['wall']:8.0f} {r['library']:10.1f} {over:15.1f}")
+        threads = "/".join(str(t) for t in sorted(r["threads"]))
+        print(f"{name:28s} {r['jobs']:5d} {threads:>7s} {r['wall']:8.0f} {r['library']:10.1f} {over:15.1f}")
 
 
 def main() -> None:

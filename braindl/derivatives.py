@@ -176,6 +176,37 @@ def transfer_run(results, task: str, mod: str, variant: str, model: str, split_i
     return run_files(d / f"task-{task}_{mod}_desc-{variant}_model-{model}_split-{split_id}_run-{run}")
 
 
+def transfer_comparison(results, mod: str, variant: str) -> str:
+    """The transfer experiment's table of every model and task (rule transfer_table)."""
+    return str(Path(results) / "transfer" / f"{mod}_desc-{variant}_comparison.tsv")
+
+
+def transfer_embedding(results, task: str, mod: str, variant: str, model: str) -> str:
+    """The t-SNE/UMAP coordinates of one model's test features (rule transfer_embedding)."""
+    d = Path(results) / "transfer" / f"task-{task}" / f"model-{model}"
+    return str(d / f"task-{task}_{mod}_desc-{variant}_model-{model}_embedding.tsv")
+
+
+def sweep_split(results, source_task: str, size: str, split_id: str) -> str:
+    """The pre-training sweep's subset of a split's training participants (rule sweep_split)."""
+    return str(Path(results) / "pretraining" / "splits" / f"task-{source_task}_size-{size}_split-{split_id}_split.tsv")
+
+
+def sweep_run(results, stage: str, task: str, mod: str, variant: str, model: str, size_or_source: str,
+              split_id: str, run: str) -> dict[str, str]:
+    """One run of the pre-training sweep: ``stage`` ``pretrain`` (``size_or_source``: the training
+    fraction's label) or ``finetune`` (the pre-training it starts from, or ``none``)."""
+    entity = "size" if stage == "pretrain" else "from"
+    d = Path(results) / "pretraining" / f"model-{model}" / stage
+    return run_files(d / f"task-{task}_{mod}_desc-{variant}_model-{model}_{entity}-{size_or_source}"
+                         f"_split-{split_id}_run-{run}")
+
+
+def sweep_table(results, target_task: str, mod: str, variant: str, model: str) -> str:
+    """The pre-training sweep's table of every fine-tuned run (rule sweep_table)."""
+    return str(Path(results) / "pretraining" / f"task-{target_task}_{mod}_desc-{variant}_model-{model}_sweep.tsv")
+
+
 def evaluation(results, task: str, mod: str) -> dict[str, str]:
     """The variant comparison's tables of one task and modality (rule evaluate)."""
     pre = Path(results) / "evaluation" / f"task-{task}" / f"task-{task}_{mod}"

@@ -109,7 +109,7 @@ rule transfer_embedding:
                            "model": arm_paths(wc.task, wc.arm, SPLIT_IDS[0], RUN_IDS[0])["model"]}),
     output:
         figure=captioned(transfer_figure("embedding", arm="{arm}"), "transfer_embedding", "Transfer experiment"),
-        table=f"{TRANSFER}/task-{{task}}/model-{{arm}}/task-{{task}}_{XFER['modality']}_desc-{XFER['variant']}_model-{{arm}}_embedding.tsv",
+        table=derivatives.transfer_embedding(RESULTS, "{task}", XFER["modality"], XFER["variant"], "{arm}"),
     params:
         out_of_distribution=config["dataset"]["out_of_distribution"],
         style=canonical(config["figures"]),

@@ -73,6 +73,20 @@ def test_gathered_artifacts_and_the_runs_four_files():
     arm = derivatives.transfer_run("res", "CN_vs_AD", "pet", "syn", "resnet18", "01", "01")
     assert arm["model"] == "res/transfer/task-CN_vs_AD/model-resnet18/task-CN_vs_AD_pet_desc-syn_model-resnet18_split-01_run-01_model.pt"
     assert derivatives.evaluation("res", "sex", "T1w")["comparison"] == "res/evaluation/task-sex/task-sex_T1w_variants.tsv"
+    assert derivatives.transfer_comparison("res", "pet", "syn") == "res/transfer/pet_desc-syn_comparison.tsv"
+    assert derivatives.transfer_embedding("res", "CN_vs_AD", "pet", "syn", "cnn3d") == \
+        "res/transfer/task-CN_vs_AD/model-cnn3d/task-CN_vs_AD_pet_desc-syn_model-cnn3d_embedding.tsv"
+    # 001's sweep: a pre-training per training fraction, a fine-tuning per starting point; none shares a file
+    pre = derivatives.sweep_run("res", "pretrain", "CN_vs_AD", "pet", "syn", "cnn3d", "050", "01", "01")
+    fine = derivatives.sweep_run("res", "finetune", "MMSE", "pet", "syn", "cnn3d", "050", "01", "01")
+    scratch = derivatives.sweep_run("res", "finetune", "MMSE", "pet", "syn", "cnn3d", "none", "01", "01")
+    assert pre["model"] == "res/pretraining/model-cnn3d/pretrain/task-CN_vs_AD_pet_desc-syn_model-cnn3d_size-050_split-01_run-01_model.pt"
+    assert fine["model"].endswith("/finetune/task-MMSE_pet_desc-syn_model-cnn3d_from-050_split-01_run-01_model.pt")
+    assert len({*pre.values(), *fine.values(), *scratch.values()}) == 12
+    assert derivatives.sweep_split("res", "CN_vs_AD", "050", "02") == \
+        "res/pretraining/splits/task-CN_vs_AD_size-050_split-02_split.tsv"
+    assert derivatives.sweep_table("res", "MMSE", "pet", "syn", "cnn3d") == \
+        "res/pretraining/task-MMSE_pet_desc-syn_model-cnn3d_sweep.tsv"
 
 
 def test_an_external_datasets_module_and_its_readers_agree():

@@ -17,27 +17,21 @@ wildcard_constraints:
     source="none|[0-9]{3}",
 
 
-def _sweep_name(stage, task, size_or_source, split, run):
-    mod, reg, arm = XFER["modality"], XFER["variant"], PRE["model"]
-    entity = "size" if stage == "pretrain" else "from"
-    return (f"{PRETRAIN}/model-{arm}/{stage}/task-{task}_{mod}_desc-{reg}_model-{arm}_{entity}-{size_or_source}"
-            f"_split-{split}_run-{run}")
-
-
 def sweep_split_path(size="{size}", split="{split}"):
-    return f"{PRETRAIN}/splits/task-{PRE['source_task']}_size-{size}_split-{split}_split.tsv"
+    return derivatives.sweep_split(RESULTS, PRE["source_task"], size, split)
 
 
 def sweep_run_paths(stage, size_or_source, split="{split}", run="{run}"):
     task = PRE["source_task"] if stage == "pretrain" else PRE["target_task"]
-    return derivatives.run_files(_sweep_name(stage, task, size_or_source, split, run))
+    return derivatives.sweep_run(RESULTS, stage, task, XFER["modality"], XFER["variant"], PRE["model"],
+                                 size_or_source, split, run)
 
 
 def sweep_targets():
     if not PRE["model"]:
         return []
     mod, reg = XFER["modality"], XFER["variant"]
-    return [f"{PRETRAIN}/task-{PRE['target_task']}_{mod}_desc-{reg}_model-{PRE['model']}_sweep.tsv",
+    return [derivatives.sweep_table(RESULTS, PRE["target_task"], mod, reg, PRE["model"]),
             f"{FIGURES}/pretraining_task-{PRE['target_task']}_{mod}_desc-{reg}_model-{PRE['model']}_sweep."
             f"{config['figures']['format']}"]
 

@@ -50,7 +50,7 @@ def arm_files(task, arm, split):
 
 
 def transfer_table():
-    return f"{TRANSFER}/{XFER['modality']}_desc-{XFER['variant']}_comparison.tsv"
+    return derivatives.transfer_comparison(RESULTS, XFER["modality"], XFER["variant"])
 
 
 def transfer_figure(kind, task="{task}", arm=None):
