@@ -32,6 +32,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from braindl import derivatives  # noqa: E402
 
 
 def design(n_subjects: int) -> dict:
@@ -94,7 +96,7 @@ def main_bids(n_subjects: int) -> None:
         over["dataset"] = {"bids_dir": str(Path(tmp) / "bids"), "diagnoses": ["CN", "MCI", "AD"],
                            "out_of_distribution": [], "filters": {"pet": {"trc": "18FFDG"}}}
         cfg.write_text(yaml.safe_dump(over))
-        manifest = "results/inputs/manifest.tsv"
+        manifest = derivatives.manifest("results")
         _, first = _dry_run(tmp, cfg, manifest)
         _, second = _dry_run(tmp, cfg, manifest)
         out, full = _dry_run(tmp, cfg, "all")

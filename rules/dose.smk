@@ -149,7 +149,7 @@ rule dose_figure:
     input:
         table=DOSE_TABLE,
     output:
-        captioned(f"{FIGURES}/dose_{{dkind}}.{config['figures']['format']}", "dose_figure", "Dose"),
+        captioned(dose_figure("{dkind}"), "dose_figure", "Dose"),
     wildcard_constraints:
         dkind="training_size|freezing",
     params:
