@@ -353,7 +353,7 @@ def run_groundtruth(methods: dict, mask_nii, target: str, settings: dict, pack_j
     return df
 
 
-def localisation_figure(table: pd.DataFrame, out, dpi: int = 150) -> None:
+def localisation_figure(table: pd.DataFrame, out, dpi: int = 150) -> pd.DataFrame:
     """Relevance mass accuracy, relevance rank accuracy and the pointing game per method (mean and SD
     over the disease-class test scans), each with its chance level."""
     from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
@@ -375,10 +375,10 @@ def localisation_figure(table: pd.DataFrame, out, dpi: int = 150) -> None:
     ax.set_ylabel("score (mean ± SD over disease-class test scans)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, out, dpi)
+    return save_figure(fig, out, dpi)
 
 
-def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> None:
+def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> pd.DataFrame:
     """The thesis' figure: the top regions per metric (sum, density, gain) with patient and control
     values."""
     from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
@@ -403,10 +403,10 @@ def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> No
         ax.set_title(f"top {n} by {m}")
     fig.suptitle(title)
     fig.tight_layout()
-    save_figure(fig, out, dpi)
+    return save_figure(fig, out, dpi)
 
 
-def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
+def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> pd.DataFrame:
     """Top-k overlap per metric and L2 distance per method (study 3, Tables 1 and 2 as a figure)."""
     from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
@@ -430,4 +430,4 @@ def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> None:
     a2.legend(fontsize=8)
     fig.suptitle(f"{title} ({s.compared.iloc[0]})" if len(s) else title)
     fig.tight_layout()
-    save_figure(fig, out, dpi)
+    return save_figure(fig, out, dpi)

@@ -22,19 +22,91 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 
 from braindl.io import atomic_path  # noqa: E402
 
 FPR_GRID = np.linspace(0, 1, 101)
 
 
-def save_figure(fig, out, dpi):
+PLOTTED_COLUMNS = ["panel", "title", "artist", "label", "category", "x", "y", "err", "image"]
+
+
+def _tick_names(ticks, labels) -> dict:
+    return {float(t): lab.get_text() for t, lab in zip(ticks, labels) if lab.get_text()}
+
+
+def _nearest(names: dict, v: float):
+    if not names:
+        return None
+    t = min(names, key=lambda k: abs(k - v))
+    return names[t] if abs(t - v) < 0.5 else None
+
+
+def plotted(fig) -> pd.DataFrame:
+    """What a drawn figure shows, read back from its artists: one row per bar (``x`` its position,
+    ``y`` its height or, horizontal, the reverse; ``err`` its error bar's half-length; ``category`` the
+    tick label at it), per line point (``err``: its error bar, for errorbar()),
+    per scatter point, and one per image (``image``: the array
+    drawn, masked values as NaN). ``panel`` numbers the figure's axes, ``label`` is the artist's legend
+    label. Tests compare these values with the tables a figure was drawn from."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    rows = []
+    for i, ax in enumerate(fig.get_axes()):
+        title = ax.get_title()
+        xnames, ynames = _tick_names(ax.get_xticks(), ax.get_xticklabels()), \
+            _tick_names(ax.get_yticks(), ax.get_yticklabels())
+        for c in ax.containers:
+            if not isinstance(c, BarContainer):
+                continue
+            horizontal = c.orientation == "horizontal"
+            errs = None
+            if c.errorbar is not None and c.errorbar.lines[2]:
+                seg = c.errorbar.lines[2][0].get_segments()
+                errs = [abs(float(q[1][0 if horizontal else 1] - q[0][0 if horizontal else 1])) / 2 for q in seg]
+            for k, bar in enumerate(c.patches):
+                if horizontal:
+                    pos, val, cat = bar.get_y() + bar.get_height() / 2, bar.get_width(), None
+                    cat = _nearest(ynames, pos)
+                else:
+                    pos, val = bar.get_x() + bar.get_width() / 2, bar.get_height()
+                    cat = _nearest(xnames, pos)
+                err = errs[k] if errs is not None and k < len(errs) else np.nan
+                rows.append(dict(panel=i, title=title, artist="bar", label=c.get_label(), category=cat,
+                                 x=pos if not horizontal else val, y=val if not horizontal else pos, err=err))
+        labels = {}  # a line drawn by errorbar(): its container's label and error bars
+        for c in ax.containers:
+            if isinstance(c, ErrorbarContainer) and c.lines[0] is not None:
+                errs = [np.nan] * len(c.lines[0].get_xdata())
+                if c.lines[2]:
+                    errs = [abs(float(q[1][1] - q[0][1])) / 2 for q in c.lines[2][0].get_segments()]
+                labels[id(c.lines[0])] = (c.get_label(), errs)
+        for line in ax.get_lines():
+            label, errs = labels.get(id(line), (line.get_label(), None))
+            for k, (x, y) in enumerate(zip(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float))):
+                err = errs[k] if errs is not None and k < len(errs) else np.nan
+                rows.append(dict(panel=i, title=title, artist="line", label=label, x=x, y=y, err=err))
+        for coll in ax.collections:
+            if isinstance(coll, PathCollection):
+                for x, y in np.asarray(coll.get_offsets(), float):
+                    rows.append(dict(panel=i, title=title, artist="points", label=coll.get_label(), x=x, y=y))
+        for im in ax.get_images():
+            arr = im.get_array()
+            arr = np.ma.filled(np.ma.asarray(arr, dtype=float), np.nan)
+            rows.append(dict(panel=i, title=title, artist="image", label=im.get_label(), image=arr))
+    return pd.DataFrame(rows, columns=PLOTTED_COLUMNS)
+
+
+def save_figure(fig, out, dpi, **savefig) -> pd.DataFrame:
     """Write a matplotlib figure to ``out`` (its suffix is the format) atomically, then close it: every
-    figure of the workflow goes through here."""
+    figure of the workflow goes through here (``savefig``: more arguments of matplotlib's, over
+    ``bbox_inches="tight"``). Returns what it shows (:func:`plotted`)."""
     with atomic_path(out) as tmp:
-        fig.savefig(str(tmp), dpi=dpi, bbox_inches="tight", format=Path(out).suffix.lstrip("."))
+        fig.savefig(str(tmp), dpi=dpi, format=Path(out).suffix.lstrip("."), **{"bbox_inches": "tight", **savefig})
+    shown = plotted(fig)
     plt.close(fig)
+    return shown
 
 
 def _variant_of(path) -> str:
@@ -46,6 +118,8 @@ def _variant_of(path) -> str:
 
 def mean_roc(predictions: pd.DataFrame, classes: list[str]) -> np.ndarray:
     """TPR on ``FPR_GRID`` of one run's test predictions (macro over one-vs-rest for > 2 classes)."""
+    from sklearn.metrics import roc_curve  # here, not at import: the QC and heatmap figures need no sklearn
+
     test = predictions[predictions["set"] == "test"]
     pos = [classes[1]] if len(classes) == 2 else classes
     curves = []
@@ -68,16 +142,21 @@ def standard_error(x, axis=0):
     return np.nanstd(x, axis=axis, ddof=1) / np.sqrt(np.maximum(n, 1)) if x.shape[axis] > 1 else np.zeros(x.shape[1:])
 
 
-def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: list[str], out, dpi=150):
+def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: list[str], out,
+                    dpi=150) -> pd.DataFrame:
+    """Bars of the summary's mean (± SE) per variant and metric, Wilcoxon and corrected t p-values against
+    the first variant in a footnote. Returns the bars (variant, metric, mean, se)."""
     regression = "mae" in set(summary["metric"])
     metrics = ["mae", "r2"] if regression else ["balanced_accuracy", "sensitivity", "specificity"]
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics), 3.4))
     width = 0.8 / len(variants)
     x = np.arange(len(metrics))
+    bars = []
     for i, v in enumerate(variants):
         s = summary[summary.variant == v].set_index("metric")
         means = [s.loc[m, "mean"] if m in s.index else np.nan for m in metrics]
         ses = [s.loc[m, "se"] if m in s.index else np.nan for m in metrics]
+        bars += [dict(variant=v, metric=m, mean=a, se=b) for m, a, b in zip(metrics, means, ses)]
         ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=np.nan_to_num(ses), capsize=3, label=v)
     ref = variants[0]
     notes = []
@@ -99,11 +178,17 @@ def figure_variants(summary: pd.DataFrame, comparison: pd.DataFrame, variants: l
         fig.text(0.01, -0.02, "per-split means, Wilcoxon signed-rank: " + "; ".join(notes), fontsize=6, va="top",
                  wrap=True)
     save_figure(fig, out, dpi)
+    return pd.DataFrame(bars, columns=["variant", "metric", "mean", "se"])
 
 
-def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_title="registration"):
-    """Mean test ROC curve per group with shaded SE; ``groups`` {label: [predictions TSV, ...]}."""
+def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_title="registration") -> pd.DataFrame:
+    """Mean test ROC curve per group with shaded SE; ``groups`` {label: [predictions TSV, ...]}.
+
+    Returns what is drawn: per group and point of ``FPR_GRID`` the mean TPR, its SE and the
+    number of runs (columns group, fpr, tpr, se, n); for regression (no ``classes``) the
+    test points (group, truth, prediction)."""
     fig, ax = plt.subplots(figsize=(4, 4))
+    drawn = []
     for label, paths in groups.items():
         tables = [pd.read_csv(p, sep="\t", dtype={"participant_id": str}) for p in paths]
         if not tables:
@@ -112,6 +197,8 @@ def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_tit
             t = pd.concat(tables)
             t = t[t["set"] == "test"]
             ax.scatter(t["truth"], t["prediction"], s=10, label=label, alpha=0.7)
+            drawn.append(pd.DataFrame({"group": label, "truth": t["truth"].to_numpy(float),
+                                       "prediction": t["prediction"].to_numpy(float)}))
             continue
         curves = np.array([mean_roc(t, classes) for t in tables])
         curves = curves[np.isfinite(curves).all(1)]
@@ -119,6 +206,7 @@ def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_tit
             continue
         m, se = curves.mean(0), standard_error(curves)
         ax.plot(FPR_GRID, m, label=f"{label} (n={len(curves)})")
+        drawn.append(pd.DataFrame({"group": label, "fpr": FPR_GRID, "tpr": m, "se": se, "n": len(curves)}))
         ax.fill_between(FPR_GRID, np.clip(m - se, 0, 1), np.clip(m + se, 0, 1), alpha=0.2)
     if classes:
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
@@ -129,14 +217,18 @@ def figure_roc_groups(groups: dict, classes: list[str], out, dpi=150, legend_tit
         ax.set_ylabel("predicted")
     ax.legend(title=legend_title, fontsize=8)
     save_figure(fig, out, dpi)
+    return pd.concat(drawn, ignore_index=True) if drawn else pd.DataFrame()
 
 
-def figure_roc(predictions: list, variants: list[str], classes: list[str], out, dpi=150):
+def figure_roc(predictions: list, variants: list[str], classes: list[str], out, dpi=150) -> pd.DataFrame:
+    """The mean ROC curve of each variant's runs (:func:`figure_roc_groups`); returns the curves drawn."""
     groups = {v: [p for p in predictions if _variant_of(p) == v] for v in variants}
-    figure_roc_groups(groups, classes, out, dpi, legend_title="registration")
+    return figure_roc_groups(groups, classes, out, dpi, legend_title="registration")
 
 
-def figure_splits(metrics: pd.DataFrame, variants: list[str], out, dpi=150):
+def figure_splits(metrics: pd.DataFrame, variants: list[str], out, dpi=150) -> pd.DataFrame:
+    """Balanced accuracy (regression: MAE) per split and variant, the mean over runs. Returns the points
+    (variant, split, value)."""
     metric = "mae" if "mae" in metrics.columns else "balanced_accuracy"
     per = metrics.groupby(["variant", "split"])[metric].mean().unstack("variant")
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(per) + 2), 3.2))
@@ -148,18 +240,20 @@ def figure_splits(metrics: pd.DataFrame, variants: list[str], out, dpi=150):
     ax.set_ylabel(metric.replace("_", " ") + " (mean over runs)")
     ax.legend(title="registration", fontsize=8)
     save_figure(fig, out, dpi)
+    shown = per[[v for v in variants if v in per.columns]]
+    return shown.stack().rename("value").reset_index()[["variant", "split", "value"]]
 
 
-def variant_figure(kind, metrics_tsv, summary_tsv, comparison_tsv, predictions, variants, style, out) -> None:
-    """Draw one registration-comparison figure (``variants``, ``roc`` or ``splits``)."""
+def variant_figure(kind, metrics_tsv, summary_tsv, comparison_tsv, predictions, variants, style, out) -> pd.DataFrame:
+    """Draw one registration-comparison figure (``variants``, ``roc`` or ``splits``); returns what it plots."""
     dpi = int(style.get("dpi", 150))
     if kind == "variants":
-        figure_variants(pd.read_csv(summary_tsv, sep="\t"), pd.read_csv(comparison_tsv, sep="\t"), variants, out, dpi)
+        return figure_variants(pd.read_csv(summary_tsv, sep="\t"), pd.read_csv(comparison_tsv, sep="\t"), variants, out, dpi)
     elif kind == "roc":
         first = pd.read_csv(predictions[0], sep="\t")
         classes = [c[5:] for c in first.columns if c.startswith("prob_")]
-        figure_roc(predictions, variants, classes, out, dpi)
+        return figure_roc(predictions, variants, classes, out, dpi)
     elif kind == "splits":
-        figure_splits(pd.read_csv(metrics_tsv, sep="\t"), variants, out, dpi)
+        return figure_splits(pd.read_csv(metrics_tsv, sep="\t"), variants, out, dpi)
     else:
         raise ValueError(f"unknown figure {kind!r}")

@@ -133,7 +133,7 @@ def display_slices(n_slices: int) -> np.ndarray:
     return np.unique(np.rint(np.linspace(d["first"] / 60 * n_slices, d["last"] / 60 * n_slices, 49)).astype(int))
 
 
-def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
+def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> pd.DataFrame:
     """000 Fig. 6: a group's mean heatmap over the mean brain, 49 axial slices (:func:`display_slices`)
     in a 7 x 7 mosaic."""
     from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
@@ -155,10 +155,10 @@ def display_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str
     step = "" if len(idx) == last - first + 1 else f" (every {(last - first) / (len(idx) - 1):.1f})"
     ax.set_title(f"{title}\naxial slices {first}-{last}{step}, caudal to cranial; left on the left")
     fig.colorbar(im, ax=ax, fraction=0.03, label="mean relevance")
-    save_figure(fig, out, dpi)
+    return save_figure(fig, out, dpi)
 
 
-def statmap_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> None:
+def statmap_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str, out, dpi: int = 150) -> pd.DataFrame:
     """nilearn stat map of a group's mean heatmap over the mean brain (orthogonal cuts at the peak)."""
     from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
@@ -170,4 +170,4 @@ def statmap_figure(groups_nii, groups_tsv, meanbrain_nii, group: str, title: str
     fig = plt.figure(figsize=(9, 3.5))
     plotting.plot_stat_map(nib.Nifti1Image(heat, affine), bg_img=bg, figure=fig, title=title,
                            cut_coords=None, colorbar=True, draw_cross=False, black_bg=False)
-    save_figure(fig, out, dpi)
+    return save_figure(fig, out, dpi)

@@ -69,7 +69,7 @@ def run_sweep_table(runs: list[dict], out_tsv) -> None:
     write_tsv(out_tsv, sweep_table(runs))
 
 
-def sweep_figure(table_tsv, out, style: dict, metric: str | None = None) -> None:
+def sweep_figure(table_tsv, out, style: dict, metric: str | None = None) -> pd.DataFrame:
     """Test ``metric`` of the fine-tuned model against the pre-training set size (mean +- SE over
     splits and runs), the model fine-tuned without pre-training as a dashed reference.
 
@@ -98,4 +98,4 @@ def sweep_figure(table_tsv, out, style: dict, metric: str | None = None) -> None
     ax.set_xlabel("pre-training participants (mean over splits)")
     ax.set_ylabel(f"test {dict(roc_auc='ROC AUC', mae='MAE').get(metric, metric)} after fine-tuning")
     ax.legend(fontsize=8)
-    save_figure(fig, out, int(style.get("dpi", 150)))
+    return save_figure(fig, out, int(style.get("dpi", 150)))

@@ -232,7 +232,7 @@ def regimes_figure(table_tsv, out, style: dict) -> pd.DataFrame:
     return pd.DataFrame(shown)
 
 
-def levels_figure(recons: dict, out, style: dict) -> None:
+def levels_figure(recons: dict, out, style: dict) -> pd.DataFrame:
     """002 Fig. 1: the same axial slice (through the activity's centre) at every count level."""
     import nibabel as nib
 
@@ -250,4 +250,4 @@ def levels_figure(recons: dict, out, style: dict) -> None:
         ax.set_title(f"{float(v):g} %", fontsize=9)
         ax.axis("off")
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="normalised uptake")
-    save_figure(fig, out, int(style.get("dpi", 150)))
+    return save_figure(fig, out, int(style.get("dpi", 150)))

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from braindl import templates
-from braindl.io import atomic_path, write_nifti, write_tsv
+from braindl.io import write_nifti, write_tsv
 
 QC_COLUMNS = ("participant_id", "session_id", "modality", "variant", "similarity", "brain_volume_ml",
               "grid_volume_ml", "affine_determinant", "jacobian_p01", "jacobian_p99", "extraction_method",
@@ -52,11 +52,11 @@ def qc_row(mask: np.ndarray, affine: np.ndarray, sidecar, native_sidecar, ids: d
             "extraction_method": native["Method"], "registration_seconds": meta.get("Seconds")}
 
 
-def qc_figure(path, image: np.ndarray, mask: np.ndarray, template: np.ndarray, title: str, dpi: int = 100) -> None:
-    """Three orthogonal slices: registered image, template edges (red), mask outline (cyan)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def qc_figure(path, image: np.ndarray, mask: np.ndarray, template: np.ndarray, title: str,
+              dpi: int = 100) -> pd.DataFrame:
+    """Three orthogonal slices through the template's centre of mass: registered image, template edges
+    (red), mask outline (cyan). Returns what it shows (:func:`braindl.figures.plotted`: the slices)."""
+    from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)
     import matplotlib.pyplot as plt
     from skimage.feature import canny
 
@@ -77,9 +77,7 @@ def qc_figure(path, image: np.ndarray, mask: np.ndarray, template: np.ndarray, t
         ax.set_axis_off()
     fig.suptitle(title, color="white", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, facecolor="black", format="png")
-    plt.close(fig)
+    return save_figure(fig, path, dpi, facecolor="black", bbox_inches=None)
 
 
 def run_skullstrip(images: dict, masks: dict, sidecars: dict, native_sidecars: dict, outputs: dict,

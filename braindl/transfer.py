@@ -90,16 +90,17 @@ def run_comparison(runs: list[dict], n_boot: int, ci: float, out_tsv) -> None:
     write_tsv(out_tsv, comparison_table(runs, n_boot, ci))
 
 
-def roc_figure(predictions: dict, out, style: dict) -> None:
-    """Mean macro-average ROC curve per model: ``predictions`` {model: [predictions TSV, ...]}."""
+def roc_figure(predictions: dict, out, style: dict) -> pd.DataFrame:
+    """Mean macro-average ROC curve per model: ``predictions`` {model: [predictions TSV, ...]}; returns the
+    curves drawn (:func:`braindl.figures.figure_roc_groups`)."""
     from braindl.figures import figure_roc_groups
 
     first = pd.read_csv(next(iter(predictions.values()))[0], sep="\t")
     classes = [c[5:] for c in first.columns if c.startswith("prob_")]
-    figure_roc_groups(predictions, classes, out, int(style.get("dpi", 150)), legend_title="model")
+    return figure_roc_groups(predictions, classes, out, int(style.get("dpi", 150)), legend_title="model")
 
 
-def metrics_figure(runs: list[dict], out, style: dict) -> None:
+def metrics_figure(runs: list[dict], out, style: dict) -> pd.DataFrame:
     """003's figure: test accuracy, precision, recall, F1 and G-mean per model (mean +- SE over runs)."""
     import matplotlib
 
@@ -129,7 +130,7 @@ def metrics_figure(runs: list[dict], out, style: dict) -> None:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test, mean over splits and runs (± SE)")
     ax.legend(title="model", fontsize=8)
-    save_figure(fig, out, int(style.get("dpi", 150)))
+    return save_figure(fig, out, int(style.get("dpi", 150)))
 
 
 # ---- embeddings -------------------------------------------------------------------------------

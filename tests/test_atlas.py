@@ -180,10 +180,25 @@ def test_regions_robustness_and_ground_truth(custom_atlas, tmp_path):
     assert gt2.loc["absolute", "share_in_mask"] > 0.95 and gt2.loc["absolute", "pointing_game"] == 1.0
     assert gt2.loc["positive", "share_in_mask"] == 0.0 and gt2.loc["positive", "pointing_game"] == 0.0
     assert gt2.convention.to_dict() == {"absolute": "absolute", "positive": "positive"}
-    for fig, args in ((A.regions_figure, (methods["good"]["summary"], 25, "t")), (A.robustness_figure,
-                                                                                  (tmp_path / "rob.tsv", "t"))):
-        fig(*args, tmp_path / "f.png", 60)
-        assert (tmp_path / "f.png").stat().st_size > 1000
+    # the figures plot these tables: read back from the drawn bars
+    loc = A.localisation_figure(gt2.reset_index(), tmp_path / "loc.png", 60)
+    for col, name in (("share_in_mask", "relevance mass accuracy"), ("rank_accuracy", "relevance rank accuracy"),
+                      ("pointing_game", "pointing game")):
+        bars = loc[(loc.artist == "bar") & (loc.label == name)].set_index("category")
+        assert bars.y.to_dict() == pytest.approx(gt2[col].to_dict())
+        assert bars.err.to_dict() == pytest.approx(gt2[f"{col}_sd"].fillna(0).to_dict(), abs=1e-9)
+    summary = pd.read_csv(methods["good"]["summary"], sep="\t")
+    shown = A.regions_figure(methods["good"]["summary"], 2, "t", tmp_path / "f.png", 60)
+    for i, m in enumerate(A.METRICS):
+        top = summary.sort_values(f"rank_{m}").head(2)
+        col = "gain" if m == "gain" else f"{m}_patients"
+        bars = shown[(shown.panel == i) & (shown.artist == "bar") & (shown.label != "controls")].set_index("category")
+        assert bars.x.to_dict() == pytest.approx(dict(zip(top.region, top[col])))  # horizontal bars: x is the value
+    rob = pd.read_csv(tmp_path / "rob.tsv", sep="\t")
+    shown = A.robustness_figure(tmp_path / "rob.tsv", "t", tmp_path / "f.png", 60)
+    for m in A.METRICS:
+        bars = shown[(shown.panel == 0) & (shown.label == m)].set_index("category")
+        assert bars.y.to_dict() == pytest.approx(dict(zip(rob.method, rob[f"overlap_{m}_mean"])))
 
 
 def test_robustness_l2_for_true_positives_and_true_negatives(tmp_path):

@@ -145,25 +145,43 @@ def test_runs_bootstrap_is_not_narrowed_by_runs_that_test_the_same_participants(
     assert width(pooled) < 0.85 * width(two)
 
 
-def test_registration_figures_are_drawn(tmp_path):
+def test_registration_figures_plot_the_tables_values(tmp_path):
+    """004 study 4's three figures: the bars are the summary's per-variant means and SEs of the split
+    means, the split lines the per-split means, the ROC curve of a variant the mean of its runs' curves,
+    whose area is scikit-learn's AUC of each run up to the grid."""
     table = _metrics_table()
     metrics = evaluation.CLASSIFICATION_METRICS
     variants = ["none", "linear", "syn"]
-    figures.figure_variants(evaluation.summarise(table, metrics), evaluation.compare_variants(table, metrics),
-                            variants, tmp_path / "bars.png", dpi=50)
-    figures.figure_splits(table, variants, tmp_path / "splits.png", dpi=50)
-    preds = []
+    bars = figures.figure_variants(evaluation.summarise(table, metrics), evaluation.compare_variants(table, metrics),
+                                   variants, tmp_path / "bars.png", dpi=50).set_index(["variant", "metric"])
     for v in variants:
-        truth, proba = _binary(30, seed=len(v))
-        p = tmp_path / f"task-X_desc-{v}_split-01_run-01_predictions.tsv"
-        pd.DataFrame(dict(set="test", truth=np.where(truth, "AD", "CN"), prob_CN=proba[:, 0],
-                          prob_AD=proba[:, 1])).to_csv(p, sep="\t", index=False)
-        preds.append(p)
-    figures.figure_roc(preds, variants, ["CN", "AD"], tmp_path / "roc.png", dpi=50)
+        ba = table[table.variant == v].groupby("split").balanced_accuracy.mean()
+        assert bars.loc[(v, "balanced_accuracy"), "mean"] == pytest.approx(ba.mean())
+        assert bars.loc[(v, "balanced_accuracy"), "se"] == pytest.approx(ba.std(ddof=1) / np.sqrt(len(ba)))
+    assert len(bars) == 3 * 3  # balanced accuracy, sensitivity, specificity per variant
+    lines = figures.figure_splits(table, variants, tmp_path / "splits.png", dpi=50)
+    assert len(lines) == 8 * 3
+    got = lines.set_index(["variant", "split"])["value"]
+    want = table.groupby(["variant", "split"]).balanced_accuracy.mean()
+    assert got.sort_index().to_numpy() == pytest.approx(want.sort_index().to_numpy())
+    preds, aucs = [], {}
+    for v in variants:
+        for split in ("01", "02"):
+            truth, proba = _binary(30, seed=len(v) + int(split))
+            p = tmp_path / f"task-X_desc-{v}_split-{split}_run-01_predictions.tsv"
+            pd.DataFrame(dict(set="test", truth=np.where(truth, "AD", "CN"), prob_CN=proba[:, 0],
+                              prob_AD=proba[:, 1])).to_csv(p, sep="\t", index=False)
+            preds.append(p)
+            aucs.setdefault(v, []).append(skm.roc_auc_score(truth, proba[:, 1]))
+    curves = figures.figure_roc(preds, variants, ["CN", "AD"], tmp_path / "roc.png", dpi=50)
+    for v in variants:
+        c = curves[curves.group == v]
+        runs = [figures.mean_roc(pd.read_csv(p, sep="\t"), ["CN", "AD"]) for p in preds if f"desc-{v}_" in p.name]
+        assert c.tpr.to_numpy() == pytest.approx(np.mean(runs, axis=0))
+        assert (c.n == 2).all() and c.tpr.iloc[0] == 0 and c.tpr.iloc[-1] == 1 and np.all(np.diff(c.tpr) >= 0)
+        assert np.trapezoid(c.tpr, c.fpr) == pytest.approx(np.mean(aucs[v]), abs=0.02)
     for name in ("bars", "splits", "roc"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 5000
-    tpr = figures.mean_roc(pd.read_csv(preds[0], sep="\t"), ["CN", "AD"])
-    assert tpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(tpr) >= 0)
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_one_variant_has_an_empty_comparison_that_reads_back(tmp_path):
@@ -177,6 +195,8 @@ def test_one_variant_has_an_empty_comparison_that_reads_back(tmp_path):
     assert comp.empty and list(comp.columns) == evaluation.COMPARISON_COLUMNS
     write_tsv(tmp_path / "summary.tsv", evaluation.summarise(one, metrics))
     write_tsv(tmp_path / "comparison.tsv", comp)
-    figures.variant_figure("variants", None, tmp_path / "summary.tsv", tmp_path / "comparison.tsv", [], ["linear"],
-                           {"dpi": 40}, tmp_path / "bars.png")
-    assert (tmp_path / "bars.png").stat().st_size > 0
+    bars = figures.variant_figure("variants", None, tmp_path / "summary.tsv", tmp_path / "comparison.tsv", [],
+                                  ["linear"], {"dpi": 40}, tmp_path / "bars.png")
+    lin = one.groupby("split").balanced_accuracy.mean()
+    assert bars.set_index("metric").loc["balanced_accuracy", "mean"] == pytest.approx(lin.mean())
+    assert set(bars.variant) == {"linear"}

@@ -425,9 +425,23 @@ def test_group_maps_and_figures(run_files):
                                    atol=1e-8)
     brain = np.asarray(nib.load(paths["meanbrain"]).dataobj)
     np.testing.assert_allclose(brain, np.load(d / "pack.npy")[1:5].astype(np.float32).mean(0), rtol=1e-3)
-    for draw, name in ((G.display_figure, "display.png"), (G.statmap_figure, "statmap.png")):
-        draw(paths["groups"], paths["groups_tsv"], paths["meanbrain"], "AD", "test", d / name, 60)
-        assert (d / name).stat().st_size > 1000
+    # the figures draw the AD group map over the mean brain: read back from their images
+    groups_table = pd.read_csv(paths["groups_tsv"], sep="\t")
+    ad = np.asarray(nib.load(paths["groups"]).dataobj)[..., int(groups_table.set_index("group").loc["AD", "volume"])]
+    idx = G.display_slices(ad.shape[2])
+    shown = G.display_figure(paths["groups"], paths["groups_tsv"], paths["meanbrain"], "AD", "test", d / "d.png", 60)
+    bg, hm = shown[shown.artist == "image"].image.tolist()
+    lim = np.abs(ad[..., idx]).max()
+    assert lim > 0 and np.nanmax(np.abs(hm)) == pytest.approx(lim, rel=1e-6)
+    kept = ad[..., idx][np.abs(ad[..., idx]) >= 0.1 * lim]  # below a tenth of the peak: transparent
+    assert np.isfinite(hm).sum() == kept.size and np.nansum(hm) == pytest.approx(kept.sum(), rel=1e-5)
+    assert bg.sum() == pytest.approx(brain[..., idx].sum(), rel=1e-5)
+    stat = G.statmap_figure(paths["groups"], paths["groups_tsv"], paths["meanbrain"], "AD", "test", d / "s.png", 60)
+    cuts = [im for im in stat[stat.artist == "image"].image if np.isfinite(im).any()]
+    assert len(cuts) == 6  # three orthogonal cuts, each the mean brain and the map over it
+    peak = np.abs(ad).max()  # the cuts go through the map's strongest cluster (nilearn's cut coordinates)
+    assert 0.5 * peak <= max(np.nanmax(np.abs(im)) for im in cuts[1::2]) <= 1.0001 * peak
+    assert all(np.nanmax(im) <= brain.max() * 1.0001 for im in cuts[0::2])
 
 
 def test_display_slices_follow_000_or_scale_to_the_crop():

@@ -69,10 +69,17 @@ def test_sweep_table_and_figure(tmp_path):
     assert table.groupby("source")["n_pretrain"].first().to_dict() == {"none": 0, "050": 14, "100": 28}
     auc = table.groupby("source")["roc_auc"].mean()
     assert auc["100"] > auc["050"] > auc["none"]
-    pretraining.sweep_figure(tmp_path / "sweep.tsv", tmp_path / "sweep.png", {"dpi": 60})
-    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    # the figure: mean AUC per pre-training size against its mean number of participants, and the
+    # not-pre-trained runs' mean as a horizontal line
+    shown = pretraining.sweep_figure(tmp_path / "sweep.tsv", tmp_path / "sweep.png", {"dpi": 60})
+    curve = shown[shown.label == "pre-trained, then fine-tuned"]
+    assert curve.x.tolist() == [14, 28] and curve.y.tolist() == pytest.approx([auc["050"], auc["100"]])
+    ref = shown[shown.label.str.startswith("not pre-trained")]
+    assert len(ref) == 2 and ref.y.tolist() == pytest.approx([auc["none"]] * 2)  # axhline: two end points
     # a regression target (001's MMSE): the figure shows the MAE
-    table.drop(columns=[c for c in table.columns if c.startswith("roc_auc")]).assign(mae=1.5).to_csv(
-        tmp_path / "reg.tsv", sep="\t", index=False)
-    pretraining.sweep_figure(tmp_path / "reg.tsv", tmp_path / "reg.png", {"dpi": 60})
-    assert (tmp_path / "reg.png").stat().st_size > 1000
+    table.drop(columns=[c for c in table.columns if c.startswith("roc_auc")]).assign(
+        mae=np.arange(len(table), dtype=float)).to_csv(tmp_path / "reg.tsv", sep="\t", index=False)
+    shown = pretraining.sweep_figure(tmp_path / "reg.tsv", tmp_path / "reg.png", {"dpi": 60})
+    mae = pd.read_csv(tmp_path / "reg.tsv", sep="\t", dtype={"source": str}).groupby("source")["mae"].mean()
+    curve = shown[shown.label == "pre-trained, then fine-tuned"]
+    assert curve.y.tolist() == pytest.approx([mae["050"], mae["100"]])

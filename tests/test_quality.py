@@ -173,11 +173,17 @@ def test_table_adds_an_ensemble_of_repeated_runs(tmp_path):
 
 
 def test_levels_figure(tmp_path):
-    recons = {}
+    """002 Fig. 1: one panel per level, lowest first, each the same axial slice through the activity's
+    centre, cropped to the activity."""
+    recons, vols = {}, {}
+    rng = np.random.default_rng(0)
     for v in (1, 10, 100):
         vol = np.zeros((20, 20, 12), np.float32)
-        vol[4:16, 5:15, 3:9] = 1.0
+        vol[4:16, 5:15, 5:11] = rng.uniform(0.2, 1.0, (12, 10, 6))  # centre of the activity: slice 8
         write_nifti(tmp_path / f"{v}.nii.gz", vol, np.eye(4))
-        recons[float(v)] = tmp_path / f"{v}.nii.gz"
-    quality.levels_figure(recons, tmp_path / "levels.png", {"dpi": 60})
-    assert (tmp_path / "levels.png").stat().st_size > 1000
+        recons[float(v)], vols[v] = tmp_path / f"{v}.nii.gz", vol
+    shown = quality.levels_figure(recons, tmp_path / "levels.png", {"dpi": 60})
+    panels = shown[shown.artist == "image"]
+    assert panels.title.tolist() == ["1 %", "10 %", "100 %"]
+    for v, image in zip((1, 10, 100), panels.image):
+        np.testing.assert_allclose(image, np.rot90(vols[v][4:16, 5:15, 8]))

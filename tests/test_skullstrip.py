@@ -32,8 +32,14 @@ def test_qc_row_reads_the_native_volume_and_the_warp(tmp_path):
     assert np.isnan(row["similarity"]) and np.isnan(row["jacobian_p99"]) and row["affine_determinant"] == 1.0
 
 
-def test_qc_figure_is_a_png(tmp_path):
+def test_qc_figure_shows_the_image_through_the_templates_centre(tmp_path):
     mask = np.zeros((20, 20, 20), np.uint8)
     mask[5:15, 5:15, 5:15] = 1
-    skullstrip.qc_figure(tmp_path / "qc.png", mask * 1.0, mask, mask * 1.0, "test")
+    template = np.zeros((20, 20, 20))
+    template[6:16, 4:14, 8:18] = 1.0  # centre of mass (10.5, 8.5, 12.5): cuts at 10, 8, 12 (rounded half to even)
+    image = np.random.default_rng(0).uniform(0, 1, (20, 20, 20))
+    shown = skullstrip.qc_figure(tmp_path / "qc.png", image, mask, template, "test")
     assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grey = shown[shown.artist == "image"].groupby("panel").image.first()  # each panel: the image, then the edges
+    for axis, cut in enumerate((10, 8, 12)):
+        np.testing.assert_allclose(grey[axis], np.rot90(np.take(image, cut, axis=axis)))

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn import metrics as skm
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, normalized_mutual_info_score
 
-from braindl import models, transfer
+from braindl import figures, models, transfer
 from braindl.io import write_tsv
 
 CLASSES = ["CN", "AD", "DLB"]
@@ -65,10 +66,21 @@ def test_roc_and_metrics_figures_per_model(tmp_path):
     rng = np.random.default_rng(1)
     runs = [dict(arm=arm, **_run(tmp_path, f"{arm}{s}", rng)) for s in (1, 2) for arm in ("cnn3d", "resnet18")]
     groups = {arm: [r["predictions"] for r in runs if r["arm"] == arm] for arm in ("cnn3d", "resnet18")}
-    transfer.roc_figure(groups, tmp_path / "roc.png", {"dpi": 60})
-    assert (tmp_path / "roc.png").stat().st_size > 1000
-    transfer.metrics_figure(runs, tmp_path / "bars.png", {"dpi": 60})
-    assert (tmp_path / "bars.png").stat().st_size > 1000
+    curves = transfer.roc_figure(groups, tmp_path / "roc.png", {"dpi": 60})
+    for arm, paths in groups.items():
+        tables = [pd.read_csv(p, sep="\t") for p in paths]
+        classes = [c[5:] for c in tables[0].columns if c.startswith("prob_")]
+        want = np.mean([figures.mean_roc(t, classes) for t in tables], axis=0)
+        assert curves[curves.group == arm].tpr.to_numpy() == pytest.approx(want)
+    # 003's bars: per model the mean over its runs of scikit-learn's test metrics
+    bars = transfer.metrics_figure(runs, tmp_path / "bars.png", {"dpi": 60})
+    for arm in ("cnn3d", "resnet18"):
+        tests = [pd.read_csv(r["predictions"], sep="\t").query("set == 'test'") for r in runs if r["arm"] == arm]
+        want = {"accuracy": np.mean([skm.accuracy_score(t.truth, t.predicted) for t in tests]),
+                "F1": np.mean([skm.f1_score(t.truth, t.predicted, average="macro") for t in tests]),
+                "recall": np.mean([skm.recall_score(t.truth, t.predicted, average="macro") for t in tests])}
+        got = bars[bars.label.str.startswith(f"{arm} (n=2)")].set_index("category").y
+        assert got[list(want)].to_dict() == pytest.approx(want)
 
 
 def test_embedding_projects_the_out_of_distribution_group(tmp_path):
