@@ -200,3 +200,30 @@ def test_one_variant_has_an_empty_comparison_that_reads_back(tmp_path):
     lin = one.groupby("split").balanced_accuracy.mean()
     assert bars.set_index("metric").loc["balanced_accuracy", "mean"] == pytest.approx(lin.mean())
     assert set(bars.variant) == {"linear"}
+
+
+def test_plotted_reads_back_what_each_artist_draws(tmp_path):
+    """figures.plotted, which every figure test relies on: bars (vertical with error bars, horizontal),
+    errorbar lines, plain lines, scatter points and masked images, each with its label and tick name."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2)
+    a.bar([0, 1], [0.3, 0.7], yerr=[0.05, 0.1], label="ba")
+    a.set_xticks([0, 1], ["none", "syn"])
+    a.errorbar([0, 1], [0.2, 0.4], yerr=[0.01, 0.02], label="curve")
+    a.scatter([0.5], [0.9], label="dot")
+    b.barh([0, 1], [5.0, 2.0], label="h")
+    b.set_yticks([0, 1], ["Hippocampus", "Precuneus"])
+    b.imshow(np.ma.masked_less(np.array([[0.0, 2.0], [3.0, 4.0]]), 1.0))
+    shown = figures.save_figure(fig, tmp_path / "f.png", 40)
+    bars = shown[(shown.panel == 0) & (shown.artist == "bar")]
+    assert bars.category.tolist() == ["none", "syn"] and bars.y.tolist() == pytest.approx([0.3, 0.7])
+    assert bars.err.tolist() == pytest.approx([0.05, 0.1]) and set(bars.label) == {"ba"}
+    line = shown[shown.label == "curve"]
+    assert line.y.tolist() == pytest.approx([0.2, 0.4]) and line.err.tolist() == pytest.approx([0.01, 0.02])
+    assert shown[shown.artist == "points"][["x", "y"]].iloc[0].tolist() == [0.5, 0.9]
+    h = shown[(shown.panel == 1) & (shown.artist == "bar")].set_index("category").x
+    assert h.to_dict() == {"Hippocampus": 5.0, "Precuneus": 2.0}
+    image = shown[shown.artist == "image"].image.iloc[0]
+    assert np.isnan(image[0, 0]) and image[1, 1] == 4.0
+    assert not plt.get_fignums()  # closed
