@@ -95,7 +95,117 @@ def dataset_selection(config: dict, cache_dir=None) -> Selection:
     return Selection(bids_dir, scans, cohort, diagnoses, sessions, sets)
 
 
+# ---- checks across settings (the schema checks each setting alone) -----------------------------------
+def config_problems(config: dict) -> list[str]:
+    """What stops a run before any job, beyond the schema: the PET route, the crop boxes and the
+    training settings that depend on other settings or on files (each a sentence naming the keys)."""
+    from pathlib import Path
+
+    from braindl import architectures
+
+    out = []
+    mods, training = config["dataset"]["modalities"], config["training"]
+    if config["registration"]["pet_route"] == "via_t1" and "pet" in mods and "T1w" not in mods:
+        out.append("registration.pet_route via_t1 needs T1w in dataset.modalities; use pet_template for "
+                   "PET-only data")
+    presets, boxes = config["crop"]["preset"], config["crop"]["box"]
+    missing = sorted(set(mods) - set(presets))
+    if missing:
+        out.append(f"crop.preset has no box for modality {missing}")
+    out += [f"crop.preset.{mod} = {name!r} is not one of crop.box {sorted(boxes)}"
+            for mod, name in presets.items() if name not in boxes]
+    untrained = sorted(set(training["modalities"]) - set(mods))
+    if untrained:
+        out.append(f"training.modalities {untrained} are not in dataset.modalities {mods}")
+    if training["finetune_from"] is not None and training["finetune_from"] not in training["tasks"]:
+        out.append(f"training.finetune_from {training['finetune_from']!r} is not one of training.tasks "
+                   f"{training['tasks']}")
+    if training["pretrained"] and not Path(training["pretrained"]).is_file():
+        out.append(f"training.pretrained {training['pretrained']}: file not found")
+    for mod in training["modalities"]:
+        preset = presets.get(mod)
+        if preset not in boxes:
+            continue
+        try:
+            architectures.check_3d_input(training["model"], boxes[preset]["shape"], training["input_pool"])
+        except ValueError as err:
+            out.append(f"training.model on the {mod} crop (crop.box.{preset}): {err}; lower training.input_pool "
+                       "or enlarge the box")
+    return out
+
+
 # ---- 002's dose branch ------------------------------------------------------------------------------
+@dataclass
+class DosePlan:
+    """The dose branch's patients: ``pairs`` (subject, session) labels, ``scores`` the user's scores table
+    (None: the synthetic rule's labels), ``notes`` what the user should be told at parse time."""
+
+    pairs: list
+    scores: "pd.DataFrame | None"
+    notes: list
+
+
+def dose_patients(config: dict, selection: Selection) -> DosePlan:
+    """The patients of 002's dose branch: those of ``dose.scores`` (a user's quality scores), or the first
+    ``dose.patients`` participants with a PET scan (their first such session; every participant when
+    ``dose.events_dir`` holds their list-mode files). The branch is off without PET, and for a BIDS
+    dataset unless ``dose.total_counts``, ``dose.events_dir`` or ``dose.scores`` says what to resample.
+
+    Raises ValueError (naming the setting) for bad quality groups, an unreadable scores table, or a
+    scored session without a PET scan.
+    """
+    from braindl import patches
+
+    dose, training = config["dose"], config["dose"]["training"]
+    levels = [float(v) for v in dose["levels"]]
+    synthetic = config["dataset"]["bids_dir"] is None
+    try:
+        patches.group_of(levels, dose["groups"])
+    except patches.DoseError as err:
+        raise ValueError(str(err)) from None
+    has_pet = {(p[4:], ses) for p, ses, m in selection.scans[["participant_id", "session_id", "modality"]]
+               .itertuples(index=False) if m == "pet"}
+    if dose["events_dir"] is None and "pet" not in config["dataset"]["modalities"]:
+        return DosePlan([], None, [])
+    if not synthetic and not (dose["total_counts"] or dose["events_dir"] or dose["scores"]):
+        return DosePlan([], None, ["dose: 002's dose branch is off for this BIDS dataset; set dose.total_counts "
+                                   "(the full-dose events of your PET), dose.events_dir or dose.scores to run it"])
+    notes = []
+    if dose["scores"]:
+        try:
+            table = patches.read_scores(dose["scores"], levels)
+        except patches.DoseError as err:
+            raise ValueError(f"dose.scores: {err}") from None
+        pairs = sorted({(p[4:], s) for p, s in zip(table.participant_id, table.session_id)})
+    else:
+        if not synthetic and training["models"]:
+            notes.append("dose: no dose.scores for this BIDS dataset: reconstructions only, no quality regression")
+        table, pairs, seen = None, [], set()
+        for sub, ses in sorted(selection.sessions):
+            if sub not in seen and (dose["events_dir"] or (sub, ses) in has_pet):
+                seen.add(sub)
+                pairs.append((sub, ses))
+        pairs = pairs[: dose["patients"]] if dose["patients"] else pairs
+    for sub, ses in pairs:
+        if dose["events_dir"] is None and (sub, ses) not in has_pet:
+            raise ValueError(f"dose.scores: sub-{sub} ses-{ses} has no PET scan in {selection.bids_dir}")
+    return DosePlan(pairs, table, notes)
+
+
+def dose_model_problems(training: dict) -> list[str]:
+    """Models of ``dose.training`` that are no 2D backbone, or whose weights file is missing."""
+    from braindl import architectures
+
+    out = []
+    for name in training["models"]:
+        if name not in architectures.BACKBONES:
+            out.append(f"models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
+        elif training["weights"] != "none" and not architectures.weights_path(name, training["weights"]).is_file():
+            out.append(f"weights {training['weights']}: {architectures.weights_path(name, training['weights'])} "
+                       "not found")
+    return out
+
+
 def dose_runs(training: dict, enabled: bool = True) -> list[dict]:
     """Every image-quality run of ``dose.training``: models x regimes x sizes x folds (run 0 each), plus
     the extra runs of the ensemble on fold 0 (002: "an ensemble of 5 runs on one fold")."""

@@ -41,10 +41,8 @@ QC = f"{RESULTS}/qc"
 FIGURES = f"{RESULTS}/figures"
 TRUTH_DIR = f"{RESULTS}/synthetic/groundtruth"
 
-if PET_ROUTE == "via_t1" and "pet" in MODALITIES and "T1w" not in MODALITIES:
-    raise WorkflowError(
-        "config: registration.pet_route via_t1 needs T1w in dataset.modalities; use pet_template for PET-only data"
-    )
+for _problem in planning.config_problems(config):  # across settings: the schema checks each alone
+    raise WorkflowError(f"config: {_problem}")
 
 # the selected scans (pybids' index of a user's dataset is kept between parses: every cluster job parses
 # the Snakefile)

@@ -156,9 +156,9 @@ def test_synthetic_selection_lists_the_cohort_without_images(default_config, tmp
         planning.dataset_selection(cfg)
 
 
-def test_bids_selection_keeps_each_sessions_modalities(default_config, tmp_path):
-    """A user's dataset (no generator): a T1w-only session is its own modality set; a PET without its
-    session's T1w and a broken link stay out (check_inputs names them)."""
+def _bids_dataset(root):
+    """Two participants with two sessions: sub-01 ses-02 has no T1w, sub-02 ses-01 no PET, and sub-02
+    ses-02's PET is a broken link."""
     import nibabel as nib
     import numpy as np
     import pandas as pd
@@ -168,20 +168,84 @@ def test_bids_selection_keeps_each_sessions_modalities(default_config, tmp_path)
         rows.append(dict(participant_id=f"sub-{sub}", diagnosis="CN"))
         for ses in ("01", "02"):
             for folder, name in (("anat", "T1w"), ("pet", "trc-FDG_pet")):
-                p = tmp_path / f"sub-{sub}" / f"ses-{ses}" / folder / f"sub-{sub}_ses-{ses}_{name}.nii.gz"
+                p = root / f"sub-{sub}" / f"ses-{ses}" / folder / f"sub-{sub}_ses-{ses}_{name}.nii.gz"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(p))
-    pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
-    (tmp_path / "sub-02/ses-01/pet/sub-02_ses-01_trc-FDG_pet.nii.gz").unlink()
-    (tmp_path / "sub-01/ses-02/anat/sub-01_ses-02_T1w.nii.gz").unlink()
-    (tmp_path / "sub-02/ses-02/pet/sub-02_ses-02_trc-FDG_pet.nii.gz").unlink()
-    (tmp_path / "sub-02/ses-02/pet/sub-02_ses-02_trc-FDG_pet.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)
+    (root / "sub-02/ses-01/pet/sub-02_ses-01_trc-FDG_pet.nii.gz").unlink()
+    (root / "sub-01/ses-02/anat/sub-01_ses-02_T1w.nii.gz").unlink()
+    (root / "sub-02/ses-02/pet/sub-02_ses-02_trc-FDG_pet.nii.gz").unlink()
+    (root / "sub-02/ses-02/pet/sub-02_ses-02_trc-FDG_pet.nii.gz").symlink_to(root / "gone.nii.gz")
+
+
+def test_bids_selection_keeps_each_sessions_modalities(default_config, tmp_path):
+    """A user's dataset (no generator): a T1w-only session is its own modality set; a PET without its
+    session's T1w and a broken link stay out (check_inputs names them)."""
+    _bids_dataset(tmp_path)
     cfg = {**default_config, "dataset": {**default_config["dataset"], "bids_dir": str(tmp_path)}}
     sel = planning.dataset_selection(cfg, cache_dir=tmp_path / "cache")
     assert sel.cohort is None and sel.diagnoses == [] and sel.bids_dir == str(tmp_path)
     assert sel.sessions == {("01", "01"): ("T1w", "pet"), ("02", "01"): ("T1w",), ("02", "02"): ("T1w",)}
     assert sel.modality_sets == [("T1w", "pet"), ("T1w",)]
     assert len(sel.scans) == 4
+
+
+def test_dose_patients_of_a_bids_dataset_and_of_the_synthetic_cohort(default_config, tmp_path):
+    """002's dose branch takes each participant's first session with a PET; on a user's dataset only when
+    told what to resample, and a scores table's session must have a PET."""
+    _bids_dataset(tmp_path)
+    bids = {**default_config, "dataset": {**default_config["dataset"], "bids_dir": str(tmp_path)}}
+    sel = planning.dataset_selection(bids, cache_dir=tmp_path / "cache")
+    off = planning.dose_patients(bids, sel)
+    assert off.pairs == [] and "off for this BIDS dataset" in off.notes[0]
+    on = {**bids, "dose": {**bids["dose"], "total_counts": 1.0e8}}
+    plan = planning.dose_patients(on, sel)
+    assert plan.pairs == [("01", "01")] and plan.scores is None  # sub-02 has no usable PET
+    assert plan.notes == ["dose: no dose.scores for this BIDS dataset: reconstructions only, no quality regression"]
+    levels = on["dose"]["levels"]
+    (tmp_path / "scores.tsv").write_text("participant_id\tsession_id\tlevel\tgqr\tpr\tdc\n"
+                                         + "".join(f"sub-02\t01\t{v}\t3\t3\t3\n" for v in levels))
+    scored = {**on, "dose": {**on["dose"], "scores": str(tmp_path / "scores.tsv")}}
+    with pytest.raises(ValueError, match="dose.scores: sub-02 ses-01 has no PET scan in"):
+        planning.dose_patients(scored, sel)
+    bad = {**on, "dose": {**on["dose"], "groups": {"low": [levels[0]]}}}  # levels without a group
+    with pytest.raises(ValueError, match="group"):
+        planning.dose_patients(bad, sel)
+    synth = {**default_config, "dose": {**default_config["dose"], "patients": 3}}
+    plan = planning.dose_patients(synth, planning.dataset_selection(synth))
+    assert plan.pairs == [(p[4:], "01") for p in
+                          sorted(planning.dataset_selection(synth).cohort.participant_id)[:3]]
+    t1 = {**synth, "dataset": {**synth["dataset"], "modalities": ["T1w"]}}
+    assert planning.dose_patients(t1, planning.dataset_selection(t1)).pairs == []
+
+
+def test_config_problems_across_settings(default_config, tmp_path):
+    """What the schema cannot see, each named: PET-only data on the via_t1 route, a crop preset without a
+    box, training settings that name other settings or files, a network too deep for its crop."""
+    assert planning.config_problems(default_config) == []
+
+    def with_(section, **kw):
+        return {**default_config, section: {**default_config[section], **kw}}
+
+    pet_only = with_("dataset", modalities=["pet"])
+    pet_only["training"] = {**pet_only["training"], "modalities": ["pet"]}
+    assert planning.config_problems(pet_only)[0] == \
+        "registration.pet_route via_t1 needs T1w in dataset.modalities; use pet_template for PET-only data"
+    assert not any("pet_route" in p for p in planning.config_problems(
+        {**pet_only, "registration": {**pet_only["registration"], "pet_route": "pet_template"}}))
+    box = with_("crop", preset={"T1w": "nobox", "pet": default_config["crop"]["preset"]["pet"]})
+    assert [p for p in planning.config_problems(box) if p.startswith("crop")] == [
+        f"crop.preset.T1w = 'nobox' is not one of crop.box {sorted(default_config['crop']['box'])}"]
+    t1 = with_("dataset", modalities=["T1w"])
+    t1["training"] = {**t1["training"], "modalities": ["pet"]}
+    assert "training.modalities ['pet'] are not in dataset.modalities ['T1w']" in planning.config_problems(t1)
+    ft = with_("training", finetune_from="CN_vs_DLB", pretrained=str(tmp_path / "none.pt"))
+    assert planning.config_problems(ft) == [
+        f"training.finetune_from 'CN_vs_DLB' is not one of training.tasks {default_config['training']['tasks']}",
+        f"training.pretrained {tmp_path / 'none.pt'}: file not found"]
+    deep = with_("training", input_pool=64)
+    assert any(p.startswith("training.model on the T1w crop") and "lower training.input_pool" in p
+               for p in planning.config_problems(deep))
 
 
 def test_heatmap_methods_leave_out_what_a_network_refuses(default_config):

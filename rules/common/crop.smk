@@ -1,13 +1,6 @@
 # The crop stage's constants, paths, settings, checks and input functions (its rules: rules/crop.smk).
 CROP = f"{RESULTS}/crop"
 
-_missing_presets = sorted(set(MODALITIES) - set(config["crop"]["preset"]))
-if _missing_presets:
-    raise WorkflowError(f"config: crop.preset has no box for modality {_missing_presets}")
-for _mod, _name in config["crop"]["preset"].items():
-    if _name not in config["crop"]["box"]:
-        raise WorkflowError(f"config: crop.preset.{_mod} = {_name!r} is not one of crop.box {sorted(config['crop']['box'])}")
-
 
 def crop_paths(mods, reg="{reg}", subject="{subject}", session="{session}"):
     return derivatives.crop(RESULTS, subject, session, reg, mods)

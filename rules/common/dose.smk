@@ -9,38 +9,14 @@ FULL_LEVEL = patches.level_label(max(DOSE_LEVELS))
 
 
 def _dose_patients():
-    """(subject, session) of the patients in the dose branch, and the scores table rows (real data)."""
-    where = "config: dose"
+    """(subject, session) of the patients in the dose branch, and the scores table (braindl.planning.dose_patients)."""
     try:
-        patches.group_of(DOSE_LEVELS, DCFG["groups"])
-    except patches.DoseError as err:
-        raise WorkflowError(str(err)) from None
-    if DCFG["events_dir"] is None and "pet" not in MODALITIES:
-        return [], None
-    if not SYNTHETIC and not (DCFG["total_counts"] or DCFG["events_dir"] or DCFG["scores"]):
-        print("dose: 002's dose branch is off for this BIDS dataset; set dose.total_counts (the full-dose "
-              "events of your PET), dose.events_dir or dose.scores to run it", file=sys.stderr)
-        return [], None
-    if DCFG["scores"]:
-        try:
-            table = patches.read_scores(DCFG["scores"], DOSE_LEVELS)
-        except patches.DoseError as err:
-            raise WorkflowError(f"{where}.scores: {err}") from None
-        pairs = sorted({(p[4:], s) for p, s in zip(table.participant_id, table.session_id)})
-    else:
-        if not SYNTHETIC and DTRAIN["models"]:
-            print("dose: no dose.scores for this BIDS dataset: reconstructions only, no quality regression",
-                  file=sys.stderr)
-        table, pairs, seen = None, [], set()
-        for sub, ses in sorted(session_pairs()):
-            if sub not in seen and (DCFG["events_dir"] or (sub, ses, "pet") in RAW):
-                seen.add(sub)
-                pairs.append((sub, ses))
-        pairs = pairs[: DCFG["patients"]] if DCFG["patients"] else pairs
-    for sub, ses in pairs:
-        if DCFG["events_dir"] is None and (sub, ses, "pet") not in RAW:
-            raise WorkflowError(f"{where}.scores: sub-{sub} ses-{ses} has no PET scan in {BIDS_DIR}")
-    return pairs, table
+        plan = planning.dose_patients(config, _SELECTION)
+    except ValueError as err:
+        raise WorkflowError(f"config: {err}") from None
+    for note in plan.notes:
+        print(note, file=sys.stderr)
+    return plan.pairs, plan.scores
 
 
 DOSE_PAIRS, DOSE_SCORE_TABLE = _dose_patients()
@@ -62,14 +38,8 @@ def _check_dose():
     if not DOSE_REGRESSION:
         return
     where = "config: dose.training"
-    for problem in planning.dose_training_problems(len(DOSE_PAIRS), DTRAIN):
-        raise WorkflowError(f"{where}: {problem}")
-    for name in DTRAIN["models"]:
-        if name not in architectures.BACKBONES:
-            raise WorkflowError(f"{where}.models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
-        if DTRAIN["weights"] != "none" and not architectures.weights_path(name, DTRAIN["weights"]).is_file():
-            raise WorkflowError(f"{where}.weights {DTRAIN['weights']}: "
-                                f"{architectures.weights_path(name, DTRAIN['weights'])} not found")
+    for problem in planning.dose_training_problems(len(DOSE_PAIRS), DTRAIN) + planning.dose_model_problems(DTRAIN):
+        raise WorkflowError(f"{where}{'.' if problem.startswith(('models', 'weights')) else ': '}{problem}")
 
 
 _check_dose()

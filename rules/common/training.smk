@@ -10,22 +10,6 @@ SPLIT_IDS = [f"{k:02d}" for k in range(1, config["splits"]["n_splits"] + 1)]
 RUN_IDS = [f"{r:02d}" for r in range(1, config["splits"]["n_repeats"] + 1)]
 FINETUNE_FROM = config["training"]["finetune_from"]
 
-_untrained = sorted(set(TRAIN_MODALITIES) - set(MODALITIES))
-if _untrained:
-    raise WorkflowError(f"config: training.modalities {_untrained} are not in dataset.modalities {MODALITIES}")
-if FINETUNE_FROM is not None and FINETUNE_FROM not in TASKS:
-    raise WorkflowError(f"config: training.finetune_from {FINETUNE_FROM!r} is not one of training.tasks {TASKS}")
-if config["training"]["pretrained"] and not Path(config["training"]["pretrained"]).is_file():
-    raise WorkflowError(f"config: training.pretrained {config['training']['pretrained']}: file not found")
-for _mod in TRAIN_MODALITIES:
-    _preset = config["crop"]["preset"][_mod]
-    try:
-        architectures.check_3d_input(config["training"]["model"], config["crop"]["box"][_preset]["shape"],
-                                     config["training"]["input_pool"])
-    except ValueError as err:
-        raise WorkflowError(f"config: training.model on the {_mod} crop (crop.box.{_preset}): {err}; "
-                            "lower training.input_pool or enlarge the box") from None
-
 
 XFER = config["transfer"]
 ARMS = planning.transfer_models(config)
