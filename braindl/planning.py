@@ -271,6 +271,19 @@ def transfer_arm_settings(config: dict, arm: str) -> dict:
     return settings
 
 
+def sweep_reuse(config: dict) -> tuple[bool, bool]:
+    """Which runs of 001's pre-training sweep are runs of 000's transfer experiment (same model, settings,
+    split and seed), reused rather than trained again: (pre-training on all of a split's training
+    participants is the source task's transfer run, fine-tuning without pre-training is the target task's
+    when the sweep's ``freeze`` changes no setting)."""
+    pre, tasks = config["pretraining"], config["transfer"]["tasks"]
+    if not pre["model"]:
+        return False, False
+    settings = transfer_arm_settings(config, pre["model"])
+    same = {**settings, "freeze": pre["freeze"]} == settings
+    return pre["source_task"] in tasks, pre["target_task"] in tasks and same
+
+
 # ---- heatmaps -------------------------------------------------------------------------------------------
 def transfer_models(config: dict) -> dict:
     """The transfer experiment's models in use (none when it has no task)."""
@@ -401,6 +414,16 @@ def pretraining_problems(config: dict) -> list[str]:
 
 
 # ---- splits: which tasks need them, from which modalities ----------------------------------------------
+def split_ids(config: dict) -> list[str]:
+    """The labels of the splits (``01`` ...) of ``splits.n_splits``."""
+    return [f"{k:02d}" for k in range(1, config["splits"]["n_splits"] + 1)]
+
+
+def run_ids(config: dict) -> list[str]:
+    """The labels of the repeated runs per split (``01`` ...) of ``splits.n_repeats``."""
+    return [f"{r:02d}" for r in range(1, config["splits"]["n_repeats"] + 1)]
+
+
 def split_tasks(config: dict) -> list[str]:
     """Every task that needs splits, in order: the 3D runs', the transfer experiment's, the pre-training
     sweep's two, study 5's and study 2's (its source task and CN vs MS)."""

@@ -259,3 +259,19 @@ def test_heatmap_methods_leave_out_what_a_network_refuses(default_config):
     assert planning.heatmap_network(cfg, "resnet18") == "resnet18"
     assert planning.heatmap_methods(cfg, "resnet18") == ["gradientxinput", "occlusion"]
     assert planning.heatmap_methods(cfg, "resnet18", ["lrp_epsilon"]) == []
+
+
+def test_split_labels_and_the_sweep_runs_it_reuses(default_config):
+    """001's sweep reuses the transfer experiment's runs that it would repeat: pre-training on all of a
+    split (the source task's run) and, when its freeze changes nothing, fine-tuning from scratch."""
+    cfg = {**default_config, "splits": {**default_config["splits"], "n_splits": 3, "n_repeats": 2}}
+    assert planning.split_ids(cfg) == ["01", "02", "03"] and planning.run_ids(cfg) == ["01", "02"]
+    model = next(iter(planning.transfer_models(default_config)))
+    pre = {**default_config["pretraining"], "model": model, "source_task": "CN_vs_AD", "target_task": "MMSE",
+           "freeze": "none"}
+    xfer = {**default_config["transfer"], "tasks": ["CN_vs_AD", "MMSE"]}
+    cfg = {**default_config, "pretraining": pre, "transfer": xfer}
+    assert planning.sweep_reuse(cfg) == (True, True)
+    assert planning.sweep_reuse({**cfg, "pretraining": {**pre, "freeze": "head_only"}}) == (True, False)
+    assert planning.sweep_reuse({**cfg, "transfer": {**xfer, "tasks": ["MMSE"]}}) == (False, True)
+    assert planning.sweep_reuse({**cfg, "pretraining": {**pre, "model": None}}) == (False, False)

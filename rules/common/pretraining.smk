@@ -44,9 +44,7 @@ def _finetune_settings():
 # and seed): pre-training on all of a split's training participants is the source task's transfer run, and
 # fine-tuning without pre-training the target task's. Those are reused, not trained again.
 FULL_SIZE = pretraining.size_label(1.0)
-PRE_REUSES_SOURCE = bool(PRE["model"]) and PRE["source_task"] in XFER["tasks"]
-PRE_REUSES_TARGET = (bool(PRE["model"]) and PRE["target_task"] in XFER["tasks"]
-                     and _finetune_settings() == arm_settings(PRE["model"]) if PRE["model"] else False)
+PRE_REUSES_SOURCE, PRE_REUSES_TARGET = planning.sweep_reuse(config)
 
 
 def sweep_pretrained(size, split, run):

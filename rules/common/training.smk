@@ -6,8 +6,8 @@ TRAIN = f"{RESULTS}/training"
 EVAL = f"{RESULTS}/evaluation"
 TASKS = config["training"]["tasks"]
 TRAIN_MODALITIES = config["training"]["modalities"]
-SPLIT_IDS = [f"{k:02d}" for k in range(1, config["splits"]["n_splits"] + 1)]
-RUN_IDS = [f"{r:02d}" for r in range(1, config["splits"]["n_repeats"] + 1)]
+SPLIT_IDS = planning.split_ids(config)
+RUN_IDS = planning.run_ids(config)
 FINETUNE_FROM = config["training"]["finetune_from"]
 
 
