@@ -216,6 +216,20 @@ def dose_runs(training: dict, enabled: bool = True) -> list[dict]:
             for f in range(training["folds"]) for run in range(training["ensemble_runs"] if f == 0 else 1)]
 
 
+#: the ``dose`` settings each per-scan step of the dose branch reads (its rule's ``params: settings``), so
+#: that a setting reruns only the steps it changes
+DOSE_STEP_SETTINGS = {
+    "resample": ("levels", "angles", "voxel_size_mm", "matrix"),
+    "reconstruct": ("iterations", "subsets", "postfilter_fwhm_mm"),
+    "patches": ("patch_size", "patches_per_plane", "candidates_per_plane", "background_fraction"),
+}
+
+
+def dose_step_settings(dose: dict, step: str) -> dict:
+    """The ``dose`` settings of one step of the dose branch (:data:`DOSE_STEP_SETTINGS`)."""
+    return {k: dose[k] for k in DOSE_STEP_SETTINGS[step]}
+
+
 def dose_seed(seed: int, *parts: str) -> int:
     """A seed of its own per scan (and level): ``seed`` plus the CRC32 of the parts, so that adding a
     patient changes no other patient's draws."""

@@ -19,7 +19,7 @@ rule dose_resample:
     output:
         **dose_counts_paths(),
     params:
-        settings=canonical({k: DCFG[k] for k in ("levels", "angles", "voxel_size_mm", "matrix")}),
+        settings=canonical(planning.dose_step_settings(DCFG, "resample")),
         # null: the PET sidecar's TotalCounts, read by the job (the synthetic sidecars do not exist yet)
         total_counts=DCFG["total_counts"],
         seed=lambda wc: dose_seed(wc.subject, wc.session),
@@ -46,7 +46,7 @@ rule dose_reconstruct:
         **{f"{kind}_{lv}": path for lv in DOSE_LABELS for kind, path in dose_recon_paths(level=lv).items()},
     params:
         levels=DOSE_LABELS,
-        settings=canonical({k: DCFG[k] for k in ("iterations", "subsets", "postfilter_fwhm_mm")}),
+        settings=canonical(planning.dose_step_settings(DCFG, "reconstruct")),
         device=DCFG["device"],
         code=script_code("dose_reconstruct.py"),
     group:
@@ -68,8 +68,7 @@ rule dose_patches:
     output:
         **dose_patch_paths(),
     params:
-        settings=canonical({k: DCFG[k] for k in ("patch_size", "patches_per_plane", "candidates_per_plane",
-                                                 "background_fraction")}),
+        settings=canonical(planning.dose_step_settings(DCFG, "patches")),
         seed=lambda wc: dose_seed(wc.subject, wc.session, wc.level),
         code=script_code("dose_patches.py"),
     group:

@@ -275,3 +275,16 @@ def test_split_labels_and_the_sweep_runs_it_reuses(default_config):
     assert planning.sweep_reuse({**cfg, "pretraining": {**pre, "freeze": "head_only"}}) == (True, False)
     assert planning.sweep_reuse({**cfg, "transfer": {**xfer, "tasks": ["MMSE"]}}) == (False, True)
     assert planning.sweep_reuse({**cfg, "pretraining": {**pre, "model": None}}) == (False, False)
+
+
+def test_every_dose_setting_reaches_a_step(default_config):
+    """Each setting of `dose` is read by exactly one per-scan step, or by the parse (patients, sources,
+    groups, seeds), the scoring or the regression: none is silently ignored, none reruns two steps."""
+    steps = planning.DOSE_STEP_SETTINGS
+    per_step = [k for keys in steps.values() for k in keys]
+    assert len(per_step) == len(set(per_step))
+    elsewhere = {"patients", "total_counts", "events_dir", "groups", "device", "scores", "seed", "training"}
+    assert set(per_step) | elsewhere == set(default_config["dose"]) and not set(per_step) & elsewhere
+    d = {**default_config["dose"], "angles": 7}
+    assert planning.dose_step_settings(d, "resample")["angles"] == 7
+    assert "angles" not in planning.dose_step_settings(d, "reconstruct")
