@@ -369,6 +369,36 @@ def heatmap_methods(config: dict, model: str, labels=None) -> list[str]:
 
 
 # ---- the transfer experiment (000) and the pre-training sweep (001) -------------------------------------
+def heatmap_settings(config: dict, model: str, label: str) -> dict:
+    """What one heatmap job of ``model`` and method ``label`` reads from ``heatmaps``: the disease class,
+    the device and its method's own settings (occlusion patch and stride of volumes, or of mosaics for
+    a 2D model; the slice window of 000's occlusion; the Grad-CAM layer), so that a setting reruns only
+    the heatmaps it changes. The batch sizes change no map: they are not here."""
+    from braindl.architectures import method_specs
+
+    hm = config["heatmaps"]
+    out = {"target_class": hm["target_class"], "device": config["training"]["device"]}
+    method = method_specs(hm["methods"], hm)[label]["method"]
+    mosaic = model != config["training"]["model"] and transfer_models(config)[model]["input"] == "mosaic"
+    if method == "occlusion":
+        keys = ("occlusion_patch_2d", "occlusion_stride_2d") if mosaic else ("occlusion_patch", "occlusion_stride")
+        out.update({k: hm[k] for k in keys})
+    elif method == "occlusion_slice":
+        out.update(occlusion_slice_window=hm["occlusion_slice_window"],
+                   occlusion_slice_stride=hm["occlusion_slice_stride"])
+    elif method == "gradcam":
+        out["gradcam_layer"] = hm["gradcam_layer"]
+    return out
+
+
+def crop_settings(config: dict) -> dict:
+    """The crop settings of the dataset's modalities: their presets, those presets' boxes and the
+    normalisation (the boxes of other presets rerun no crop)."""
+    preset = {m: config["crop"]["preset"][m] for m in config["dataset"]["modalities"]}
+    return {"preset": preset, "box": {name: config["crop"]["box"][name] for name in preset.values()},
+            "normalisation": config["crop"]["normalisation"]}
+
+
 def transfer_problems(config: dict) -> list[str]:
     """What stops the transfer experiment before any job runs (empty: nothing): its modality and variant,
     its ROC and embedding tasks, each model's input against its network, a 3D network's depth against the

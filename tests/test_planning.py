@@ -288,3 +288,24 @@ def test_every_dose_setting_reaches_a_step(default_config):
     d = {**default_config["dose"], "angles": 7}
     assert planning.dose_step_settings(d, "resample")["angles"] == 7
     assert "angles" not in planning.dose_step_settings(d, "reconstruct")
+
+
+def test_heatmap_and_crop_settings_hold_what_reruns_them(default_config):
+    """A heatmap job reads its method's settings only (a 2D model's occlusion its mosaic patch); the crop
+    reads the boxes of the dataset's modalities only."""
+    hm = {**default_config["heatmaps"], "methods": ["occlusion", "gradcam", "gradient_x_input"]}
+    cfg = {**default_config, "heatmaps": hm}
+    model3d = cfg["training"]["model"]
+    mosaic = next(m for m, s in planning.transfer_models(cfg).items() if s["input"] == "mosaic")
+    occ3d = planning.heatmap_settings(cfg, model3d, "occlusion")
+    assert occ3d == {"target_class": hm["target_class"], "device": cfg["training"]["device"],
+                     "occlusion_patch": hm["occlusion_patch"], "occlusion_stride": hm["occlusion_stride"]}
+    assert set(planning.heatmap_settings(cfg, mosaic, "occlusion")) == {
+        "target_class", "device", "occlusion_patch_2d", "occlusion_stride_2d"}
+    assert planning.heatmap_settings(cfg, model3d, "gradcam")["gradcam_layer"] == hm["gradcam_layer"]
+    assert set(planning.heatmap_settings(cfg, model3d, "gradientxinput")) == {"target_class", "device"}
+    crop = planning.crop_settings(default_config)
+    assert set(crop["preset"]) == set(default_config["dataset"]["modalities"])
+    assert set(crop["box"]) == set(crop["preset"].values()) < set(default_config["crop"]["box"])
+    t1 = {**default_config, "dataset": {**default_config["dataset"], "modalities": ["T1w"]}}
+    assert set(planning.crop_settings(t1)["box"]) == {default_config["crop"]["preset"]["T1w"]}

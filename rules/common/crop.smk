@@ -7,13 +7,8 @@ def crop_paths(mods, reg="{reg}", subject="{subject}", session="{session}"):
 
 
 def crop_settings():
-    """The crop config this workflow's modalities use (other presets do not rerun cropping)."""
-    preset = {m: config["crop"]["preset"][m] for m in MODALITIES}
-    return canonical({
-        "preset": preset,
-        "box": {name: config["crop"]["box"][name] for name in preset.values()},
-        "normalisation": config["crop"]["normalisation"],
-    })
+    """The crop config this workflow's modalities use (braindl.planning.crop_settings)."""
+    return canonical(planning.crop_settings(config))
 
 
 def preprocessed_targets():

@@ -105,19 +105,8 @@ def heat_layout(wc):
 
 
 def heat_settings(wc):
-    """What one heatmap job reads from `heatmaps`: the disease class and its method's settings (occlusion
-    patch and stride of volumes or of mosaics; the Grad-CAM layer), so that a setting reruns only the
-    heatmaps it changes. The batch sizes change no map: the rule passes them as resources."""
-    out = {"target_class": HM["target_class"], "device": config["training"]["device"]}
-    method = HM_SPECS[wc.method]["method"]
-    if method == "occlusion":
-        keys = ("occlusion_patch_2d", "occlusion_stride_2d") if heat_layout(wc) else ("occlusion_patch", "occlusion_stride")
-        out.update({k: HM[k] for k in keys})
-    elif method == "occlusion_slice":
-        out.update(occlusion_slice_window=HM["occlusion_slice_window"], occlusion_slice_stride=HM["occlusion_slice_stride"])
-    elif method == "gradcam":
-        out["gradcam_layer"] = HM["gradcam_layer"]
-    return canonical(out)
+    """What one heatmap job reads from `heatmaps` (braindl.planning.heatmap_settings)."""
+    return canonical(planning.heatmap_settings(config, wc.hmodel, wc.method))
 
 
 def robustness_inputs(wc):
