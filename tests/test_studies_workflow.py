@@ -153,7 +153,7 @@ def test_lesion_relevance_against_the_ground_truth(studies_run):
     ms, cn = rel[rel.diagnosis == "MS"], rel[rel.diagnosis == "CN"]
     assert len(ms) >= 2 and len(cn) >= 2
     assert (ms.lesion_ml > 0).all() and (cn.lesion_ml == 0).all() and cn.lesion_relevance.isna().all()
-    assert ((ms.lesion_relevance >= 0) & (ms.lesion_relevance <= 1)).all()
+    maps = {}
     truth = Path(res / "synthetic/groundtruth")
     for row in ms.itertuples():
         sub, ses = row.participant_id[4:], row.session_id
@@ -163,6 +163,16 @@ def test_lesion_relevance_against_the_ground_truth(studies_run):
         share = np.asarray(carried.dataobj, dtype=np.float64)
         lm = share >= 0.5
         assert row.chance == pytest.approx(lm.sum() / brain.sum())
+        # equation (2): the share of the scan's positive relevance inside its lesion mask, from its heatmap
+        hm_pre = (f"msstudy/heatmaps/task-CN_vs_MS_T1w_desc-linear_model-cnn3d_ms_arm-finetune_split-{int(row.split):02d}"
+                  f"_run-{int(row.run):02d}_method-lrpepsilon_heatmaps")
+        if hm_pre not in maps:
+            maps[hm_pre] = (np.asarray(nib.load(res / f"{hm_pre}.nii.gz").dataobj, dtype=np.float64),
+                            _read(res / f"{hm_pre}.tsv"))
+        data, index = maps[hm_pre]
+        volume = index[(index.participant_id == row.participant_id) & (index.session_id == ses)].volume.iloc[0]
+        pos = np.clip(data[..., int(volume)], 0, None)
+        assert row.lesion_relevance == pytest.approx(pos[lm].sum() / pos.sum())
         assert row.lesion_ml == pytest.approx(np.clip(share, 0, 1).sum() * 0.008)  # partial voxels count
         # the truth in template space (where the generator put the lesions before warping the anatomy)
         tpl = nib.load(synthetic.truth_paths(truth, sub, ses)["tpl_lesions"])

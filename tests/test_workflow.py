@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
+from sklearn.metrics import balanced_accuracy_score
 
-from braindl import synthetic
+from braindl import atlas, synthetic
 from braindl.architectures import heatmap_refusal, method_specs
 from snakemake_runs import dry_run_changed, job_counts, smk
 
@@ -268,13 +270,24 @@ def test_tiny_training_and_evaluation_outputs(tiny_run, default_config):
     metrics = pd.read_csv(tiny_run / "results/evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_metrics.tsv", sep="\t")
     assert len(metrics) == len(variants) * TINY["splits"]["n_splits"]
     assert set(metrics["variant"]) == set(variants)
-    assert metrics["balanced_accuracy"].between(0, 1).all() and (metrics["epochs"] == 2).all()
+    assert (metrics["epochs"] == 2).all()
+    for row in metrics.itertuples():  # each run's balanced accuracy is scikit-learn's on its test predictions
+        pred = pd.read_csv(tiny_run / "results/training/task-CN_vs_AD/T1w" / f"desc-{row.variant}" /
+                           f"task-CN_vs_AD_desc-{row.variant}_split-{row.split:02d}_run-{row.run:02d}_predictions.tsv",
+                           sep="\t").query("set == 'test'")
+        assert row.balanced_accuracy == pytest.approx(balanced_accuracy_score(pred.truth, pred.predicted))
+        assert row.n_test == len(pred)
     assert {"balanced_accuracy_lo", "balanced_accuracy_hi", "roc_auc", "g_mean", "nmi"} <= set(metrics.columns)
     comparison = pd.read_csv(tiny_run / "results/evaluation/task-CN_vs_AD/task-CN_vs_AD_T1w_variants.tsv", sep="\t")
     assert len(comparison.drop_duplicates(["variant_a", "variant_b"])) == 3
     # pairs on per-split means, with the corrected resampled t-test beside the Wilcoxon test
     assert {"corrected_t", "corrected_t_p_value", "p_value"} <= set(comparison.columns)
-    assert comparison.corrected_t_p_value.dropna().between(0, 1).all()
+    tested = comparison.dropna(subset=["corrected_t"])  # two-sided, n_splits - 1 degrees of freedom
+    assert len(tested) and tested.corrected_t_p_value.to_numpy() == pytest.approx(
+        2 * stats.t.sf(np.abs(tested.corrected_t), tested.n_splits - 1))
+    per_split = metrics.groupby(["variant", "split"]).balanced_accuracy.mean().unstack("split")
+    for row in comparison[comparison.metric == "balanced_accuracy"].itertuples():
+        assert row.mean_difference == pytest.approx((per_split.loc[row.variant_a] - per_split.loc[row.variant_b]).mean())
     for split in ("01", "02"):
         table = pd.read_csv(tiny_run / f"results/splits/task-CN_vs_AD/task-CN_vs_AD_split-{split}_split.tsv", sep="\t")
         assert table.groupby("participant_id")["set"].nunique().max() == 1
@@ -499,13 +512,34 @@ def test_tiny_heatmap_outputs(tiny_run, default_config):
             assert fig.stat().st_size > 5000
     truth = pd.read_csv(str(pre) + "_atlas-AAL3_groundtruth.tsv", sep="\t")
     assert truth.method.tolist() == ["lrpepsilon", "gradientxinput", "occlusion"]
-    assert truth.share_in_mask.between(0, 1).all() and truth.chance_share.between(0, 1).all()
-    assert truth.rank_accuracy.between(0, 1).all() and truth.pointing_game.between(0, 1).all()
+    # relevance mass accuracy and the pointing game, read back from the maps of the AD test scans inside the
+    # atlas' labelled voxels (LRP: its positive relevance; gradient x input and occlusion: by absolute value)
+    meta = json.loads((tiny_run / "results/pack/desc-syn_T1w_volumes.json").read_text())
+    affine, shape = np.asarray(meta["Affine"]), tuple(meta["Shape"][1:])
+    mask_nii = next((tiny_run / "results/synthetic/groundtruth").glob("*_dx-AD_desc-atrophy_mask.nii.gz"))
+    mask = atlas.truth_mask_on_grid(mask_nii, affine, shape)
+    brain = atlas.load_atlas(default_config["atlas"], affine, shape)[0] > 0
+    assert truth.chance_share.to_numpy() == pytest.approx(mask[brain].mean())
+    for row in truth.itertuples():
+        mass, point = [], []
+        for split in ("01", "02"):
+            maps = np.asarray(nib.load(str(pre) + f"_split-{split}_run-01_method-{row.method}_heatmaps.nii.gz").dataobj)
+            index = pd.read_csv(str(pre) + f"_split-{split}_run-01_method-{row.method}_heatmaps.tsv", sep="\t")
+            for v in np.flatnonzero(index.truth.to_numpy() == "AD"):
+                r = maps[..., v][brain].astype(np.float64)
+                r = r if row.convention == "positive" else np.abs(r)
+                mass.append(np.clip(r, 0, None)[mask[brain]].sum() / np.clip(r, 0, None).sum())
+                point.append(float(mask[brain][np.argmax(r)]))
+        assert row.n_scans == len(mass) > 0
+        assert row.share_in_mask == pytest.approx(np.mean(mass)) and row.pointing_game == pytest.approx(np.mean(point))
     assert (truth.chance_rank == truth.chance_share).all() and (truth.chance_pointing == truth.chance_share).all()
     fig = tiny_run / "results/figures/heatmaps_task-CN_vs_AD_T1w_desc-syn_model-cnn3d_thesis_localisation.png"
     assert fig.stat().st_size > 5000
     robust = pd.read_csv(str(pre) + "_atlas-AAL3_robustnesssummary.tsv", sep="\t")
-    assert set(robust.method) == set(truth.method) and robust.overlap_sum_mean.between(0, 100).all()
+    pairs = pd.read_csv(str(pre) + "_atlas-AAL3_robustness.tsv", sep="\t")
+    assert set(robust.method) == set(truth.method)
+    assert robust.set_index("method").overlap_sum_mean.to_dict() == pytest.approx(
+        pairs.groupby("method").overlap_sum.mean().to_dict())
     # study 3's layout: top-k overlaps of sum, density and gain, then L2 of the TP and TN maps
     cols = [c for c in robust.columns if c.endswith("_mean")]
     assert cols[:5] == ["overlap_sum_mean", "overlap_density_mean", "overlap_gain_mean", "l2_tp_mean", "l2_tn_mean"]
