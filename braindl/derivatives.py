@@ -287,3 +287,39 @@ def dose_run(results, model: str, freeze: str, n: str, fold: str, run: str) -> d
 def dose_table(results) -> str:
     """The metrics of every dose regression run (rule dose_table)."""
     return str(Path(results) / "dose" / "quality_runs.tsv")
+
+
+# ---- figures: every figure of a run in one folder --------------------------------------------------------
+def figure(results, name: str, fmt: str) -> str:
+    """A figure of the run, ``results/figures/<name>.<fmt>`` (``figures.format``): every figure is in one
+    folder, its name saying what it shows (the QC figures, one per scan, are under ``qc/``)."""
+    return str(Path(results) / "figures" / f"{name}.{fmt}")
+
+
+def variant_figure(results, task: str, mod: str, kind: str, fmt: str) -> str:
+    """A figure of the registration comparison (rules figure_variants, figure_roc, figure_splits)."""
+    return figure(results, f"task-{task}_{mod}_{kind}", fmt)
+
+
+def transfer_figure(results, task: str, mod: str, variant: str, kind: str, fmt: str, model: str | None = None) -> str:
+    """A figure of the transfer experiment: per task (``metrics``, ``roc``) or per model (``embedding``)."""
+    entity = "" if model is None else f"_model-{model}"
+    return figure(results, f"transfer_task-{task}_{mod}_desc-{variant}{entity}_{kind}", fmt)
+
+
+def sweep_figure(results, target_task: str, mod: str, variant: str, model: str, fmt: str) -> str:
+    """The pre-training sweep's figure (rule sweep_figure)."""
+    return figure(results, f"pretraining_task-{target_task}_{mod}_desc-{variant}_model-{model}_sweep", fmt)
+
+
+def heatmap_figure(results, task: str, mod: str, variant: str, model: str, kind: str, fmt: str,
+                   method: str | None = None) -> str:
+    """A figure of a heatmap unit: per method (``display``, ``statmap``, ``regions``) or over its methods
+    (``robustness``, ``localisation``)."""
+    entity = "" if method is None else f"_method-{method}"
+    return figure(results, f"heatmaps_task-{task}_{mod}_desc-{variant}_model-{model}{entity}_{kind}", fmt)
+
+
+def dose_figure(results, kind: str, fmt: str) -> str:
+    """A figure of the dose branch (``levels``, ``training_size``, ``freezing``)."""
+    return figure(results, f"dose_{kind}", fmt)

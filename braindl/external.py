@@ -406,7 +406,7 @@ def table_paths(results, name, task, mod) -> dict[str, str]:
 
 
 def figure_path(results, name, task, mod, fmt) -> str:
-    return f"{results}/figures/external-{name}_task-{task}_{mod}.{fmt}"
+    return derivatives.figure(results, f"external-{name}_task-{task}_{mod}", fmt)
 
 
 def heat_prefix(results, name, task, mod, reg, model) -> str:

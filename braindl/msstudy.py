@@ -317,7 +317,7 @@ def table_paths(results, study: dict) -> dict[str, str]:
 
 
 def figure_path(results, study: dict, fmt: str) -> str:
-    return f"{results}/figures/msstudy_{study['modality']}_desc-{study['variant']}_model-{study['model']}.{fmt}"
+    return derivatives.figure(results, f"msstudy_{study['modality']}_desc-{study['variant']}_model-{study['model']}", fmt)
 
 
 def planned_runs(results, study: dict, arms, split_ids, run_ids) -> list[dict]:

@@ -270,7 +270,7 @@ def table_paths(results, study: dict) -> dict[str, str]:
 
 
 def figure_path(results, study: dict, fmt: str) -> str:
-    return f"{results}/figures/pifstudy_{study['modality']}_desc-{study['variant']}.{fmt}"
+    return derivatives.figure(results, f"pifstudy_{study['modality']}_desc-{study['variant']}", fmt)
 
 
 def plan_entry(runs: pd.DataFrame, split, family: str, size: str, sample) -> dict:

@@ -152,3 +152,23 @@ def test_dose_branch_names_per_scan_level_and_run():
     assert run["summary"] == "res/dose/models/model-resnet18_freeze-none_n-2_fold-0_run-1_summary.json"
     assert {derivatives.dose_scores("res"), derivatives.dose_table("res")} == {"res/dose/quality_scores.tsv",
                                                                                 "res/dose/quality_runs.tsv"}
+
+
+def test_every_figure_in_one_folder_named_for_what_it_shows():
+    from braindl import external, msstudy, pifstudy
+
+    study = {"modality": "T1w", "variant": "linear", "model": "cnn3d"}
+    figures = [derivatives.variant_figure("res", "CN_vs_AD", "T1w", "roc", "png"),
+               derivatives.transfer_figure("res", "CN_vs_AD", "pet", "syn", "metrics", "png"),
+               derivatives.transfer_figure("res", "CN_vs_AD", "pet", "syn", "embedding", "png", "resnet18"),
+               derivatives.sweep_figure("res", "MMSE", "pet", "syn", "cnn3d", "png"),
+               derivatives.heatmap_figure("res", "CN_vs_AD", "T1w", "syn", "cnn3d", "display", "png", "occlusion"),
+               derivatives.heatmap_figure("res", "CN_vs_AD", "T1w", "syn", "cnn3d", "robustness", "png"),
+               derivatives.dose_figure("res", "levels", "png"),
+               pifstudy.figure_path("res", study, "png"), msstudy.figure_path("res", study, "png"),
+               external.figure_path("res", "site2", "CN_vs_AD", "T1w", "png")]
+    assert all(f.startswith("res/figures/") and f.endswith(".png") and f.count("/") == 2 for f in figures)
+    assert len(set(figures)) == len(figures)
+    assert figures[2] == "res/figures/transfer_task-CN_vs_AD_pet_desc-syn_model-resnet18_embedding.png"
+    assert figures[4] == "res/figures/heatmaps_task-CN_vs_AD_T1w_desc-syn_model-cnn3d_method-occlusion_display.png"
+    assert derivatives.dose_figure("res", "levels", "pdf") == "res/figures/dose_levels.pdf"

@@ -104,7 +104,7 @@ DOSE_TABLE = derivatives.dose_table(RESULTS)
 
 
 def dose_figure(kind):
-    return f"{FIGURES}/dose_{kind}.{config['figures']['format']}"
+    return derivatives.dose_figure(RESULTS, kind, config["figures"]["format"])
 
 
 def dose_targets():

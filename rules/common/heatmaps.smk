@@ -67,8 +67,7 @@ def heat_table(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}"):
 
 
 def heat_figure(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}", method=None):
-    m = "" if method is None else f"_method-{method}"
-    return f"{FIGURES}/heatmaps_task-{task}_{mod}_desc-{reg}_model-{model}{m}_{kind}.{config['figures']['format']}"
+    return derivatives.heatmap_figure(RESULTS, task, mod, reg, model, kind, config["figures"]["format"], method)
 
 
 def unit_runs(task, mod, reg, model, method):

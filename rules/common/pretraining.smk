@@ -32,8 +32,7 @@ def sweep_targets():
         return []
     mod, reg = XFER["modality"], XFER["variant"]
     return [derivatives.sweep_table(RESULTS, PRE["target_task"], mod, reg, PRE["model"]),
-            f"{FIGURES}/pretraining_task-{PRE['target_task']}_{mod}_desc-{reg}_model-{PRE['model']}_sweep."
-            f"{config['figures']['format']}"]
+            derivatives.sweep_figure(RESULTS, PRE["target_task"], mod, reg, PRE["model"], config["figures"]["format"])]
 
 
 def _finetune_settings():

@@ -86,7 +86,7 @@ def evaluation_paths(task="{task}", mod="{mod}"):
 
 
 def figure_path(kind, task="{task}", mod="{mod}"):
-    return f"{FIGURES}/task-{task}_{mod}_{kind}.{config['figures']['format']}"
+    return derivatives.variant_figure(RESULTS, task, mod, kind, config["figures"]["format"])
 
 
 def training_targets():

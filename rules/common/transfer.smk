@@ -54,8 +54,8 @@ def transfer_table():
 
 
 def transfer_figure(kind, task="{task}", arm=None):
-    model = "" if arm is None else f"_model-{arm}"
-    return f"{FIGURES}/transfer_task-{task}_{XFER['modality']}_desc-{XFER['variant']}{model}_{kind}.{config['figures']['format']}"
+    return derivatives.transfer_figure(RESULTS, task, XFER["modality"], XFER["variant"], kind,
+                                       config["figures"]["format"], arm)
 
 
 def transfer_targets():
