@@ -42,6 +42,11 @@ def _nearest(names: dict, v: float):
     return names[t] if abs(t - v) < 0.5 else None
 
 
+def _half_lengths(bars, axis: int) -> list[float]:
+    """Half the length of each error bar of a LineCollection (``axis`` 1: vertical bars, 0: horizontal)."""
+    return [abs(float(q[1][axis] - q[0][axis])) / 2 for q in bars.get_segments()]
+
+
 def plotted(fig) -> pd.DataFrame:
     """What a drawn figure shows, read back from its artists: one row per bar (``x`` its position,
     ``y`` its height or, horizontal, the reverse; ``err`` its error bar's half-length; ``category`` the
@@ -61,32 +66,27 @@ def plotted(fig) -> pd.DataFrame:
             if not isinstance(c, BarContainer):
                 continue
             horizontal = c.orientation == "horizontal"
-            errs = None
+            errs = []
             if c.errorbar is not None and c.errorbar.lines[2]:
-                seg = c.errorbar.lines[2][0].get_segments()
-                errs = [abs(float(q[1][0 if horizontal else 1] - q[0][0 if horizontal else 1])) / 2 for q in seg]
+                errs = _half_lengths(c.errorbar.lines[2][0], 0 if horizontal else 1)
             for k, bar in enumerate(c.patches):
-                if horizontal:
-                    pos, val, cat = bar.get_y() + bar.get_height() / 2, bar.get_width(), None
-                    cat = _nearest(ynames, pos)
+                if horizontal:  # x: the value, y: the position (a tick label's)
+                    x, y = bar.get_width(), bar.get_y() + bar.get_height() / 2
+                    cat = _nearest(ynames, y)
                 else:
-                    pos, val = bar.get_x() + bar.get_width() / 2, bar.get_height()
-                    cat = _nearest(xnames, pos)
-                err = errs[k] if errs is not None and k < len(errs) else np.nan
-                rows.append(dict(panel=i, title=title, artist="bar", label=c.get_label(), category=cat,
-                                 x=pos if not horizontal else val, y=val if not horizontal else pos, err=err))
+                    x, y = bar.get_x() + bar.get_width() / 2, bar.get_height()
+                    cat = _nearest(xnames, x)
+                rows.append(dict(panel=i, title=title, artist="bar", label=c.get_label(), category=cat, x=x, y=y,
+                                 err=errs[k] if k < len(errs) else np.nan))
         labels = {}  # a line drawn by errorbar(): its container's label and error bars
         for c in ax.containers:
             if isinstance(c, ErrorbarContainer) and c.lines[0] is not None:
-                errs = [np.nan] * len(c.lines[0].get_xdata())
-                if c.lines[2]:
-                    errs = [abs(float(q[1][1] - q[0][1])) / 2 for q in c.lines[2][0].get_segments()]
-                labels[id(c.lines[0])] = (c.get_label(), errs)
+                labels[id(c.lines[0])] = (c.get_label(), _half_lengths(c.lines[2][0], 1) if c.lines[2] else [])
         for line in ax.get_lines():
-            label, errs = labels.get(id(line), (line.get_label(), None))
+            label, errs = labels.get(id(line), (line.get_label(), []))
             for k, (x, y) in enumerate(zip(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float))):
-                err = errs[k] if errs is not None and k < len(errs) else np.nan
-                rows.append(dict(panel=i, title=title, artist="line", label=label, x=x, y=y, err=err))
+                rows.append(dict(panel=i, title=title, artist="line", label=label, x=x, y=y,
+                                 err=errs[k] if k < len(errs) else np.nan))
         for coll in ax.collections:
             if isinstance(coll, PathCollection):
                 for x, y in np.asarray(coll.get_offsets(), float):

@@ -163,13 +163,13 @@ def dose_patients(config: dict, selection: Selection) -> DosePlan:
         patches.group_of(levels, dose["groups"])
     except patches.DoseError as err:
         raise ValueError(str(err)) from None
-    has_pet = {(p[4:], ses) for p, ses, m in selection.scans[["participant_id", "session_id", "modality"]]
-               .itertuples(index=False) if m == "pet"}
     if dose["events_dir"] is None and "pet" not in config["dataset"]["modalities"]:
         return DosePlan([], None, [])
     if not synthetic and not (dose["total_counts"] or dose["events_dir"] or dose["scores"]):
         return DosePlan([], None, ["dose: 002's dose branch is off for this BIDS dataset; set dose.total_counts "
                                    "(the full-dose events of your PET), dose.events_dir or dose.scores to run it"])
+    has_pet = {(p[4:], ses) for p, ses, m in selection.scans[["participant_id", "session_id", "modality"]]
+               .itertuples(index=False) if m == "pet"}
     notes = []
     if dose["scores"]:
         try:
@@ -199,10 +199,10 @@ def dose_model_problems(training: dict) -> list[str]:
     out = []
     for name in training["models"]:
         if name not in architectures.BACKBONES:
-            out.append(f"models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
+            out.append(f"dose.training.models: {name!r} is not a 2D backbone ({sorted(architectures.BACKBONES)})")
         elif training["weights"] != "none" and not architectures.weights_path(name, training["weights"]).is_file():
-            out.append(f"weights {training['weights']}: {architectures.weights_path(name, training['weights'])} "
-                       "not found")
+            out.append(f"dose.training.weights {training['weights']}: "
+                       f"{architectures.weights_path(name, training['weights'])} not found")
     return out
 
 

@@ -37,9 +37,10 @@ def dose_scored():
 def _check_dose():
     if not DOSE_REGRESSION:
         return
-    where = "config: dose.training"
-    for problem in planning.dose_training_problems(len(DOSE_PAIRS), DTRAIN) + planning.dose_model_problems(DTRAIN):
-        raise WorkflowError(f"{where}{'.' if problem.startswith(('models', 'weights')) else ': '}{problem}")
+    for problem in planning.dose_training_problems(len(DOSE_PAIRS), DTRAIN):
+        raise WorkflowError(f"config: dose.training: {problem}")
+    for problem in planning.dose_model_problems(DTRAIN):
+        raise WorkflowError(f"config: {problem}")
 
 
 _check_dose()
