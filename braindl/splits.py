@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from braindl.io import write_tsv
 
@@ -159,6 +158,8 @@ def _holdout(subjects: pd.DataFrame, fraction: float, seed: int, min_count: int 
     n_hold = max(1, int(round(fraction * len(ids))))
     label = _finest(subjects, max(2, min_count), min(n_hold, len(ids) - n_hold))
     stratify = None if label is None else label.to_numpy()
+    from sklearn.model_selection import train_test_split  # here: the workflow's parse imports this module
+
     rest, hold = train_test_split(ids, test_size=n_hold, random_state=seed, stratify=stratify)
     return np.sort(rest), np.sort(hold)
 
@@ -201,6 +202,8 @@ def make_splits(subjects: pd.DataFrame, settings: dict) -> list[pd.Series]:
         lab = strata(subjects, n)
         if lab.value_counts().min() < n:
             raise SplitError(f"kfold with {n} folds: a diagnosis has fewer than {n} participants")
+        from sklearn.model_selection import StratifiedKFold  # here: the workflow's parse imports this module
+
         folds = StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
         for rest_idx, test_idx in folds.split(ids, lab):
             train, val = _holdout(subjects.iloc[rest_idx].reset_index(drop=True),

@@ -17,6 +17,27 @@ def test_planning_imports_neither_torch_nor_snakemake():
     assert out.returncode == 0 and out.stdout.strip() == "5", out.stderr
 
 
+def test_the_workflow_parse_imports_no_heavy_library():
+    """Every Snakemake process (dry runs, each cluster job) imports the modules the rule files import:
+    none of them may pull torch, scikit-learn (1 s of the parse), MONAI, captum, ANTs or matplotlib."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = "\n".join(p.read_text() for p in [root / "Snakefile", *sorted((root / "rules").rglob("*.smk"))])
+    blocks = re.findall(r"^from braindl import \(([^)]*)\)", text, re.M) + re.findall(
+        r"^from braindl import ([\w, ]+)$", text, re.M)
+    mods = {f"braindl.{m.strip()}" for block in blocks for m in block.split(",") if m.strip()}
+    mods |= set(re.findall(r"^from (braindl\.\w+) import", text, re.M))
+    assert {"braindl.splits", "braindl.pifstudy", "braindl.planning", "braindl.provenance"} <= mods
+    heavy = ("torch", "sklearn", "monai", "captum", "ants", "matplotlib")
+    code = "import sys\n" + "".join(f"sys.modules[{h!r}] = None\n" for h in heavy) + "".join(
+        f"import {m}\n" for m in sorted(mods))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+
+
 def test_dose_runs_are_folds_plus_the_ensemble_on_fold_0(default_config):
     t = {**default_config["dose"]["training"], "models": ["resnet18", "densenet121"], "regimes": ["head_only"],
          "sizes": [1, 4], "folds": 3, "ensemble_runs": 5}
