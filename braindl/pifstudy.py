@@ -1,7 +1,8 @@
 """004 study 5's experiment: a baseline CNN against its PIF version, each with the thesis' random search.
 
-Planning and summaries only (no torch): which runs exist, with which
-hyperparameters, which one each split keeps, and the table of the study.
+Planning and summaries (no torch at import): which runs exist, with which
+hyperparameters, which one each split keeps, and the table of the study; :func:`run_search`
+trains the samples of one search in one process (braindl.training, imported there).
 
 "As the results of CNNs can considerably vary between single training runs ... we
 repeat our experiments in 10 outer folds, each time randomly sampling the data into
@@ -21,6 +22,8 @@ early stopping occurs" and the training time in seconds.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -273,13 +276,42 @@ def figure_path(results, study: dict, fmt: str) -> str:
     return derivatives.figure(results, f"pifstudy_{study['modality']}_desc-{study['variant']}", fmt)
 
 
-def plan_entry(runs: pd.DataFrame, split, family: str, size: str, sample) -> dict:
-    """The row of :func:`study_plan` of one run (its hyperparameters and network)."""
-    rows = runs[(runs["split"] == int(split)) & (runs["family"] == family) & (runs["size"] == size)
-                & (runs["sample"] == int(sample))]
-    if len(rows) != 1:
-        raise KeyError(f"no planned run split {split}, family {family}, size {size}, sample {sample}")
-    return rows.iloc[0].to_dict()
+def search_runs(training: dict, study: dict, runs: pd.DataFrame, split, family: str, size: str) -> list[dict]:
+    """The samples of one random search (one split, family and training fraction; every task has the
+    same): per sample its number, its seed index ``run`` (sample + 1, braindl.training.run_seed) and its
+    training settings (:func:`run_settings`). One job trains them all: the search is the study's unit
+    (the best sample per split is kept), and a change of the plan redraws every sample of a search."""
+    rows = runs[(runs["split"] == int(split)) & (runs["family"] == family) & (runs["size"] == size)]
+    if rows.empty:
+        raise KeyError(f"no planned search split {split}, family {family}, size {size}")
+    return [{"sample": int(r["sample"]), "run": int(r["sample"]) + 1, "settings": run_settings(training, study, family, r)}
+            for r in rows.sort_values("sample").to_dict("records")]
+
+
+def search_paths(results, study: dict, task, family, size, split) -> dict[str, str]:
+    """The files of every run of one search, keyed ``<file>_sample-<k>`` (``file`` one of
+    braindl.derivatives.run_files' keys; wildcard patterns when given ``{...}`` strings)."""
+    return {f"{key}_sample-{k}": path for k in range(int(study["samples"]))
+            for key, path in run_paths(results, study, task, family, size, split, k).items()}
+
+
+def run_search(pack_npy, index_tsv, split_tsv, task: str, split: int, runs: list[dict], outputs: dict,
+               threads: int | None = None, checkpoint_s: float = 60.0) -> list[dict]:
+    """Train the samples of one search (:func:`search_runs`) one after the other in this process, each
+    as braindl.training.train_run writes a run: its files are ``outputs``' ``<file>_sample-<k>`` entries
+    (:func:`search_paths`), its checkpoints beside its model. Returns the runs' summaries."""
+    from braindl.logs import progress
+    from braindl.training import train_run
+
+    out = []
+    for r in runs:
+        files = {key: outputs[f"{key}_sample-{r['sample']}"] for key in ("model", "history", "predictions", "summary")}
+        progress(f"sample {r['sample']} ({r['settings']['model']}, learning rate {r['settings']['learning_rate']}, "
+                 f"batch {r['settings']['batch_size']}, patience {r['settings']['early_stopping_patience']})")
+        state = str(Path(files["model"]).with_suffix("")) + "_state"
+        out.append(train_run(pack_npy, index_tsv, split_tsv, task, r["settings"], int(split), int(r["run"]), files,
+                             state, threads=threads, checkpoint_s=checkpoint_s))
+    return out
 
 
 def planned_runs(results, study: dict, runs: pd.DataFrame) -> list[dict]:

@@ -1,6 +1,7 @@
 # 004 study 5 (braindl.pifstudy): a VGG-like baseline against its patch-individual-filter (PIF) version,
 # each split with the thesis' random hyperparameter search on the validation set, on all and on a
-# subset of each split's training participants. The runs are braindl.training.train_run.
+# subset of each split's training participants. One job per search trains its samples
+# (braindl.pifstudy.run_search: braindl.training.train_run each).
 
 # ---- plan ------------------------------------------------------------------------------------------
 PIF_PLAN = pifstudy.study_plan(PIF, len(SPLIT_IDS)) if PIF["tasks"] else None
@@ -17,7 +18,6 @@ if PIF["tasks"]:
 
     wildcard_constraints:
         family="|".join(pifstudy.FAMILIES),
-        sample="[0-9]+",
 
 
     rule pif_subset:
@@ -37,29 +37,27 @@ if PIF["tasks"]:
             "../workflow_scripts/pif_subset.py"
 
 
-    rule pif_train:
+    rule pif_search:
+        # one random search per job: every sample of a split, family and training fraction
         input:
             data=pack_paths(PIF["variant"], PIF["modality"])["volumes"],
             index=pack_paths(PIF["variant"], PIF["modality"])["index"],
             split=lambda wc: (split_path(wc.split, wc.task) if wc.size == "100"
                               else pifstudy.subset_path(RESULTS, wc.task, wc.size, wc.split)),
         output:
-            **pifstudy.run_paths(RESULTS, PIF, "{task}", "{family}", "{size}", "{split}", "{sample}"),
+            **pifstudy.search_paths(RESULTS, PIF, "{task}", "{family}", "{size}", "{split}"),
         params:
-            settings=lambda wc: canonical(pifstudy.run_settings(
-                config["training"], PIF, wc.family, pifstudy.plan_entry(PIF_PLAN, wc.split, wc.family, wc.size, wc.sample))),
-            run=lambda wc: int(wc.sample) + 1,  # the seed of training.run_seed
-            state_dir=state_dir,
-            code=script_code("train.py"),
+            runs=lambda wc: canonical(pifstudy.search_runs(config["training"], PIF, PIF_PLAN, wc.split, wc.family, wc.size)),
+            code=script_code("pif_search.py"),
         log:
-            f"{RESULTS}/pifstudy/logs/task-{{task}}_family-{{family}}_size-{{size}}_split-{{split}}_sample-{{sample}}.log",
+            f"{RESULTS}/pifstudy/logs/task-{{task}}_family-{{family}}_size-{{size}}_split-{{split}}_search.log",
         threads: TRAIN_THREADS
         conda:
             ENV
         resources:
             **TRAIN_RESOURCES,
         script:
-            "../workflow_scripts/train.py"
+            "../workflow_scripts/pif_search.py"
 
 
     rule pif_table:

@@ -160,8 +160,11 @@ def test_planned_runs_and_their_entries(default_config):
     assert len(runs) == 2 * len(plan) and len({r["summary"] for r in runs}) == len(runs)
     assert {r["model"] for r in runs} == {"vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b"}
     r = runs[-1]
-    entry = P.plan_entry(plan, r["split"], r["family"], r["size"], r["sample"])
-    assert {k: entry[k] for k in ("architecture", "learning_rate", "batch_size")} == \
-        {k: r[k] for k in ("architecture", "learning_rate", "batch_size")}
-    with pytest.raises(KeyError, match="no planned run"):
-        P.plan_entry(plan, 9, "pif", "100", 0)
+    search = P.search_runs(default_config["training"], study, plan, r["split"], r["family"], r["size"])
+    entry = next(x for x in search if x["sample"] == r["sample"])
+    assert len(search) == study["samples"] and entry["run"] == r["sample"] + 1
+    assert {k: entry["settings"][k] for k in ("model", "learning_rate", "batch_size")} == \
+        {"model": P.MODELS[(r["family"], r["architecture"])], "learning_rate": r["learning_rate"],
+         "batch_size": r["batch_size"]}
+    with pytest.raises(KeyError, match="no planned search"):
+        P.search_runs(default_config["training"], study, plan, 9, "pif", "100")

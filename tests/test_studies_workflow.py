@@ -50,7 +50,9 @@ STUDIES = {
         # LRP explains the 3D CNN; gradient x input both (LRP does not apply to the ResNet)
         "heatmap_methods": ["lrp_epsilon", "gradient_x_input"]},
 }
-PIF_JOBS = {"pif_train": 2 * 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
+# one search job per task, split, family and fraction, each training the split's 2 samples
+PIF_JOBS = {"pif_search": 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
+PIF_RUNS = 2 * PIF_JOBS["pif_search"]
 # per split: pre-training, fine-tuning, from scratch; a heatmap job per fine-tuned run
 MS_RUNS = {"finetune": 2, "scratch": 2, "pretrain": 2}
 
@@ -75,7 +77,7 @@ def test_pif_study_tables(studies_run):
     res = studies_run / "results"
     runs = _read(res / "pifstudy/T1w_desc-linear_runs.tsv")
     summary = _read(res / "pifstudy/T1w_desc-linear_summary.tsv")
-    assert len(runs) == PIF_JOBS["pif_train"]
+    assert len(runs) == PIF_RUNS
     assert set(runs.model) == {"vgg3d_a", "vgg3d_b", "pif3d_a", "pif3d_b"}
     # each split drew one sample of each architecture, shared by both families and fractions
     for (task, split), g in runs.groupby(["task", "split"]):
@@ -192,7 +194,7 @@ def test_study_settings_rerun_only_their_own_jobs(repo, studies_run):
     assert _dry(repo, studies_run, "pif_epochs", {"pif_study": {"max_epochs": 3}}) == {**PIF_JOBS, "all": 1}
     # the PIF layer's grid: only the PIF family's runs
     grid = _dry(repo, studies_run, "grid", {"training": {"pif_grid": [2, 2, 2]}})
-    assert grid == {"pif_train": PIF_JOBS["pif_train"] // 2, "pif_table": 1, "pif_figure": 1, "all": 1}
+    assert grid == {"pif_search": PIF_JOBS["pif_search"] // 2, "pif_table": 1, "pif_figure": 1, "all": 1}
     eps = _dry(repo, studies_run, "eps", {"ms_study": {"lrp_epsilon": 0.01}})
     assert eps == {"ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1, "all": 1}
     fine = _dry(repo, studies_run, "fine", {"ms_study": {"finetune": {**STUDIES_FINETUNE, "learning_rate": 1e-3}}})

@@ -464,3 +464,32 @@ def test_the_pack_dtype_reaches_the_device():
     assert x32.dtype == torch.float32 and x32.shape == (2, 1, 3, 4, 5) and torch.equal(x32[0, 0], torch.from_numpy(full[1]))
     x16 = training.to_device(full.astype(np.float16), rows, torch.device("cpu"))
     assert x16.dtype == torch.float16 and x16.element_size() * 2 == x32.element_size()
+
+
+def test_a_pif_search_trains_each_sample_as_its_own_run_would(toy, tmp_path, default_config):
+    from braindl import pifstudy
+
+    study = {**default_config["pif_study"], "samples": 2, "min_per_architecture": 1, "batch_sizes": [4],
+             "max_epochs": 1, "fractions": [1.0]}
+    train = {**default_config["training"], "input_pool": 1, "pif_grid": [2, 2, 2]}
+    plan = pifstudy.study_plan(study, 1)
+    runs = pifstudy.search_runs(train, study, plan, "01", "baseline", "100")
+    assert [(r["sample"], r["run"]) for r in runs] == [(0, 1), (1, 2)]
+    assert {r["settings"]["model"] for r in runs} == {"vgg3d_a", "vgg3d_b"}  # one draw of each architecture
+    paths = pifstudy.search_paths("res", study, "CN_vs_AD", "baseline", "100", "01")
+    assert sorted(paths) == sorted(f"{k}_sample-{s}" for s in (0, 1) for k in ("model", "history", "predictions",
+                                                                                  "summary"))
+    outputs = {k: str(tmp_path / v.split("/")[-1]) for k, v in paths.items()}
+    summaries = pifstudy.run_search(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", 1,
+                                    runs, outputs)
+    assert [s["epochs"] for s in summaries] == [1, 1]
+    for r in runs:
+        assert json.loads(open(outputs[f"summary_sample-{r['sample']}"]).read())["model"] == r["settings"]["model"]
+    # a sample is the run a job of its own would train: its settings and seed, the same history
+    for r in [r for r in runs if r["settings"]["model"] == "vgg3d_a"]:
+        alone = _out(tmp_path, f"alone{r['sample']}")
+        training.train_run(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", r["settings"],
+                           1, r["run"], alone, tmp_path / "alone_state", log=lambda line: None)
+        a, b = (pd.read_csv(f, sep="\t").drop(columns="seconds")
+                for f in (outputs[f"history_sample-{r['sample']}"], alone["history"]))
+        pd.testing.assert_frame_equal(a, b)

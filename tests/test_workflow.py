@@ -651,7 +651,7 @@ def test_full_protocol_dry_run(repo, tmp_path, default_config):
     tr, sp = full["training"], full["splits"]
     n_runs = sp["n_splits"] * sp["n_repeats"]
     assert counts["train"] == len(tr["tasks"]) * len(tr["modalities"]) * len(variants) * n_runs == 900
-    assert counts["pif_train"] > 0 and counts["ms_train"] == 3 * n_runs
+    assert counts["pif_search"] > 0 and counts["ms_train"] == 3 * n_runs
     assert counts["train_model"] == len(full["transfer"]["tasks"]) * len(
         {*default_config["transfer"]["models"], *full["transfer"]["models"]}) * n_runs
 

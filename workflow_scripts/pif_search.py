@@ -1,0 +1,8 @@
+from braindl.logs import to_log
+from braindl.pifstudy import run_search
+
+with to_log(snakemake.log):
+    i, p = snakemake.input, snakemake.params
+    run_search(i.data, i.index, i.split, snakemake.wildcards.task, int(snakemake.wildcards.split), p.runs,
+               dict(snakemake.output.items()), threads=snakemake.threads,
+               checkpoint_s=snakemake.resources.get("checkpoint_s", 60))
