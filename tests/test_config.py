@@ -119,3 +119,25 @@ def test_a_named_config_removes_an_entry_of_config_yaml_with_null(repo, config):
     with pytest.raises(Exception, match="cnn3d"):
         validate(_merge(config, {"transfer": {"models": {"cnn3d": None}}}), str(repo / SCHEMA))
     assert drop_removed(copy.deepcopy(config)) == []
+
+
+def test_profiles_size_every_rule_that_trains_or_explains(repo):
+    """A rule that requests the training resources (a GPU when the config grants one) gets its GPU, threads
+    and a runtime in profiles/slurm, and its threads in profiles/local: without them a cluster job runs
+    with the 30-minute, 1-CPU defaults."""
+    import re
+
+    rules = set()
+    for path in (repo / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=\s*rule \w+:)", path.read_text()):
+            m = re.match(r"\s*rule (\w+):", block)
+            if m and "**TRAIN_RESOURCES" in block:
+                rules.add(m.group(1))
+    assert {"train", "heatmap", "pif_search", "ms_train", "external_heatmap", "dose_train"} <= rules
+    slurm = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
+    local = yaml.safe_load((repo / "profiles/local/config.yaml").read_text())
+    for rule in sorted(rules):
+        res = slurm["set-resources"].get(rule, {})
+        assert res.get("gpu") == 1 and res.get("runtime", 0) >= 240, rule
+        assert slurm["set-threads"].get(rule) == res.get("cpus_per_task"), rule
+        assert local["set-threads"].get(rule, 0) >= 2, rule
