@@ -78,16 +78,20 @@ def main() -> None:
     ap.add_argument("--route", choices=["via_t1", "pet_template"], help="PET route (default: config.yaml)")
     ap.add_argument("--method", choices=["deepbet", "registration"], help="skullstrip.method (default: config.yaml)")
     ap.add_argument("--syn-iterations", type=int, nargs="+", help="registration.syn_iterations")
+    ap.add_argument("--affine-iterations", type=int, nargs="+", help="registration.affine_iterations")
+    ap.add_argument("--n4-iterations", type=int, nargs="+", help="skullstrip.n4.iterations")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
     args = ap.parse_args()
     cfg = yaml.safe_load(args.configfile.read_text())
     for key, value in (("resolution_mm", args.resolution), ("pet_route", args.route),
-                       ("syn_iterations", args.syn_iterations)):
+                       ("syn_iterations", args.syn_iterations), ("affine_iterations", args.affine_iterations)):
         if value:
             cfg["registration"][key] = value
     if args.method:
         cfg["skullstrip"]["method"] = args.method
+    if args.n4_iterations:
+        cfg["skullstrip"]["n4"]["iterations"] = args.n4_iterations
     rows, times = [], []
     for name in args.cohorts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +107,8 @@ def main() -> None:
     summary = summary.reindex(["none", "linear", "syn"], level=1)
     reg = cfg["registration"]
     print(f"\nresolution {reg['resolution_mm']} mm, PET route {reg['pet_route']}, skullstrip "
-          f"{cfg['skullstrip']['method']}, SyN {reg['syn_metric']} {reg['syn_iterations']}, {args.threads} threads, "
+          f"{cfg['skullstrip']['method']}, N4 {cfg['skullstrip']['n4']['iterations']}, affine {reg['affine_iterations']}, "
+          f"SyN {reg['syn_metric']} {reg['syn_iterations']}, {args.threads} threads, "
           f"{args.subjects} subjects per cohort")
     print(summary.round(3).to_string())
     print("\nper scan (T1w):")
