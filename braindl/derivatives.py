@@ -157,6 +157,11 @@ def mosaics(results, variant: str, mod: str, layout: str) -> dict[str, str]:
     return {"mosaics": f"{pre}_mosaics.npy", "index": f"{pre}_index.tsv", "json": f"{pre}_mosaics.json"}
 
 
+def run_state_dir(model_path) -> str:
+    """The checkpoint folder of a training run, beside its model (removed when the run completes)."""
+    return f"{Path(model_path).with_suffix('')}_state"
+
+
 def run_files(prefix) -> dict[str, str]:
     """The four files every training run writes (braindl.training.train_run), after its ``prefix``:
     ``model`` (.pt), ``history`` (per epoch), ``predictions`` (its test set) and ``summary`` (JSON)."""

@@ -23,8 +23,6 @@ early stopping occurs" and the training time in seconds.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -305,12 +303,11 @@ def run_search(pack_npy, index_tsv, split_tsv, task: str, split: int, runs: list
 
     out = []
     for r in runs:
-        files = {key: outputs[f"{key}_sample-{r['sample']}"] for key in ("model", "history", "predictions", "summary")}
+        files = {key: outputs[f"{key}_sample-{r['sample']}"] for key in derivatives.run_files("")}
         progress(f"sample {r['sample']} ({r['settings']['model']}, learning rate {r['settings']['learning_rate']}, "
                  f"batch {r['settings']['batch_size']}, patience {r['settings']['early_stopping_patience']})")
-        state = str(Path(files["model"]).with_suffix("")) + "_state"
         out.append(train_run(pack_npy, index_tsv, split_tsv, task, r["settings"], int(split), int(r["run"]), files,
-                             state, threads=threads, checkpoint_s=checkpoint_s))
+                             derivatives.run_state_dir(files["model"]), threads=threads, checkpoint_s=checkpoint_s))
     return out
 
 

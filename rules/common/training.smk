@@ -65,7 +65,7 @@ TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"],
 
 def state_dir(wildcards, output):
     """Per-epoch checkpoint folder of a run, beside its model (removed when the run completes)."""
-    return f"{Path(output.model).with_suffix('')}_state"
+    return derivatives.run_state_dir(output.model)
 
 
 def train_inputs(wildcards):
