@@ -4,6 +4,7 @@
     python benchmarks/dose_throughput.py --device cuda         # projector on the GPU
     python benchmarks/dose_throughput.py --full                # also 002's 344 x 344 x 127, 252 angles, 2 x 21
     python benchmarks/dose_throughput.py --full --full-levels 0.5 100
+    python benchmarks/dose_throughput.py --memory-mb 256 1   # OSEM with each projector chunk size, side by side
 
 Phantom: an FDG-like activity from the MNI152 2009 tissue maps nilearn bundles
 (grey matter 1, white matter 0.25, the rest of the brain mask 0.05) on the reconstruction grid of
@@ -14,7 +15,9 @@ side: as list-mode events (Poisson events, each thinned one by one: what a
 user's events file goes through) and per sinogram bin (Poisson counts, nested
 binomial levels: what simulated data go through), with the ratio; then one
 line per count level with the OSEM + post-filter seconds. OSEM's cost does not depend on
-the count level; the lines show it.
+the count level; the lines show it. With ``--memory-mb`` each level is reconstructed once per
+projector chunk size (``braindl.dose.ParallelProjector``'s ``memory_mb``), the sizes alternating, and
+the line says whether the volumes are identical.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _peak(device) -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
 
 
-def bench(name: str, settings: dict, counts: float, levels, device, tmp: Path) -> None:
+def bench(name: str, settings: dict, counts: float, levels, device, tmp: Path, memory=(None,)) -> None:
     img = phantom(2.3 if settings["voxel_size_mm"] is None else float(settings["voxel_size_mm"]))
     path = tmp / f"{name}_pet.nii.gz"
     nib.save(img, str(path))
@@ -86,13 +89,21 @@ def bench(name: str, settings: dict, counts: float, levels, device, tmp: Path) -
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        rec = dose.reconstruct(hist[k].reshape(expected.shape), int(settings["iterations"]), int(settings["subsets"]),
-                               device)
+        osem, recs = [], []
+        for mb in memory:
+            t0 = time.perf_counter()
+            recs.append(dose.reconstruct(hist[k].reshape(expected.shape), int(settings["iterations"]),
+                                         int(settings["subsets"]), device, mb))
+            osem.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
-        dose.postfilter(rec, float(settings["postfilter_fwhm_mm"]), settings["voxel_size_mm"] or 2.3)
+        dose.postfilter(recs[0], float(settings["postfilter_fwhm_mm"]), settings["voxel_size_mm"] or 2.3)
         t2 = time.perf_counter()
-        print(f"  level {float(lv):5g} %: {int(hist[k].sum()):>12,} counts  OSEM {t1 - t0:7.2f} s  "
+        if len(memory) > 1:
+            same = all(np.array_equal(recs[0], r) for r in recs[1:])
+            times = ", ".join(f"{mb} MB {t:.2f} s" for mb, t in zip(memory, osem))
+            print(f"  level {float(lv):5g} %: OSEM with chunks of {times}; identical volumes: {same}", flush=True)
+            continue
+        print(f"  level {float(lv):5g} %: {int(hist[k].sum()):>12,} counts  OSEM {osem[0]:7.2f} s  "
               f"post-filter {t2 - t1:5.2f} s  (peak {_peak(device)})", flush=True)
 
 
@@ -105,16 +116,19 @@ def main():
     ap.add_argument("--full-levels", type=float, nargs="+", default=None,
                     help="count levels reconstructed at full size (default: all)")
     ap.add_argument("--tmp", default="/tmp")
+    ap.add_argument("--memory-mb", type=float, nargs="+", default=None,
+                    help="projector chunk sizes to compare (default: the device's default only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     counts = args.counts or float(config["synthetic"]["pet_total_counts"])
     default = config["dose"]
-    bench("default", default, counts, default["levels"], device, Path(args.tmp))
+    memory = tuple(args.memory_mb or (None,))
+    bench("default", default, counts, default["levels"], device, Path(args.tmp), memory)
     if args.full:
         full = {**default, **yaml.safe_load((REPO / "configs/full_protocol.yaml").read_text())["dose"]}
-        bench("full", full, counts, args.full_levels or full["levels"], device, Path(args.tmp))
+        bench("full", full, counts, args.full_levels or full["levels"], device, Path(args.tmp), memory)
 
 
 if __name__ == "__main__":

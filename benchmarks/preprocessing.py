@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--syn-iterations", type=int, nargs="+", help="registration.syn_iterations")
     ap.add_argument("--affine-iterations", type=int, nargs="+", help="registration.affine_iterations")
     ap.add_argument("--n4-iterations", type=int, nargs="+", help="skullstrip.n4.iterations")
+    ap.add_argument("--n4-shrink", type=int, help="skullstrip.n4.shrink_factor")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
     args = ap.parse_args()
@@ -92,6 +93,8 @@ def main() -> None:
         cfg["skullstrip"]["method"] = args.method
     if args.n4_iterations:
         cfg["skullstrip"]["n4"]["iterations"] = args.n4_iterations
+    if args.n4_shrink:
+        cfg["skullstrip"]["n4"]["shrink_factor"] = args.n4_shrink
     rows, times = [], []
     for name in args.cohorts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +110,7 @@ def main() -> None:
     summary = summary.reindex(["none", "linear", "syn"], level=1)
     reg = cfg["registration"]
     print(f"\nresolution {reg['resolution_mm']} mm, PET route {reg['pet_route']}, skullstrip "
-          f"{cfg['skullstrip']['method']}, N4 {cfg['skullstrip']['n4']['iterations']}, affine {reg['affine_iterations']}, "
+          f"{cfg['skullstrip']['method']}, N4 {cfg['skullstrip']['n4']['iterations']} shrink {cfg['skullstrip']['n4']['shrink_factor']}, affine {reg['affine_iterations']}, "
           f"SyN {reg['syn_metric']} {reg['syn_iterations']}, {args.threads} threads, "
           f"{args.subjects} subjects per cohort")
     print(summary.round(3).to_string())

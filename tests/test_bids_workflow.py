@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 CONFIG = {
     "dataset": {"diagnoses": ["CN", "MCI", "AD"], "out_of_distribution": [], "filters": {"pet": {"trc": "18FFDG"}}},
     "registration": {"variants": ["linear"]},
-    "skullstrip": {"n4": {"enabled": True, "shrink_factor": 4, "iterations": [20], "tolerance": 1.0e-3,
+    "skullstrip": {"n4": {"enabled": True, "shrink_factor": 6, "iterations": [20], "tolerance": 1.0e-3,
                           "spline_distance_mm": 200}},
     "training": {"tasks": ["CN_vs_AD"]},
     "heatmaps": {"tasks": []},

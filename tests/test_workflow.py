@@ -39,7 +39,7 @@ TINY = {
     # coarser affine (no half-resolution level), SyN and N4 than the defaults: the plumbing is tested here,
     # accuracy in test_registration.py
     "registration": {"affine_iterations": [100, 50, 0, 0], "syn_iterations": [10, 0, 0]},
-    "skullstrip": {"n4": {"enabled": True, "shrink_factor": 4, "iterations": [20], "tolerance": 1.0e-3,
+    "skullstrip": {"n4": {"enabled": True, "shrink_factor": 6, "iterations": [20], "tolerance": 1.0e-3,
                           "spline_distance_mm": 200}},
     # 001's sweep: the 3D CNN pre-trained on CN vs AD with half the training participants (or all), then
     # fine-tuned for MMSE regression (its classification head replaced), against no pre-training
