@@ -460,3 +460,20 @@ def test_a_session_writes_exactly_the_truth_files_the_workflow_declares(small):
     ms = {**s, "lesions": {**synthetic.NO_LESIONS, "groups": ["MS"]}}
     with_lesions = synthetic.session_truth_files(ms, root / "truth", "009", "01", "MS")
     assert sum("lesion" in p.name for p in with_lesions) == 3  # T1w, PET and template space
+
+
+@pytest.mark.parametrize("step", [2.0, 3.0])
+def test_coarse_template_grid_is_the_filtered_volume_subsampled(step):
+    """templates._downsample filters axis by axis and subsamples after each pass: the same numbers as
+    Gaussian anti-aliasing of the whole 1 mm volume followed by taking every step-th voxel."""
+    rng = np.random.default_rng(0)
+    data = rng.random((31, 26, 23)).astype(np.float32)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-15.0, -12.0, -11.0]
+    got, target = templates._downsample(data, affine, step)
+    k = int(step)
+    ref = ndimage.gaussian_filter(data, np.sqrt(step ** 2 - 1.0) / 2.3548)[::k, ::k, ::k]
+    np.testing.assert_array_equal(got, ref)
+    assert got.shape == tuple(int(np.ceil(n / step)) for n in data.shape)
+    np.testing.assert_array_equal(target[:3, 3], affine[:3, 3])
+    assert np.allclose(np.diag(target)[:3], step)
