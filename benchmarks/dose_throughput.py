@@ -95,14 +95,14 @@ def bench(name: str, settings: dict, counts: float, levels, device, tmp: Path, m
             recs.append(dose.reconstruct(hist[k].reshape(expected.shape), int(settings["iterations"]),
                                          int(settings["subsets"]), device, mb))
             osem.append(time.perf_counter() - t0)
-        t1 = time.perf_counter()
-        dose.postfilter(recs[0], float(settings["postfilter_fwhm_mm"]), settings["voxel_size_mm"] or 2.3)
-        t2 = time.perf_counter()
         if len(memory) > 1:
             same = all(np.array_equal(recs[0], r) for r in recs[1:])
             times = ", ".join(f"{mb} MB {t:.2f} s" for mb, t in zip(memory, osem))
             print(f"  level {float(lv):5g} %: OSEM with chunks of {times}; identical volumes: {same}", flush=True)
             continue
+        t1 = time.perf_counter()
+        dose.postfilter(recs[0], float(settings["postfilter_fwhm_mm"]), settings["voxel_size_mm"] or 2.3)
+        t2 = time.perf_counter()
         print(f"  level {float(lv):5g} %: {int(hist[k].sum()):>12,} counts  OSEM {osem[0]:7.2f} s  "
               f"post-filter {t2 - t1:5.2f} s  (peak {_peak(device)})", flush=True)
 

@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,10 +46,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
-    import nibabel as nib
     import posed_heads
 
-    from braindl import extraction, registration
+    from braindl import extraction
 
     base = yaml.safe_load((REPO / "config.yaml").read_text())["skullstrip"]
     model = posed_heads.head_model()
@@ -58,25 +56,14 @@ def main() -> None:
     print(f"{'head':>4} {'setting':20} {'before':>7} {'residual':>8} {'flattening':>10} {'seconds':>7}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.heads:
-            biased = posed_heads.posed_head(tmp, f"b{seed}", seed, model, noise=0.02, bias=0.15)
-            clean = posed_heads.posed_head(tmp, f"c{seed}", seed, model, noise=0.02, bias=0.0)
-            mask = registration.load_scan(biased["mask"])
-            brain = mask.numpy() > 0
-            raw_b = nib.load(biased["T1w"]).get_fdata()[brain]
-            raw_c = nib.load(clean["T1w"]).get_fdata()[brain]
-            keep = raw_c > np.percentile(raw_c, 20)
-            before = np.std(np.log(raw_b[keep] / raw_c[keep]))
+            check = posed_heads.N4Check(*posed_heads.bias_twins(tmp, seed, model, noise=0.02))
             for name, change in SETTINGS.items():
                 settings = {**base, "n4": {**base["n4"], **change}}
                 t = time.perf_counter()
-                out = {k: extraction.n4(registration.load_scan(h["T1w"]), mask, settings).numpy()[brain][keep]
-                       for k, h in (("biased", biased), ("clean", clean))}
+                got = check.measure(lambda scan, mask, s=settings: extraction.n4(scan, mask, s))
                 seconds = (time.perf_counter() - t) / 2
-                residual = np.std(np.log(out["biased"] / out["clean"]))
-                flattening = np.std(np.log(out["clean"] / raw_c[keep]))
-                print(f"{seed:>4} {name:20} {before:7.4f} {residual:8.4f} {flattening:10.4f} {seconds:7.1f}",
-                      flush=True)
-
+                print(f"{seed:>4} {name:20} {got['before']:7.4f} {got['residual']:8.4f} {got['flattening']:10.4f} "
+                      f"{seconds:7.1f}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -108,9 +108,10 @@ def main() -> None:
         disp_mm_max=("displacement_mm", "max"), disp_p95_mm=("displacement_p95_mm", "mean"),
         disp_p95_mm_max=("displacement_p95_mm", "max"))
     summary = summary.reindex(["none", "linear", "syn"], level=1)
-    reg = cfg["registration"]
+    reg, n4 = cfg["registration"], cfg["skullstrip"]["n4"]
     print(f"\nresolution {reg['resolution_mm']} mm, PET route {reg['pet_route']}, skullstrip "
-          f"{cfg['skullstrip']['method']}, N4 {cfg['skullstrip']['n4']['iterations']} shrink {cfg['skullstrip']['n4']['shrink_factor']}, affine {reg['affine_iterations']}, "
+          f"{cfg['skullstrip']['method']}, N4 {n4['iterations']} shrink {n4['shrink_factor']}, "
+          f"affine {reg['affine_iterations']}, "
           f"SyN {reg['syn_metric']} {reg['syn_iterations']}, {args.threads} threads, "
           f"{args.subjects} subjects per cohort")
     print(summary.round(3).to_string())
