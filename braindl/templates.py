@@ -10,8 +10,7 @@ the requested template grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -23,16 +22,63 @@ import pandas as pd
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
 
 
-@dataclass(frozen=True)
 class Template:
-    """Template volumes on one grid (all arrays share ``affine``)."""
+    """Template volumes on one grid (all arrays share ``affine``): ``t1``, ``gm``, ``wm``, ``csf`` and
+    ``brain_mask``.
 
-    t1: np.ndarray
-    gm: np.ndarray
-    wm: np.ndarray
-    csf: np.ndarray
-    brain_mask: np.ndarray
-    affine: np.ndarray
+    Each volume is read and resampled at its first use, so a job that needs the brain mask only (cropping)
+    filters one volume instead of four. :func:`load_template` builds it.
+    """
+
+    def __init__(self, resolution_mm: float):
+        self.resolution_mm = float(resolution_mm)
+
+    @cached_property
+    def _bundled_affine(self) -> np.ndarray:
+        return nib.load(str(package_data("nilearn", "datasets", "data", _NILEARN_FILES["t1"]))).affine
+
+    @cached_property
+    def affine(self) -> np.ndarray:
+        affine = self._bundled_affine
+        if self.resolution_mm != 1.0:
+            affine = _grid_affine(affine, self.resolution_mm)
+        return np.asarray(affine, dtype=np.float64)
+
+    @cached_property
+    def _t1_1mm(self) -> np.ndarray:
+        return _bundled(self._bundled_affine, "t1")
+
+    def _volume(self, name: str) -> np.ndarray:
+        """A bundled volume (or the brain mask, ``mask``) on this grid, negatives clipped."""
+        if name == "mask":
+            data = (self._t1_1mm > _MASK_THRESHOLD).astype(np.float32)
+        elif name == "t1":
+            data = self._t1_1mm
+        else:
+            data = _bundled(self._bundled_affine, name)
+        if self.resolution_mm != 1.0:
+            data, _ = _downsample(data, self._bundled_affine, self.resolution_mm)
+        return np.clip(data, 0, None)
+
+    @cached_property
+    def brain_mask(self) -> np.ndarray:
+        return (self._volume("mask") > 0.5).astype(np.uint8)
+
+    @cached_property
+    def t1(self) -> np.ndarray:
+        return self._volume("t1") * self.brain_mask
+
+    @cached_property
+    def gm(self) -> np.ndarray:
+        return np.clip(self._volume("gm"), 0, 1) * self.brain_mask
+
+    @cached_property
+    def wm(self) -> np.ndarray:
+        return np.clip(self._volume("wm"), 0, 1) * self.brain_mask
+
+    @cached_property
+    def csf(self) -> np.ndarray:
+        return np.clip(1.0 - self.gm - self.wm, 0, 1) * self.brain_mask
 
 
 # files nilearn bundles (what nilearn.datasets.load_mni152_* read)
@@ -56,11 +102,21 @@ def package_data(package: str, *parts: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
 
 
-def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A nilearn template volume rescaled to [0, 1] (as nilearn's loaders do), and its affine."""
+def _bundled(affine: np.ndarray, name: str) -> np.ndarray:
+    """A nilearn template volume rescaled to [0, 1] (as nilearn's loaders do); its affine must be
+    ``affine`` (the T1's: the bundled volumes share one grid)."""
     img = nib.load(str(package_data("nilearn", "datasets", "data", _NILEARN_FILES[name])))
+    if not np.allclose(img.affine, affine):
+        raise ValueError(f"{img.get_filename()}: its grid differs from the template T1's")
     data = np.asarray(img.dataobj, dtype=np.float32)
-    return data / data.max(), img.affine
+    return data / data.max()
+
+
+def _grid_affine(affine: np.ndarray, resolution_mm: float) -> np.ndarray:
+    """The affine of the ``resolution_mm`` grid that keeps the 1 mm grid's origin."""
+    target = np.diag([resolution_mm] * 3 + [1.0])
+    target[:3, 3] = affine[:3, 3]
+    return target
 
 
 def _downsample(data: np.ndarray, affine: np.ndarray, resolution_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +126,7 @@ def _downsample(data: np.ndarray, affine: np.ndarray, resolution_mm: float) -> t
     """
     from scipy import ndimage
 
-    target = np.diag([resolution_mm] * 3 + [1.0])
-    target[:3, 3] = affine[:3, 3]
+    target = _grid_affine(affine, resolution_mm)
     shape = tuple(int(np.ceil(n / resolution_mm)) for n in data.shape)
     sigma = np.sqrt(max(resolution_mm ** 2 - 1.0, 0.0)) / 2.3548
     step = float(resolution_mm)
@@ -98,31 +153,10 @@ def load_template(resolution_mm: float = 1.0) -> Template:
 
     The brain mask is nilearn's (T1 above 0.2 of its maximum). CSF is not
     bundled; it is taken as the part of the brain mask that is neither grey nor
-    white matter. Coarser grids are computed here (anti-aliased), in well under a
-    second, without importing nilearn.
+    white matter. Coarser grids are computed here (anti-aliased), each volume at its
+    first use, in well under a second, without importing nilearn.
     """
-    arr = {}
-    for name in _NILEARN_FILES:
-        data, affine = _bundled(name)
-        arr[name] = data
-    arr["mask"] = (arr["t1"] > _MASK_THRESHOLD).astype(np.float32)
-    if float(resolution_mm) != 1.0:
-        for name in list(arr):
-            arr[name], target = _downsample(arr[name], affine, float(resolution_mm))
-        affine = target
-    arr = {k: np.clip(v, 0, None) for k, v in arr.items()}
-    mask = (arr["mask"] > 0.5).astype(np.uint8)
-    gm = np.clip(arr["gm"], 0, 1) * mask
-    wm = np.clip(arr["wm"], 0, 1) * mask
-    csf = np.clip(1.0 - gm - wm, 0, 1) * mask
-    return Template(
-        t1=arr["t1"] * mask,
-        gm=gm,
-        wm=wm,
-        csf=csf,
-        brain_mask=mask,
-        affine=np.asarray(affine, dtype=np.float64),
-    )
+    return Template(resolution_mm)
 
 
 def atlas_files(name: str = "AAL3") -> tuple[str, str]:

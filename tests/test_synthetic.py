@@ -477,3 +477,19 @@ def test_coarse_template_grid_is_the_filtered_volume_subsampled(step):
     assert got.shape == tuple(int(np.ceil(n / step)) for n in data.shape)
     np.testing.assert_array_equal(target[:3, 3], affine[:3, 3])
     assert np.allclose(np.diag(target)[:3], step)
+
+
+def test_template_volumes_are_computed_at_first_use_and_match_nilearns():
+    """A job that reads the brain mask only (cropping) filters no tissue map; at 1 mm the mask and the
+    grey-matter map are nilearn's own (``load_mni152_brain_mask``: the T1 above 0.2 of its maximum)."""
+    from nilearn import datasets
+
+    coarse = templates.Template(2.0)
+    assert coarse.brain_mask.shape == (99, 117, 95) and coarse.brain_mask.sum() > 0
+    assert not {"t1", "gm", "wm", "csf"} & set(vars(coarse))
+    np.testing.assert_array_equal(coarse.brain_mask, templates.load_template(2.0).brain_mask)
+    fine = templates.Template(1.0)
+    np.testing.assert_array_equal(fine.brain_mask, datasets.load_mni152_brain_mask(resolution=1).get_fdata() > 0)
+    gm = datasets.load_mni152_gm_template(resolution=1).get_fdata()
+    np.testing.assert_allclose(fine.gm, gm / gm.max() * fine.brain_mask, atol=1e-6)
+    np.testing.assert_allclose(fine.csf + fine.gm + fine.wm, fine.brain_mask, atol=1e-6)
