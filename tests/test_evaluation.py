@@ -1,5 +1,7 @@
 """Metrics against scikit-learn, bootstrap intervals, the Wilcoxon comparison and the figures."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -227,3 +229,27 @@ def test_plotted_reads_back_what_each_artist_draws(tmp_path):
     image = shown[shown.artist == "image"].image.iloc[0]
     assert np.isnan(image[0, 0]) and image[1, 1] == 4.0
     assert not plt.get_fignums()  # closed
+
+
+@pytest.mark.parametrize("case", ["binary", "one_class", "multiclass", "class_not_in_truth", "class_never_predicted"])
+def test_balanced_accuracy_is_scikit_learns(case):
+    """classification_metrics reads balanced accuracy off its confusion matrix (mean recall over the classes
+    in the truth): scikit-learn's balanced_accuracy_score, whatever classes are missing."""
+    rng = np.random.default_rng(len(case))
+    k, n = (2, 30) if case in ("binary", "one_class") else (4, 50)
+    truth = rng.integers(0, k, n)
+    if case == "one_class":
+        truth[:] = 1
+    if case == "class_not_in_truth":
+        truth[truth == 2] = 0
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), truth] += 1.0
+    if case == "class_never_predicted":
+        logits[:, 3] = -10
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    got = evaluation.classification_metrics(truth, proba)["balanced_accuracy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns of predicted classes the truth lacks
+        want = skm.balanced_accuracy_score(truth, proba.argmax(1))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert 0 < got < 1 or case == "one_class"
