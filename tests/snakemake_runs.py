@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
@@ -39,3 +40,12 @@ def dry_run_changed(repo, workdir, base_config, name, change):
     (workdir / f"{name}.yaml").write_text(yaml.safe_dump(over))
     out = smk(repo, workdir, "-n", "--configfile", f"{name}.yaml", "all")
     return job_counts(out.stdout + out.stderr)
+
+
+def dry_runs_changed(repo, workdir, base_config, changes, workers=2):
+    """:func:`dry_run_changed` for each ``{name: change}``, ``workers`` dry runs at a time (a dry run is one
+    busy Python process: two use both cores): ``{name: job counts}``."""
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {name: pool.submit(dry_run_changed, repo, workdir, base_config, name, change)
+                   for name, change in changes.items()}
+        return {name: f.result() for name, f in futures.items()}

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from braindl import pifstudy, synthetic
-from snakemake_runs import dry_run_changed, job_counts, smk
+from snakemake_runs import dry_runs_changed, job_counts, smk
 
 pytestmark = pytest.mark.slow
 
@@ -63,10 +63,6 @@ def studies_run(repo, tmp_path_factory):
     (wd / "studies.yaml").write_text(yaml.safe_dump(STUDIES))
     smk(repo, wd, "--cores", "2", "--configfile", "studies.yaml", "all")
     return wd
-
-
-def _dry(repo, wd, name, change):
-    return dry_run_changed(repo, wd, "studies.yaml", name, change)
 
 
 def _read(path, **kw):
@@ -187,18 +183,21 @@ def test_lesion_relevance_against_the_ground_truth(studies_run):
 
 
 def test_study_settings_rerun_only_their_own_jobs(repo, studies_run):
-    assert _dry(repo, studies_run, "same", {}) == {}
-    # both studies off: nothing else changes (their params reach only their own rules)
-    assert _dry(repo, studies_run, "off", {"pif_study": {"tasks": []}, "ms_study": {"enabled": False},
-                                           "external": {"tasks": []}}) == {}
-    assert _dry(repo, studies_run, "pif_epochs", {"pif_study": {"max_epochs": 3}}) == {**PIF_JOBS, "all": 1}
-    # the PIF layer's grid: only the PIF family's runs
-    grid = _dry(repo, studies_run, "grid", {"training": {"pif_grid": [2, 2, 2]}})
-    assert grid == {"pif_search": PIF_JOBS["pif_search"] // 2, "pif_table": 1, "pif_figure": 1, "all": 1}
-    eps = _dry(repo, studies_run, "eps", {"ms_study": {"lrp_epsilon": 0.01}})
-    assert eps == {"ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1, "all": 1}
-    fine = _dry(repo, studies_run, "fine", {"ms_study": {"finetune": {**STUDIES_FINETUNE, "learning_rate": 1e-3}}})
-    assert fine == {"ms_train": 4, "ms_table": 1, "ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1, "all": 1}
+    got = dry_runs_changed(repo, studies_run, "studies.yaml", {
+        "same": {},
+        # both studies off: nothing else changes (their params reach only their own rules)
+        "off": {"pif_study": {"tasks": []}, "ms_study": {"enabled": False}, "external": {"tasks": []}},
+        "pif_epochs": {"pif_study": {"max_epochs": 3}},
+        # the PIF layer's grid: only the PIF family's runs
+        "grid": {"training": {"pif_grid": [2, 2, 2]}},
+        "eps": {"ms_study": {"lrp_epsilon": 0.01}},
+        "fine": {"ms_study": {"finetune": {**STUDIES_FINETUNE, "learning_rate": 1e-3}}}})
+    assert got["same"] == {} and got["off"] == {}
+    assert got["pif_epochs"] == {**PIF_JOBS, "all": 1}
+    assert got["grid"] == {"pif_search": PIF_JOBS["pif_search"] // 2, "pif_table": 1, "pif_figure": 1, "all": 1}
+    assert got["eps"] == {"ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1, "all": 1}
+    assert got["fine"] == {"ms_train": 4, "ms_table": 1, "ms_heatmap": 2, "ms_relevance": 1, "ms_figure": 1,
+                           "all": 1}
 
 
 STUDIES_FINETUNE = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["ms_study"]["finetune"]
@@ -261,19 +260,21 @@ def test_external_predictions_and_metrics(studies_run):
 def test_external_datasets_rerun_only_their_own_jobs(repo, studies_run):
     """Adding an external dataset reruns no job of the main one; changing one reruns only its own jobs."""
     ext = STUDIES["external"]
-    added = _dry(repo, studies_run, "added", {"external": {**ext, "datasets": {**ext["datasets"], "site3": {
-        "bids_dir": None, "synthetic": {"seed": 9, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}}}})
+    got = dry_runs_changed(repo, studies_run, "studies.yaml", {
+        "added": {"external": {**ext, "datasets": {**ext["datasets"], "site3": {"bids_dir": None, "synthetic": {
+            "seed": 9, "groups": {"CN": 1, "MCI": 0, "AD": 1, "DLB": 0, "FTLD": 0, "MS": 0}}}}}},
+        "changed": {"external": {**ext, "datasets": {**ext["datasets"], "site2": {
+            **ext["datasets"]["site2"], "synthetic": {**ext["datasets"]["site2"]["synthetic"], "seed": 11}}}}},
+        # a transfer model selected or left out: only the external jobs that read it
+        "only3d": {"external": {**ext, "transfer_models": []}}})
+    added, changed, only_3d = got["added"], got["changed"], got["only3d"]
     assert added and all(r.startswith("external") or r == "all" for r in added)
     assert added["external_site3_extract"] == 2 and not any("site2" in r or "blind" in r for r in added)
     assert added["external_predict"] == added["external_predict_model"] == EXT_RUNS
     assert added["external_site3_mosaic"] == 1
-    changed = _dry(repo, studies_run, "changed", {"external": {**ext, "datasets": {**ext["datasets"], "site2": {
-        **ext["datasets"]["site2"], "synthetic": {**ext["datasets"]["site2"]["synthetic"], "seed": 11}}}}})
     assert changed and all(r.startswith("external") or r == "all" for r in changed)
     assert not any("blind" in r for r in changed)
     assert changed["external_predict"] == EXT_RUNS and changed["external_site2_synthetic_cohort"] == 1
-    # a transfer model selected or left out: only the external jobs that read it
-    only_3d = _dry(repo, studies_run, "only3d", {"external": {**ext, "transfer_models": []}})
     assert only_3d and all(r.startswith("external") or r == "all" for r in only_3d)
     assert "external_predict" not in only_3d and "external_predict_model" not in only_3d
 

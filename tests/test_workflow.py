@@ -17,7 +17,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from braindl import atlas, synthetic
 from braindl.architectures import heatmap_refusal, method_specs
-from snakemake_runs import dry_run_changed, job_counts, smk
+from snakemake_runs import dry_run_changed, dry_runs_changed, job_counts, smk
 
 # every test here runs the real Snakefile (dry runs of seconds, and a tiny end-to-end run of minutes)
 pytestmark = pytest.mark.slow
@@ -312,6 +312,14 @@ def _rerun(repo, tiny_run, name, change):
     return dry_run_changed(repo, tiny_run, "tiny.yaml", name, change)
 
 
+def _assert_reruns(repo, tiny_run, expected):
+    """``{name: (change, jobs)}``: a dry run of ``all`` with each change of tiny.yaml (two at a time) plans
+    exactly ``jobs``."""
+    got = dry_runs_changed(repo, tiny_run, "tiny.yaml", {name: change for name, (change, _) in expected.items()})
+    for name, (change, jobs) in expected.items():
+        assert got[name] == jobs, (name, change)
+
+
 FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
 
 
@@ -330,61 +338,64 @@ def _below_qc(nv):
 def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_config):
     n = _n_sessions(tiny_run)
     nv = len(default_config["registration"]["variants"])
-    box = {**default_config["crop"]["box"], "mri_2mm": {"shape": [90, 108, 90], "resolution_mm": 2.0}}
-    assert _rerun(repo, tiny_run, "box", {"crop": {"box": box}}) == {"crop": nv * n, **_below_crop(nv)}
-    assert _rerun(repo, tiny_run, "norm", {"crop": {"normalisation": "zscore"}}) == {"crop": nv * n, **_below_crop(nv)}
-    # a preset the workflow's modalities do not use reruns nothing
-    unused = {**default_config["crop"]["box"], "spect_001": {"shape": [95, 95, 50], "resolution_mm": 2.0}}
     out = smk(repo, tiny_run, "-n", "--configfile", "tiny.yaml", "all")
     assert "Nothing to be done" in out.stdout + out.stderr
-    assert _rerun(repo, tiny_run, "unused", {"crop": {"box": unused}}) == {}
-    assert _rerun(repo, tiny_run, "qc", {"qc": {"outlier_z": 3.0}}) == _below_qc(nv)
-    # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
-    assert _rerun(repo, tiny_run, "scale", {"mosaic": {"scale": 0.4}}) == add({
-        "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
-        "transfer_embedding": 2, "all": 1}, HM2D)
-    # an N4 or extraction setting: extraction, every variant's registration and everything after
+    box = {**default_config["crop"]["box"], "mri_2mm": {"shape": [90, 108, 90], "resolution_mm": 2.0}}
+    # a preset the workflow's modalities do not use reruns nothing
+    unused = {**default_config["crop"]["box"], "spect_001": {"shape": [95, 95, 50], "resolution_mm": 2.0}}
     n4 = {**TINY["skullstrip"]["n4"], "iterations": [10]}
+    # an N4 or extraction setting: extraction, every variant's registration and everything after
     after_extraction = add({"extract": n, "skullstrip": nv * n, "crop": nv * n},
                            {f"register_{v}": n for v in default_config["registration"]["variants"]}, _below_qc(nv))
-    assert _rerun(repo, tiny_run, "n4", {"skullstrip": {"n4": n4}}) == after_extraction
-    assert _rerun(repo, tiny_run, "thr", {"skullstrip": {"deepbet_threshold": 0.6}}) == after_extraction
-    # the PET-only route's threshold is not used on the via_t1 route: nothing reruns
-    assert _rerun(repo, tiny_run, "strip", {"skullstrip": {"pet_tissue_threshold": 0.4}}) == {}
-    # SyN settings: syn's registration, strip and crop; the QC table and, from the splits on, every variant
-    assert _rerun(repo, tiny_run, "syn", {"registration": {"syn_iterations": [5, 0, 0]}}) == add(
-        {"register_syn": n, "skullstrip": n, "crop": n}, _below_qc(nv))
+    _assert_reruns(repo, tiny_run, {
+        "box": ({"crop": {"box": box}}, {"crop": nv * n, **_below_crop(nv)}),
+        "norm": ({"crop": {"normalisation": "zscore"}}, {"crop": nv * n, **_below_crop(nv)}),
+        "unused": ({"crop": {"box": unused}}, {}),
+        "qc": ({"qc": {"outlier_z": 3.0}}, _below_qc(nv)),
+        # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
+        "scale": ({"mosaic": {"scale": 0.4}}, add({
+            "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+            "transfer_embedding": 2, "all": 1}, HM2D)),
+        "n4": ({"skullstrip": {"n4": n4}}, after_extraction),
+        "thr": ({"skullstrip": {"deepbet_threshold": 0.6}}, after_extraction),
+        # the PET-only route's threshold is not used on the via_t1 route: nothing reruns
+        "strip": ({"skullstrip": {"pet_tissue_threshold": 0.4}}, {}),
+        # SyN settings: syn's registration, strip and crop; the QC table and, from the splits on, every variant
+        "syn": ({"registration": {"syn_iterations": [5, 0, 0]}},
+                add({"register_syn": n, "skullstrip": n, "crop": n}, _below_qc(nv))),
+    })
 
 
 def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
     nv = len(default_config["registration"]["variants"])
     train = {"train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
     models = {"train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
-    # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
-    assert _rerun(repo, tiny_run, "lr", {"training": {"learning_rate": 3e-4}}) == add(
-        train, models, {"train_model": -2, "transfer_embedding": 2}, HM)
-    assert _rerun(repo, tiny_run, "seed", {"splits": {"seed": 3}}) == add(
-        {"splits": 2, "sweep_split": 2}, train, models, {"transfer_embedding": 3}, SW, HM)
-    # more runs per split: only the new runs train and get heatmaps, the splits stay (embeddings use the
-    # first run); every summary over the runs is redone
-    assert _rerun(repo, tiny_run, "runs", {"splits": {"n_repeats": 2}}) == add(train, models, SW, HM)
-    assert _rerun(repo, tiny_run, "boot", {"evaluation": {"bootstrap": 60}}) == {
-        "evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}
-    assert _rerun(repo, tiny_run, "dpi", {"figures": {"dpi": 90}}) == add({
-        **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1},
-        *[HMFIG] * 5, {"heatmap_figure_robustness": 2, "dose_figure": 2, "dose_figure_levels": 1},
-        {"heatmap_groundtruth": 2})  # its job draws the localisation figure beside the table
-    # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
-    assert _rerun(repo, tiny_run, "sizes", {"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}) == {
-        "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}
-    # one model's setting reruns that model's runs only
     arms = {**TINY["transfer"]["models"], "resnet18": {**TINY["transfer"]["models"]["resnet18"], "head": "linear"}}
-    assert _rerun(repo, tiny_run, "head", {"transfer": {"models": arms}}) == add({
-        "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
-        "all": 1}, HM2D)
-    # the task and modality lists are not settings of the runs that exist
-    both = _rerun(repo, tiny_run, "tasks", {"training": {"tasks": ["CN_vs_AD", "CN_AD_DLB"]}})
-    assert both == {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
+    _assert_reruns(repo, tiny_run, {
+        # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
+        "lr": ({"training": {"learning_rate": 3e-4}},
+               add(train, models, {"train_model": -2, "transfer_embedding": 2}, HM)),
+        "seed": ({"splits": {"seed": 3}},
+                 add({"splits": 2, "sweep_split": 2}, train, models, {"transfer_embedding": 3}, SW, HM)),
+        # more runs per split: only the new runs train and get heatmaps, the splits stay (embeddings use the
+        # first run); every summary over the runs is redone
+        "runs": ({"splits": {"n_repeats": 2}}, add(train, models, SW, HM)),
+        "boot": ({"evaluation": {"bootstrap": 60}}, {"evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}),
+        "dpi": ({"figures": {"dpi": 90}}, add({
+            **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1},
+            *[HMFIG] * 5, {"heatmap_figure_robustness": 2, "dose_figure": 2, "dose_figure_levels": 1},
+            {"heatmap_groundtruth": 2})),  # its job draws the localisation figure beside the table
+        # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
+        "sizes": ({"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}, {
+            "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}),
+        # one model's setting reruns that model's runs only
+        "head": ({"transfer": {"models": arms}}, add({
+            "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
+            "all": 1}, HM2D)),
+        # the task and modality lists are not settings of the runs that exist
+        "tasks": ({"training": {"tasks": ["CN_vs_AD", "CN_AD_DLB"]}},
+                  {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}),
+    })
 
 
 def test_one_figure_target_lists_only_its_path(repo, tiny_run):
@@ -444,50 +455,52 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
 
 def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
     hm = TINY["heatmaps"]
-    # one method's parameter: that method's heatmaps of the 3D CNN and what summarises them
-    assert _rerun(repo, tiny_run, "eps", {"heatmaps": {**hm, "lrp_epsilon": 0.01}}) == add(
-        _heat_unit(1), {"all": 1})
-    # occlusion patch of volumes: the 3D CNN's occlusion only; of mosaics: the 2D model's
-    assert _rerun(repo, tiny_run, "patch", {"heatmaps": {**hm, "occlusion_stride": [16, 19, 16]}}) == add(
-        _heat_unit(1), {"all": 1})
-    assert _rerun(repo, tiny_run, "patch2d", {"heatmaps": {**hm, "occlusion_stride_2d": [19, 27]}}) == add(
-        _heat_unit(1), {"all": 1})
-    # a new method: its jobs only, and the summaries over methods
-    assert _rerun(repo, tiny_run, "gcam", {"heatmaps": {**hm, "methods": [*hm["methods"], "gradcam"]}}) == add(
-        _heat_unit(1), _heat_unit(1), {"all": 1})
-    # 000's per-slice occlusion applies to both models; its settings change nothing while it is not chosen
-    assert _rerun(repo, tiny_run, "oslice", {"heatmaps": {**hm, "methods": [*hm["methods"], "occlusion_slice"]}}) == add(
-        _heat_unit(1), _heat_unit(1), {"all": 1})
-    assert _rerun(repo, tiny_run, "oslice2", {"heatmaps": {**hm, "occlusion_slice_stride": 3}}) == {}
     # the atlas: region tables and everything after them, not the heatmaps or group maps
     after_regions = {"heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
                      "heatmap_figure_robustness": 2, "heatmap_groundtruth": 2, "all": 1}
-    assert _rerun(repo, tiny_run, "merge", {"atlas": {"merge_hemispheres": False}}) == after_regions
-    # the group shown: the display and stat-map figures only
-    assert _rerun(repo, tiny_run, "group", {"heatmaps": {**hm, "display_group": "TP"}}) == {
-        "heatmap_figure_display": 5, "heatmap_figure_statmap": 5, "all": 1}
-    assert _rerun(repo, tiny_run, "top", {"atlas": {"top_regions": 10}}) == {"heatmap_figure_regions": 5, "all": 1}
-    # batch sizes change no map: nothing reruns
-    assert _rerun(repo, tiny_run, "batch", {"heatmaps": {**hm, "batch_size": 2, "occlusion_batch": 4}}) == {}
+    _assert_reruns(repo, tiny_run, {
+        # one method's parameter: that method's heatmaps of the 3D CNN and what summarises them
+        "eps": ({"heatmaps": {**hm, "lrp_epsilon": 0.01}}, add(_heat_unit(1), {"all": 1})),
+        # occlusion patch of volumes: the 3D CNN's occlusion only; of mosaics: the 2D model's
+        "patch": ({"heatmaps": {**hm, "occlusion_stride": [16, 19, 16]}}, add(_heat_unit(1), {"all": 1})),
+        "patch2d": ({"heatmaps": {**hm, "occlusion_stride_2d": [19, 27]}}, add(_heat_unit(1), {"all": 1})),
+        # a new method: its jobs only, and the summaries over methods
+        "gcam": ({"heatmaps": {**hm, "methods": [*hm["methods"], "gradcam"]}},
+                 add(_heat_unit(1), _heat_unit(1), {"all": 1})),
+        # 000's per-slice occlusion applies to both models; its settings change nothing while it is not chosen
+        "oslice": ({"heatmaps": {**hm, "methods": [*hm["methods"], "occlusion_slice"]}},
+                   add(_heat_unit(1), _heat_unit(1), {"all": 1})),
+        "oslice2": ({"heatmaps": {**hm, "occlusion_slice_stride": 3}}, {}),
+        "merge": ({"atlas": {"merge_hemispheres": False}}, after_regions),
+        # the group shown: the display and stat-map figures only
+        "group": ({"heatmaps": {**hm, "display_group": "TP"}},
+                  {"heatmap_figure_display": 5, "heatmap_figure_statmap": 5, "all": 1}),
+        "top": ({"atlas": {"top_regions": 10}}, {"heatmap_figure_regions": 5, "all": 1}),
+        # batch sizes change no map: nothing reruns
+        "batch": ({"heatmaps": {**hm, "batch_size": 2, "occlusion_batch": 4}}, {}),
+    })
 
 
 def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
-    # dropping a registration variant: exclusions are decided over the variants compared, so QC, and from
-    # the splits on the runs of the variants kept, are redone
     kept = [v for v in default_config["registration"]["variants"] if v != "none"]
-    assert _rerun(repo, tiny_run, "variants", {"registration": {"variants": kept}}) == _below_qc(len(kept))
-    # one more split: new partitions, so everything from the splits on (3 splits x 3 variants of the 3D CNN,
-    # 3 models of the transfer experiment, 2 sizes + none of the sweep, 5 heatmap methods)
     n = 3
     heat = add(_heat_unit(3, n), _heat_unit(2, n))
-    assert _rerun(repo, tiny_run, "nsplits", {"splits": {**TINY["splits"], "n_splits": n}}) == add(
-        {"splits": 2, "train": 3 * n, "evaluate": 1, **FIGS, "train_model": 3 * n, "transfer_table": 1,
-         "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": n, "pretrain": n,
-         "finetune": 3 * n, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)
-    # another bundled atlas: the region tables and what follows, under the new atlas' file names
-    assert _rerun(repo, tiny_run, "atlasname", {"atlas": {"name": "AAL"}}) == {
-        "heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2, "heatmap_figure_robustness": 2,
-        "heatmap_groundtruth": 2, "all": 1}
+    _assert_reruns(repo, tiny_run, {
+        # dropping a registration variant: exclusions are decided over the variants compared, so QC, and from
+        # the splits on the runs of the variants kept, are redone
+        "variants": ({"registration": {"variants": kept}}, _below_qc(len(kept))),
+        # one more split: new partitions, so everything from the splits on (3 splits x 3 variants of the 3D
+        # CNN, 3 models of the transfer experiment, 2 sizes + none of the sweep, 5 heatmap methods)
+        "nsplits": ({"splits": {**TINY["splits"], "n_splits": n}}, add(
+            {"splits": 2, "train": 3 * n, "evaluate": 1, **FIGS, "train_model": 3 * n, "transfer_table": 1,
+             "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": n, "pretrain": n,
+             "finetune": 3 * n, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)),
+        # another bundled atlas: the region tables and what follows, under the new atlas' file names
+        "atlasname": ({"atlas": {"name": "AAL"}}, {
+            "heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
+            "heatmap_figure_robustness": 2, "heatmap_groundtruth": 2, "all": 1}),
+    })
+
 
 def test_tiny_heatmap_outputs(tiny_run, default_config):
     base = tiny_run / "results/heatmaps/task-CN_vs_AD"
@@ -731,20 +744,22 @@ def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
     dose = TINY["dose"]
     after_recon = {"dose_patches": 10, "dose_scores": 1, "dose_train": 8, "dose_table": 1, "dose_figure": 2,
                    "dose_figure_levels": 1, "all": 1}
-    # OSEM settings: the reconstructions and what follows, not the events
-    assert _rerun(repo, tiny_run, "osem", {"dose": {**dose, "iterations": 3}}) == {"dose_reconstruct": 5, **after_recon}
-    # the count scale: everything of the branch
-    assert _rerun(repo, tiny_run, "counts", {"dose": {**dose, "total_counts": 3e7}}) == {**DOSE_JOBS, "all": 1}
-    # patches: the patches and the regression
-    assert _rerun(repo, tiny_run, "npatch", {"dose": {**dose, "patches_per_plane": 5}}) == {
-        "dose_patches": 10, "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}
-    # training settings: the regression only; another regime adds its runs
     training = dose["training"]
-    assert _rerun(repo, tiny_run, "epochs", {"dose": {**dose, "training": {**training, "max_epochs": 3}}}) == {
-        "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}
     regimes = {**training, "regimes": ["head_only", "first_60_percent", "none"]}
-    assert _rerun(repo, tiny_run, "regimes", {"dose": {**dose, "training": regimes}}) == {
-        "dose_train": 4, "dose_table": 1, "dose_figure": 2, "all": 1}
+    _assert_reruns(repo, tiny_run, {
+        # OSEM settings: the reconstructions and what follows, not the events
+        "osem": ({"dose": {**dose, "iterations": 3}}, {"dose_reconstruct": 5, **after_recon}),
+        # the count scale: everything of the branch
+        "counts": ({"dose": {**dose, "total_counts": 3e7}}, {**DOSE_JOBS, "all": 1}),
+        # patches: the patches and the regression
+        "npatch": ({"dose": {**dose, "patches_per_plane": 5}}, {
+            "dose_patches": 10, "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}),
+        # training settings: the regression only; another regime adds its runs
+        "epochs": ({"dose": {**dose, "training": {**training, "max_epochs": 3}}}, {
+            "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}),
+        "regimes": ({"dose": {**dose, "training": regimes}}, {
+            "dose_train": 4, "dose_table": 1, "dose_figure": 2, "all": 1}),
+    })
     # the training device (training.device) is the regression's too
     assert _rerun(repo, tiny_run, "device", {"training": {**TINY["training"], "device": "cpu"}})["dose_train"] == 8
 
