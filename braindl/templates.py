@@ -31,7 +31,11 @@ class Template:
     """
 
     def __init__(self, resolution_mm: float):
-        self.resolution_mm = float(resolution_mm)
+        object.__setattr__(self, "resolution_mm", float(resolution_mm))
+
+    def __setattr__(self, name, value):
+        # load_template hands one Template to every caller of a process: nobody may swap its volumes
+        raise AttributeError(f"a Template is read-only (tried to set {name!r})")
 
     @cached_property
     def _bundled_affine(self) -> np.ndarray:

@@ -48,4 +48,8 @@ def dry_runs_changed(repo, workdir, base_config, changes, workers=2):
     with ThreadPoolExecutor(workers) as pool:
         futures = {name: pool.submit(dry_run_changed, repo, workdir, base_config, name, change)
                    for name, change in changes.items()}
-        return {name: f.result() for name, f in futures.items()}
+        try:
+            return {name: f.result() for name, f in futures.items()}
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # a failed dry run shows at once, not after the queued ones
+            raise

@@ -488,6 +488,8 @@ def test_template_volumes_are_computed_at_first_use_and_match_nilearns():
     assert coarse.brain_mask.shape == (99, 117, 95) and coarse.brain_mask.sum() > 0
     assert not {"t1", "gm", "wm", "csf"} & set(vars(coarse))
     np.testing.assert_array_equal(coarse.brain_mask, templates.load_template(2.0).brain_mask)
+    with pytest.raises(AttributeError, match="read-only"):
+        coarse.t1 = coarse.brain_mask
     fine = templates.Template(1.0)
     np.testing.assert_array_equal(fine.brain_mask, datasets.load_mni152_brain_mask(resolution=1).get_fdata() > 0)
     gm = datasets.load_mni152_gm_template(resolution=1).get_fdata()
