@@ -65,5 +65,6 @@ def main() -> None:
                 print(f"{seed:>4} {name:20} {got['before']:7.4f} {got['residual']:8.4f} {got['flattening']:10.4f} "
                       f"{seconds:7.1f}", flush=True)
 
+
 if __name__ == "__main__":
     main()
