@@ -601,6 +601,34 @@ def run_heatmaps(model_pt, predictions_tsv, data_npy, data_index, pack_json, spe
     return info
 
 
+RUN_INPUTS = ("model", "predictions", "data", "index")
+RUN_OUTPUTS = ("heatmaps", "index", "json")  # braindl.derivatives.heatmap_files
+
+
+def run_heatmaps_of_runs(inputs: dict, outputs: dict, pack_json, spec: dict, settings: dict,
+                         layout: dict | None = None, threads: int | None = None, log=None) -> list[dict]:
+    """:func:`run_heatmaps` for several trained runs, one after another in one process: every run of one
+    unit and method is one workflow job, so torch, captum and MONAI are imported once for all of them.
+
+    ``inputs`` maps each of :data:`RUN_INPUTS` to its files, one per run; ``outputs`` each of
+    :data:`RUN_OUTPUTS`, in the same order (a single path stands for a one-run list). The lists are checked
+    against each other before the first run is computed. Each run's maps equal a call of
+    :func:`run_heatmaps` on it alone. Returns the sidecars, in the runs' order."""
+    lists = []
+    for side, given, keys in (("input", inputs, RUN_INPUTS), ("output", outputs, RUN_OUTPUTS)):
+        for key in keys:
+            if given.get(key) is None:
+                raise HeatmapError(f"heatmaps of runs: no {side} {key!r} files")
+            files = given[key]
+            lists.append((f"{side} {key}", [files] if isinstance(files, (str, Path)) else list(files)))
+    lengths = {name: len(files) for name, files in lists}
+    if len(set(lengths.values())) != 1 or not lists[0][1]:
+        raise HeatmapError(f"heatmaps of runs: the file lists differ in length or are empty: {lengths}")
+    return [run_heatmaps(model, pred, data, index, pack_json, spec, settings, maps, table, sidecar, layout=layout,
+                         threads=threads, log=log)
+            for model, pred, data, index, maps, table, sidecar in zip(*(files for _, files in lists))]
+
+
 def _score_text(method: str, target: str, classes: list) -> str:
     if method == "occlusion_slice":
         return "cross-entropy of each scan's true class, occluded minus intact (000)"

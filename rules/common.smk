@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from braindl import (architectures, crop, derivatives, external, extraction, inputs, mosaic, msstudy, patches,
                      pifstudy, planning, pretraining, registration, splits, synthetic)

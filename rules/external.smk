@@ -103,17 +103,16 @@ if XVAL_DATASETS:
 
     rule external_heatmap:
         input:
-            unpack(ext_model_files),
+            unpack(ext_heat_sources),
         output:
-            **external.heatmap_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}", "{split}", "{run}",
-                                     "{method}"),
+            **ext_heat_outputs(),
         params:
             spec=lambda wc: HM_SPECS[wc.method],
             settings=heat_settings,
             layout=heat_layout,
             code=script_code("heatmap.py"),
         log:
-            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_split-{{split}}_run-{{run}}_method-{{method}}.log",
+            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}.log",
         threads: TRAIN_THREADS
         conda:
             ENV

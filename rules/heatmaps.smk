@@ -1,6 +1,6 @@
 # Heatmaps of the trained runs (braindl.heatmaps: captum), their group maps and figures, and
 # their aggregation over an atlas with robustness across runs and localisation against the
-# synthetic ground truth (braindl.atlas). One heatmap job per trained run and method.
+# synthetic ground truth (braindl.atlas). One heatmap job per unit and method, for all of its trained runs.
 
 
 include: "common/heatmaps.smk"
@@ -10,14 +10,14 @@ rule heatmap:
     input:
         unpack(heat_source),
     output:
-        **heatmap_paths(),
+        **heatmap_outputs(),
     params:
         spec=lambda wc: HM_SPECS[wc.method],
         settings=heat_settings,
         layout=heat_layout,
         code=script_code("heatmap.py"),
     log:
-        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_split-{{split}}_run-{{run}}_method-{{method}}.log",
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}.log",
     threads: TRAIN_THREADS
     conda:
         ENV

@@ -83,13 +83,14 @@ if MSS["enabled"]:
 
     rule ms_heatmap:
         input:
-            model=msstudy.run_paths(RESULTS, MSS, "finetune", "{split}", "{run}")["model"],
-            predictions=msstudy.run_paths(RESULTS, MSS, "finetune", "{split}", "{run}")["predictions"],
-            data=pack_paths(MSS["variant"], MSS["modality"])["volumes"],
-            index=pack_paths(MSS["variant"], MSS["modality"])["index"],
+            # lists over the fine-tuned runs: one job for all of them
+            **over_runs(lambda s, r: {**{k: msstudy.run_paths(RESULTS, MSS, "finetune", s, r)[k]
+                                         for k in ("model", "predictions")},
+                                      "data": pack_paths(MSS["variant"], MSS["modality"])["volumes"],
+                                      "index": pack_paths(MSS["variant"], MSS["modality"])["index"]}),
             pack_json=pack_paths(MSS["variant"], MSS["modality"])["json"],
         output:
-            **msstudy.heatmap_paths(RESULTS, MSS, "{split}", "{run}"),
+            **over_runs(lambda s, r: msstudy.heatmap_paths(RESULTS, MSS, s, r)),
         params:
             spec=architectures.method_specs(["lrp_epsilon"], {"lrp_epsilon": MSS["lrp_epsilon"],
                                                              "lrp_bias": HM["lrp_bias"]})["lrpepsilon"],
@@ -97,7 +98,7 @@ if MSS["enabled"]:
             layout=None,
             code=script_code("heatmap.py"),
         log:
-            f"{RESULTS}/msstudy/logs/heatmap_split-{{split}}_run-{{run}}.log",
+            f"{RESULTS}/msstudy/logs/heatmap.log",
         threads: TRAIN_THREADS
         conda:
             ENV

@@ -390,6 +390,44 @@ def test_run_heatmaps_writes_template_space_maps_with_outcomes(run_files):
     np.testing.assert_allclose(np.moveaxis(np.asarray(img.dataobj), -1, 0), direct, rtol=1e-4, atol=1e-7)
 
 
+def test_heatmaps_of_several_runs_equal_each_run_alone(run_files):
+    """One job computes the maps of every run of a unit (rule heatmap): each run's files equal a call of
+    run_heatmaps on that run alone, in the order given; lists of unequal length are refused first."""
+    d, _ = run_files
+    torch.manual_seed(1)  # a second run: another model, predictions with other test scans
+    other = torch.load(d / "model.pt", weights_only=False)
+    other["model"] = models.build_model("cnn3d_thesis", SHAPE, 2).state_dict()
+    torch.save(other, d / "model2.pt")
+    pred = pd.read_csv(d / "pred.tsv", sep="\t", dtype={"session_id": str})
+    pred.assign(participant_id=[f"sub-{i:02d}" for i in (0, 5, 2, 3)]).to_csv(d / "pred2.tsv", sep="\t", index=False)
+    spec = {"method": "gradient_x_input"}
+    settings = {"target_class": "AD", "device": "cpu", "batch_size": 3}
+    inputs = {"model": [d / "model.pt", d / "model2.pt"], "predictions": [d / "pred.tsv", d / "pred2.tsv"],
+              "data": [d / "pack.npy"] * 2, "index": [d / "pack.tsv"] * 2}
+    outs = {k: [d / f"r{i}.{ext}" for i in (1, 2)] for k, ext in zip(H.RUN_OUTPUTS, ("nii.gz", "tsv", "json"))}
+    infos = H.run_heatmaps_of_runs(inputs, outs, d / "pack.json", spec, settings, log=lambda line: None)
+    assert [i["Model"] for i in infos] == ["model.pt", "model2.pt"]
+    for n, (model, pred_tsv) in enumerate(zip(inputs["model"], inputs["predictions"])):
+        alone = [d / f"alone{n}.{ext}" for ext in ("nii.gz", "tsv", "json")]
+        H.run_heatmaps(model, pred_tsv, d / "pack.npy", d / "pack.tsv", d / "pack.json", spec, settings, *alone,
+                       log=lambda line: None)
+        np.testing.assert_array_equal(nib.load(outs["heatmaps"][n]).get_fdata(), nib.load(alone[0]).get_fdata())
+        pd.testing.assert_frame_equal(pd.read_csv(outs["index"][n], sep="\t"), pd.read_csv(alone[1], sep="\t"))
+    # the second run's table lists its own test scans
+    assert pd.read_csv(outs["index"][1], sep="\t").participant_id.tolist() == ["sub-00", "sub-05", "sub-02", "sub-03"]
+    # the two models' maps differ (the runs were not mixed up)
+    assert not np.allclose(nib.load(outs["heatmaps"][0]).get_fdata(), nib.load(outs["heatmaps"][1]).get_fdata())
+    # a run missing from one list: refused before any file is written
+    short = {k: [d / f"s{i}.{ext}" for i in (1, 2)] for k, ext in zip(H.RUN_OUTPUTS, ("nii.gz", "tsv", "json"))}
+    with pytest.raises(H.HeatmapError, match="differ in length"):
+        H.run_heatmaps_of_runs({**inputs, "predictions": inputs["predictions"][:1]}, short, d / "pack.json", spec,
+                               settings)
+    with pytest.raises(H.HeatmapError, match="no input 'index' files"):
+        H.run_heatmaps_of_runs({k: v for k, v in inputs.items() if k != "index"}, short, d / "pack.json", spec,
+                               settings)
+    assert not any(p.exists() for files in short.values() for p in files)
+
+
 def test_run_heatmaps_refuses_a_target_the_model_lacks(run_files):
     d, _ = run_files
     with pytest.raises(H.HeatmapError, match="do not include the disease class 'DLB'"):

@@ -78,13 +78,13 @@ def add(*counts):
     return out
 
 
-# heatmap jobs per unit (2 splits): per method a heatmap per run, group maps, regions and three figures;
-# per unit robustness (table and figure) and ground truth
+# heatmap jobs per unit: per method one heatmap job for all of its runs, group maps, regions and three
+# figures; per unit robustness (table and figure) and ground truth
 HMFIG = {"heatmap_figure_display": 1, "heatmap_figure_statmap": 1, "heatmap_figure_regions": 1}
 
 
-def _heat_unit(n_methods, n_splits=2):
-    per_method = {"heatmap": n_splits, "heatmap_groups": 1, "heatmap_regions": 1, **HMFIG}
+def _heat_unit(n_methods):
+    per_method = {"heatmap": 1, "heatmap_groups": 1, "heatmap_regions": 1, **HMFIG}
     return add(*[per_method] * n_methods, {"heatmap_robustness": 1, "heatmap_figure_robustness": 1,
                                            "heatmap_groundtruth": 1})
 
@@ -133,7 +133,8 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     hm = default_config["heatmaps"]
     methods = [s for s in method_specs(hm["methods"], hm).values() if not heatmap_refusal(tr["model"], s["method"])]
     units = len(hm["tasks"]) * len(tr["modalities"]) * len(hm["variants"])
-    assert counts["heatmap"] == units * n_runs * len(methods) and not hm["transfer_models"]
+    # one heatmap job per unit and method computes the maps of every run
+    assert counts["heatmap"] == units * len(methods) and not hm["transfer_models"]
     for rule in ("heatmap_groups", "heatmap_regions", "heatmap_figure_display", "heatmap_figure_statmap",
                  "heatmap_figure_regions"):
         assert counts[rule] == units * len(methods)
@@ -157,7 +158,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["external_predict"] == n_ext_sets * len(ext["variants"]) * n_runs
     assert counts["external_predictions"] == counts["external_metrics"] == counts["external_figure"] == n_ext_sets
     ext_heat = [v for v in ext["variants"] if v in hm["variants"]]
-    assert counts["external_heatmap"] == n_ext_sets * len(ext_heat) * n_runs * len(ext["heatmap_methods"])
+    assert counts["external_heatmap"] == n_ext_sets * len(ext_heat) * len(ext["heatmap_methods"])
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -484,7 +485,7 @@ def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
 def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
     kept = [v for v in default_config["registration"]["variants"] if v != "none"]
     n = 3
-    heat = add(_heat_unit(3, n), _heat_unit(2, n))
+    heat = add(_heat_unit(3), _heat_unit(2))
     _assert_reruns(repo, tiny_run, {
         # dropping a registration variant: exclusions are decided over the variants compared, so QC, and from
         # the splits on the runs of the variants kept, are redone

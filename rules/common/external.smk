@@ -58,10 +58,26 @@ def ext_model_files(wc):
             "pack_json": external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"]}
 
 
+def ext_heat_sources(wc):
+    """What one external heatmap job reads: the trained runs and the dataset's data, lists over the unit's
+    runs (as ext_model_files for one run), and the dataset's pack sidecar."""
+    def of_run(split, run):
+        files = ext_model_files(SimpleNamespace(**dict(wc.items()), split=split, run=run))
+        return {k: v for k, v in files.items() if k != "pack_json"}
+
+    return {**over_runs(of_run), "pack_json": external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"]}
+
+
+def ext_heat_outputs():
+    """Rule external_heatmap's outputs: each of a run's heatmap files, listed over the unit's runs."""
+    return over_runs(lambda s, r: external.heatmap_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}",
+                                                         s, r, "{method}"))
+
+
 def ext_heat_runs(wc):
     """The external heatmaps of every run of one unit and method (as unit_runs for the test sets)."""
     return [dict(split=s, run=r, **external.heatmap_paths(RESULTS, wc.extname, wc.task, wc.mod, wc.reg, wc.hmodel, s, r,
-                                                          wc.method)) for s in SPLIT_IDS for r in RUN_IDS]
+                                                          wc.method)) for s, r in RUN_KEYS]
 
 
 def external_targets():
@@ -71,4 +87,4 @@ def external_targets():
         if not _spec.get("labelled", True):
             print(f"external.datasets.{_name}: no labels: its predictions are written, its metrics are not",
                   file=sys.stderr)
-    return external.targets(RESULTS, config, ATLAS_LABEL, [(s, r) for s in SPLIT_IDS for r in RUN_IDS])
+    return external.targets(RESULTS, config, ATLAS_LABEL, RUN_KEYS)

@@ -72,8 +72,7 @@ def heat_figure(kind, task="{task}", mod="{mod}", reg="{reg}", model="{hmodel}",
 
 def unit_runs(task, mod, reg, model, method):
     """Every run of one heatmap unit and method: split, run and its heatmap files."""
-    return [dict(split=s, run=r, **heatmap_paths(task, mod, reg, model, s, r, method))
-            for s in SPLIT_IDS for r in RUN_IDS]
+    return [dict(split=s, run=r, **heatmap_paths(task, mod, reg, model, s, r, method)) for s, r in RUN_KEYS]
 
 
 def heat_runs(wc):
@@ -84,16 +83,24 @@ def heat_run_files(wc):
     return [f for r in heat_runs(wc) for f in (r["heatmaps"], r["index"])]
 
 
-def heat_source(wc):
-    """The trained run and the data a heatmap job reads."""
+def heatmap_outputs():
+    """Rule heatmap's outputs: each of a run's heatmap files, listed over every run of the unit."""
+    return over_runs(lambda s, r: heatmap_paths(split=s, run=r))
+
+
+def _heat_source(wc, split, run):
     if wc.hmodel == TRAIN_MODEL:
-        run = train_paths(wc.task, wc.mod, wc.reg, wc.split, wc.run)
+        files = train_paths(wc.task, wc.mod, wc.reg, split, run)
         data = {"data": pack_paths(wc.reg, wc.mod)["volumes"], "index": pack_paths(wc.reg, wc.mod)["index"]}
     else:
-        run = arm_paths(wc.task, wc.hmodel, wc.split, wc.run)
-        data = {k: v for k, v in arm_files(wc.task, wc.hmodel, wc.split).items() if k != "split"}
-    return {"model": run["model"], "predictions": run["predictions"], **data,
-            "pack_json": pack_paths(wc.reg, wc.mod)["json"]}
+        files = arm_paths(wc.task, wc.hmodel, split, run)
+        data = {k: v for k, v in arm_files(wc.task, wc.hmodel, split).items() if k != "split"}
+    return {"model": files["model"], "predictions": files["predictions"], **data}
+
+
+def heat_source(wc):
+    """The trained runs and the data a heatmap job reads: lists over the unit's runs, and the pack's sidecar."""
+    return {**over_runs(lambda s, r: _heat_source(wc, s, r)), "pack_json": pack_paths(wc.reg, wc.mod)["json"]}
 
 
 def heat_layout(wc):

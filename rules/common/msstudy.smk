@@ -1,7 +1,7 @@
 # The msstudy stage's constants, paths, settings, checks and input functions (its rules: rules/msstudy.smk).
 # ---- plan ------------------------------------------------------------------------------------------
 MS_RUNS = msstudy.planned_runs(RESULTS, MSS, msstudy.ARMS, SPLIT_IDS, RUN_IDS) if MSS["enabled"] else []
-MS_HEATMAPS = [dict(split=s, run=r, **msstudy.heatmap_paths(RESULTS, MSS, s, r)) for s in SPLIT_IDS for r in RUN_IDS]
+MS_HEATMAPS = [dict(split=s, run=r, **msstudy.heatmap_paths(RESULTS, MSS, s, r)) for s, r in RUN_KEYS]
 MS_TABLES = msstudy.table_paths(RESULTS, MSS)
 # sessions with a native lesion mask of the study's modality: the synthetic cohort's lesion groups
 MS_LESIONS = (msstudy.lesion_sessions(COHORT, synthetic.lesion_settings(config["synthetic"])["groups"],

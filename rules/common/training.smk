@@ -8,6 +8,16 @@ TASKS = config["training"]["tasks"]
 TRAIN_MODALITIES = config["training"]["modalities"]
 SPLIT_IDS = planning.split_ids(config)
 RUN_IDS = planning.run_ids(config)
+RUN_KEYS = [(s, r) for s in SPLIT_IDS for r in RUN_IDS]  # every trained run of a unit, in one order
+
+
+def over_runs(files_of_run):
+    """Named lists over RUN_KEYS of the files ``files_of_run(split, run)`` names: the inputs or outputs of
+    one job for all of a unit's runs (heatmaps)."""
+    per_run = [files_of_run(s, r) for s, r in RUN_KEYS]
+    return {k: [files[k] for files in per_run] for k in per_run[0]}
+
+
 FINETUNE_FROM = config["training"]["finetune_from"]
 
 
