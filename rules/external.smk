@@ -112,7 +112,7 @@ if XVAL_DATASETS:
             layout=heat_layout,
             code=script_code("heatmap.py"),
         log:
-            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}.log",
+            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}{HEAT_JOB_LABEL}_method-{{method}}.log",
         threads: TRAIN_THREADS
         conda:
             ENV

@@ -1,6 +1,7 @@
 # Heatmaps of the trained runs (braindl.heatmaps: captum), their group maps and figures, and
 # their aggregation over an atlas with robustness across runs and localisation against the
-# synthetic ground truth (braindl.atlas). One heatmap job per unit and method, for all of its trained runs.
+# synthetic ground truth (braindl.atlas). A heatmap job computes the trained runs of a unit and method that
+# heatmaps.job_runs gives it: all of them (the default), a split's, or one.
 
 
 include: "common/heatmaps.smk"
@@ -17,7 +18,7 @@ rule heatmap:
         layout=heat_layout,
         code=script_code("heatmap.py"),
     log:
-        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}.log",
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}{HEAT_JOB_LABEL}_method-{{method}}.log",
     threads: TRAIN_THREADS
     conda:
         ENV

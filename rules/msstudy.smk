@@ -83,14 +83,9 @@ if MSS["enabled"]:
 
     rule ms_heatmap:
         input:
-            # lists over the fine-tuned runs: one job for all of them
-            **over_runs(lambda s, r: {**{k: msstudy.run_paths(RESULTS, MSS, "finetune", s, r)[k]
-                                         for k in ("model", "predictions")},
-                                      "data": pack_paths(MSS["variant"], MSS["modality"])["volumes"],
-                                      "index": pack_paths(MSS["variant"], MSS["modality"])["index"]}),
-            pack_json=pack_paths(MSS["variant"], MSS["modality"])["json"],
+            unpack(ms_heat_sources),
         output:
-            **over_runs(lambda s, r: msstudy.heatmap_paths(RESULTS, MSS, s, r)),
+            **over_runs(lambda s, r: msstudy.heatmap_paths(RESULTS, MSS, s, r), heat_job_runs()),
         params:
             spec=architectures.method_specs(["lrp_epsilon"], {"lrp_epsilon": MSS["lrp_epsilon"],
                                                              "lrp_bias": HM["lrp_bias"]})["lrpepsilon"],
@@ -98,7 +93,7 @@ if MSS["enabled"]:
             layout=None,
             code=script_code("heatmap.py"),
         log:
-            f"{RESULTS}/msstudy/logs/heatmap.log",
+            f"{RESULTS}/msstudy/logs/heatmap{HEAT_JOB_LABEL}.log",
         threads: TRAIN_THREADS
         conda:
             ENV

@@ -161,6 +161,26 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["external_heatmap"] == n_ext_sets * len(ext_heat) * len(ext["heatmap_methods"])
 
 
+def test_heatmap_jobs_hold_the_runs_heatmaps_job_runs_gives_them(repo, tmp_path, default_config):
+    """heatmaps.job_runs: one heatmap job per unit and method for all its runs (the default), per split, or
+    per run; every mode plans every run's maps (the group maps and the figures need all of them)."""
+    # two repeats per split, so that the three modes differ (the rest of config.yaml merged in by Snakemake)
+    n_splits, n_repeats = default_config["splits"]["n_splits"], 2
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"splits": {"n_repeats": n_repeats}}))
+    got = dry_runs_changed(repo, tmp_path, "base.yaml", {m: {"heatmaps": {"job_runs": m}} for m in ("unit", "split", "run")})
+    assert got["unit"]["heatmap"] > 0 and got["unit"]["external_heatmap"] > 0
+    for rule in ("heatmap", "external_heatmap"):
+        assert got["split"][rule] == got["unit"][rule] * n_splits
+        assert got["run"][rule] == got["unit"][rule] * n_splits * n_repeats
+    # nothing else changes
+    for mode in ("split", "run"):
+        assert {k: v for k, v in got[mode].items() if k not in ("heatmap", "external_heatmap")} == \
+            {k: v for k, v in got["unit"].items() if k not in ("heatmap", "external_heatmap")}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"heatmaps": {"job_runs": "fold"}}))
+    bad = smk(repo, tmp_path, "-n", "all", "--configfile", "bad.yaml", check=False)
+    assert bad.returncode != 0 and "job_runs" in bad.stdout + bad.stderr
+
+
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"training": {"batch_size": "big"}}))
     out = smk(repo, tmp_path, "-n", "all", "--configfile", "bad.yaml", check=False)

@@ -59,19 +59,20 @@ def ext_model_files(wc):
 
 
 def ext_heat_sources(wc):
-    """What one external heatmap job reads: the trained runs and the dataset's data, lists over the unit's
+    """What one external heatmap job reads: the trained runs and the dataset's data, lists over the job's
     runs (as ext_model_files for one run), and the dataset's pack sidecar."""
     def of_run(split, run):
-        files = ext_model_files(SimpleNamespace(**dict(wc.items()), split=split, run=run))
+        files = ext_model_files(SimpleNamespace(**{**dict(wc.items()), "split": split, "run": run}))
         return {k: v for k, v in files.items() if k != "pack_json"}
 
-    return {**over_runs(of_run), "pack_json": external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"]}
+    return {**over_runs(of_run, heat_job_runs(wc)),
+            "pack_json": external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"]}
 
 
 def ext_heat_outputs():
-    """Rule external_heatmap's outputs: each of a run's heatmap files, listed over the unit's runs."""
+    """Rule external_heatmap's outputs: each of a run's heatmap files, listed over the job's runs."""
     return over_runs(lambda s, r: external.heatmap_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}",
-                                                         s, r, "{method}"))
+                                                         s, r, "{method}"), heat_job_runs())
 
 
 def ext_heat_runs(wc):

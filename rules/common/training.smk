@@ -11,10 +11,21 @@ RUN_IDS = planning.run_ids(config)
 RUN_KEYS = [(s, r) for s in SPLIT_IDS for r in RUN_IDS]  # every trained run of a unit, in one order
 
 
-def over_runs(files_of_run):
-    """Named lists over RUN_KEYS of the files ``files_of_run(split, run)`` names: the inputs or outputs of
-    one job for all of a unit's runs (heatmaps)."""
-    per_run = [files_of_run(s, r) for s, r in RUN_KEYS]
+def heat_job_runs(wc=None):
+    """The (split, run) pairs of one heatmap job (heatmaps.job_runs, braindl.planning.heatmap_job_runs):
+    without ``wc`` the wildcard patterns of its outputs, with a job's wildcards the runs it reads."""
+    given = {k: getattr(wc, k) for k in ("split", "run") if wc is not None and hasattr(wc, k)}
+    return planning.heatmap_job_runs(config["heatmaps"]["job_runs"], SPLIT_IDS, RUN_IDS, **given)
+
+
+# what tells one heatmap job's log apart from another's of the same unit and method
+HEAT_JOB_LABEL = planning.heatmap_job_label(config["heatmaps"]["job_runs"])
+
+
+def over_runs(files_of_run, runs):
+    """Named lists of the files ``files_of_run(split, run)`` names, over ``runs``: the inputs or outputs of
+    one job for several runs (heatmaps)."""
+    per_run = [files_of_run(s, r) for s, r in runs]
     return {k: [files[k] for files in per_run] for k in per_run[0]}
 
 
