@@ -417,6 +417,11 @@ def test_heatmaps_of_several_runs_equal_each_run_alone(run_files):
     assert pd.read_csv(outs["index"][1], sep="\t").participant_id.tolist() == ["sub-00", "sub-05", "sub-02", "sub-03"]
     # the two models' maps differ (the runs were not mixed up)
     assert not np.allclose(nib.load(outs["heatmaps"][0]).get_fdata(), nib.load(outs["heatmaps"][1]).get_fdata())
+    # a one-run job may name its files as single paths (as Snakemake gives a one-file input)
+    single = {k: str(d / f"one.{ext}") for k, ext in zip(H.RUN_OUTPUTS, ("nii.gz", "tsv", "json"))}
+    H.run_heatmaps_of_runs({k: str(v[1]) for k, v in inputs.items()}, single, d / "pack.json", spec, settings,
+                           log=lambda line: None)
+    np.testing.assert_array_equal(nib.load(single["heatmaps"]).get_fdata(), nib.load(outs["heatmaps"][1]).get_fdata())
     # a run missing from one list: refused before any file is written
     short = {k: [d / f"s{i}.{ext}" for i in (1, 2)] for k, ext in zip(H.RUN_OUTPUTS, ("nii.gz", "tsv", "json"))}
     with pytest.raises(H.HeatmapError, match="differ in length"):

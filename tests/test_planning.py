@@ -2,8 +2,10 @@
 
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
+import yaml
 
 from braindl import planning
 
@@ -282,6 +284,9 @@ def test_heatmap_jobs_cover_each_run_once_in_every_mode():
     assert planning.heatmap_job_runs("run", splits, runs) == [("{split}", "{run}")]
     with pytest.raises(ValueError, match="job_runs: 'fold' is none of unit, split, run"):
         planning.heatmap_job_runs("fold", splits, runs)
+    # the schema offers exactly these modes
+    schema = yaml.safe_load((Path(planning.__file__).parent / "schemas/config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["heatmaps"]["properties"]["job_runs"]["enum"]) == planning.HEATMAP_JOB_RUNS
     # a job's log carries the wildcards of its outputs
     assert [planning.heatmap_job_label(m) for m in planning.HEATMAP_JOB_RUNS] == [
         "", "_split-{split}", "_split-{split}_run-{run}"]

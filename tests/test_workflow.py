@@ -398,8 +398,9 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
                add(train, models, {"train_model": -2, "transfer_embedding": 2}, HM)),
         "seed": ({"splits": {"seed": 3}},
                  add({"splits": 2, "sweep_split": 2}, train, models, {"transfer_embedding": 3}, SW, HM)),
-        # more runs per split: only the new runs train and get heatmaps, the splits stay (embeddings use the
-        # first run); every summary over the runs is redone
+        # more runs per split: only the new runs train, the splits stay (embeddings use the first run); the
+        # heatmap job of each unit and method (heatmaps.job_runs: unit) holds all runs, so it computes the
+        # old runs' maps again with the new; every summary over the runs is redone
         "runs": ({"splits": {"n_repeats": 2}}, add(train, models, SW, HM)),
         "boot": ({"evaluation": {"bootstrap": 60}}, {"evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}),
         "dpi": ({"figures": {"dpi": 90}}, add({
@@ -544,6 +545,12 @@ def test_tiny_heatmap_outputs(tiny_run, default_config):
         for kind in ("display", "statmap", "regions"):
             fig = tiny_run / f"results/figures/heatmaps_task-CN_vs_AD_T1w_desc-syn_model-cnn3d_thesis_method-{method}_{kind}.png"
             assert fig.stat().st_size > 5000
+    # one job computed each unit's runs one after another: every map's sidecar names its own run's model
+    sidecars = sorted((tiny_run / "results/heatmaps").rglob("*_heatmaps.json"))
+    assert len(sidecars) == 5 * 2  # 3 + 2 methods (the 3D CNN, the ResNet-18) x 2 splits
+    for path in sidecars:
+        run = re.search(r"_(split-\d+_run-\d+)_method-", path.name).group(1)
+        assert f"_{run}_model.pt" in json.loads(path.read_text())["Model"], path.name
     truth = pd.read_csv(str(pre) + "_atlas-AAL3_groundtruth.tsv", sep="\t")
     assert truth.method.tolist() == ["lrpepsilon", "gradientxinput", "occlusion"]
     # relevance mass accuracy and the pointing game, read back from the maps of the AD test scans inside the
