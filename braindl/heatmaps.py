@@ -607,8 +607,9 @@ RUN_OUTPUTS = ("heatmaps", "index", "json")  # braindl.derivatives.heatmap_files
 
 def run_heatmaps_of_runs(inputs: dict, outputs: dict, pack_json, spec: dict, settings: dict,
                          layout: dict | None = None, threads: int | None = None, log=None) -> list[dict]:
-    """:func:`run_heatmaps` for several trained runs, one after another in one process: every run of one
-    unit and method is one workflow job, so torch, captum and MONAI are imported once for all of them.
+    """:func:`run_heatmaps` for several trained runs, one after another in one process: the runs of one
+    unit and method that ``heatmaps.job_runs`` puts in one workflow job
+    (:func:`braindl.planning.heatmap_job_runs`), so torch, captum and MONAI are imported once for them.
 
     ``inputs`` maps each of :data:`RUN_INPUTS` to its files, one per run; ``outputs`` each of
     :data:`RUN_OUTPUTS`, in the same order (a single path stands for a one-run list). The lists are checked
