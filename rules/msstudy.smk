@@ -85,7 +85,7 @@ if MSS["enabled"]:
         input:
             unpack(ms_heat_sources),
         output:
-            **over_runs(lambda s, r: msstudy.heatmap_paths(RESULTS, MSS, s, r), heat_job_runs()),
+            **over_job_runs(lambda s, r: msstudy.heatmap_paths(RESULTS, MSS, s, r)),
         params:
             spec=architectures.method_specs(["lrp_epsilon"], {"lrp_epsilon": MSS["lrp_epsilon"],
                                                              "lrp_bias": HM["lrp_bias"]})["lrpepsilon"],

@@ -65,14 +65,14 @@ def ext_heat_sources(wc):
         files = ext_model_files(SimpleNamespace(**{**dict(wc.items()), "split": split, "run": run}))
         return {k: v for k, v in files.items() if k != "pack_json"}
 
-    return {**over_runs(of_run, heat_job_runs(wc)),
+    return {**over_job_runs(of_run, wc),
             "pack_json": external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"]}
 
 
 def ext_heat_outputs():
     """Rule external_heatmap's outputs: each of a run's heatmap files, listed over the job's runs."""
-    return over_runs(lambda s, r: external.heatmap_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}",
-                                                         s, r, "{method}"), heat_job_runs())
+    return over_job_runs(lambda s, r: external.heatmap_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}",
+                                                             "{hmodel}", s, r, "{method}"))
 
 
 def ext_heat_runs(wc):

@@ -85,7 +85,7 @@ def heat_run_files(wc):
 
 def heatmap_outputs():
     """Rule heatmap's outputs: each of a run's heatmap files, listed over the job's runs."""
-    return over_runs(lambda s, r: heatmap_paths(split=s, run=r), heat_job_runs())
+    return over_job_runs(lambda s, r: heatmap_paths(split=s, run=r))
 
 
 def _heat_source(wc, split, run):
@@ -100,8 +100,7 @@ def _heat_source(wc, split, run):
 
 def heat_source(wc):
     """The trained runs and the data a heatmap job reads: lists over the job's runs, and the pack's sidecar."""
-    return {**over_runs(lambda s, r: _heat_source(wc, s, r), heat_job_runs(wc)),
-            "pack_json": pack_paths(wc.reg, wc.mod)["json"]}
+    return {**over_job_runs(lambda s, r: _heat_source(wc, s, r), wc), "pack_json": pack_paths(wc.reg, wc.mod)["json"]}
 
 
 def heat_layout(wc):

@@ -8,9 +8,9 @@ MS_TABLES = msstudy.table_paths(RESULTS, MSS)
 def ms_heat_sources(wc):
     """What one heatmap job of the fine-tuned runs reads: lists over its runs (heatmaps.job_runs), the pack."""
     pack = pack_paths(MSS["variant"], MSS["modality"])
-    return {**over_runs(lambda s, r: {**{k: msstudy.run_paths(RESULTS, MSS, "finetune", s, r)[k]
-                                         for k in ("model", "predictions")},
-                                      "data": pack["volumes"], "index": pack["index"]}, heat_job_runs(wc)),
+    return {**over_job_runs(lambda s, r: {**{k: msstudy.run_paths(RESULTS, MSS, "finetune", s, r)[k]
+                                             for k in ("model", "predictions")},
+                                          "data": pack["volumes"], "index": pack["index"]}, wc),
             "pack_json": pack["json"]}
 # sessions with a native lesion mask of the study's modality: the synthetic cohort's lesion groups
 MS_LESIONS = (msstudy.lesion_sessions(COHORT, synthetic.lesion_settings(config["synthetic"])["groups"],

@@ -22,10 +22,10 @@ def heat_job_runs(wc=None):
 HEAT_JOB_LABEL = planning.heatmap_job_label(config["heatmaps"]["job_runs"])
 
 
-def over_runs(files_of_run, runs):
-    """Named lists of the files ``files_of_run(split, run)`` names, over ``runs``: the inputs or outputs of
-    one job for several runs (heatmaps)."""
-    per_run = [files_of_run(s, r) for s, r in runs]
+def over_job_runs(files_of_run, wc=None):
+    """Named lists of the files ``files_of_run(split, run)`` names, over the runs of one heatmap job
+    (heat_job_runs): with ``wc`` its inputs, without the patterns of its outputs."""
+    per_run = [files_of_run(s, r) for s, r in heat_job_runs(wc)]
     return {k: [files[k] for files in per_run] for k in per_run[0]}
 
 
