@@ -42,6 +42,8 @@ def test_laptop_config_is_the_laptop_study(repo, config):
     assert sum(merged["synthetic"]["groups"].values()) == 36 and n(merged) > 4 * n(config)
     assert merged["training"]["max_epochs"] > config["training"]["max_epochs"]
     assert merged["splits"]["n_splits"] > config["splits"]["n_splits"]
+    assert merged["dose"]["levels"] == [0.5, 1, 5, 10, 25, 50, 100] and len(config["dose"]["levels"]) < 7  # 002's
+    assert sum(merged["registration"]["syn_iterations"]) > sum(config["registration"]["syn_iterations"])
     dt = merged["dose"]["training"]
     assert merged["dose"]["patients"] == max(dt["sizes"]) + dt["validation_patients"] + dt["test_patients"] == 13
     # the full protocol states the sizes it needs itself: the same merged over the default or the laptop study
@@ -51,7 +53,8 @@ def test_laptop_config_is_the_laptop_study(repo, config):
                          ("dose", "patients"), ("dose", "angles"), ("dose", "patches_per_plane"),
                          ("training", "max_epochs"), ("external", "datasets"), ("transfer", "tasks"),
                          ("transfer", "roc_task"), ("transfer", "embedding_task"), ("evaluation", "bootstrap"),
-                         ("heatmaps", "variants"), ("external", "variants")):
+                         ("heatmaps", "variants"), ("external", "variants"), ("registration", "syn_iterations"),
+                         ("dose", "levels"), ("dose", "groups")):
         assert over_default[section][key] == over_laptop[section][key], (section, key)
     assert over_default["dose"]["training"] == over_laptop["dose"]["training"]
 
