@@ -7,6 +7,23 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# Under pytest-xdist (`-n 2`) each worker runs its tests single-threaded: two workers use two cores
+# without oversubscribing them (torch's default would be one thread per core in every worker).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+TORCH_THREADS = int(os.environ.get("OMP_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
+# the modules whose fixtures run the workflow or register scans for minutes: collected first
+# (pyproject.toml's --no-loadscope-reorder keeps this order) so that the short tests fill the end, where
+# one worker would otherwise wait for the other's long fixture. xdist hands each worker two modules at
+# the start: the first worker takes test_workflow.py and test_bids_workflow.py, the second the studies
+# run and the registration fixtures.
+HEAVY = ("test_workflow.py", "test_studies_workflow.py", "test_bids_workflow.py", "test_registration.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(HEAVY)))
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +47,7 @@ def _restore_torch_threads():
     one must not change the numerics of the tests after it (float reductions depend
     on the thread count)."""
     torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch else len(os.sched_getaffinity(0))
+    before = torch.get_num_threads() if torch else TORCH_THREADS
     yield
     torch = sys.modules.get("torch")
     if torch is not None:
