@@ -609,7 +609,7 @@ def run_heatmaps_of_runs(inputs: dict, outputs: dict, pack_json, spec: dict, set
                          layout: dict | None = None, threads: int | None = None, log=None) -> list[dict]:
     """:func:`run_heatmaps` for several trained runs, one after another in one process: the runs of one
     unit and method that ``heatmaps.job_runs`` puts in one workflow job
-    (:func:`braindl.planning.heatmap_job_runs`), so torch, captum and MONAI are imported once for them.
+    (:func:`braindl.planning.job_runs`), so torch, captum and MONAI are imported once for them.
 
     ``inputs`` maps each of :data:`RUN_INPUTS` to its files, one per run; ``outputs`` each of
     :data:`RUN_OUTPUTS`, in the same order (a single path stands for a one-run list). The lists are checked

@@ -468,31 +468,33 @@ def run_ids(config: dict) -> list[str]:
     return [f"{r:02d}" for r in range(1, config["splits"]["n_repeats"] + 1)]
 
 
-#: what one heatmap job computes (``heatmaps.job_runs``): every run of its unit and method, the repeats of
-#: one split, or one run
-HEATMAP_JOB_RUNS = ("unit", "split", "run")
+#: what one job of a unit's trained runs holds (``heatmaps.job_runs``, ``resources.training_job_runs``):
+#: every run of its unit, the repeats of one split, or one run
+JOB_RUNS = ("unit", "split", "run")
 
 
-def heatmap_job_runs(job_runs: str, splits: list[str], runs: list[str], split: str = "{split}",
-                     run: str = "{run}") -> list[tuple[str, str]]:
-    """The (split, run) pairs one heatmap job of a unit and method computes, in order: all of the unit's
-    (``job_runs`` ``unit``: one process, the imports paid once), those of ``split`` (``split``), or
-    ``(split, run)`` alone (``run``: the most jobs, for a cluster's parallel GPUs). With the default
-    ``split`` and ``run`` the pairs hold the wildcards of the rule's outputs; with a job's values, the
-    runs it reads. Every mode covers each run exactly once over its jobs."""
-    if job_runs == "unit":
+def job_runs(mode: str, splits: list[str], runs: list[str], split: str = "{split}", run: str = "{run}",
+             setting: str = "heatmaps.job_runs") -> list[tuple[str, str]]:
+    """The (split, run) pairs one job of a unit computes, in order: all of the unit's (``mode`` ``unit``:
+    one process, torch and MONAI imported once), those of ``split`` (``split``), or ``(split, run)``
+    alone (``run``: the most jobs, for a cluster's parallel GPUs). A unit is what the runs share: a heatmap
+    job's task, modality, variant, model and method; a training job's task, modality, variant and model.
+    With the default ``split`` and ``run`` the pairs hold the wildcards of the rule's outputs; with a
+    job's values, the runs it reads. Every mode covers each run exactly once over its jobs. ``setting``
+    names the config key in the error for an unknown mode."""
+    if mode == "unit":
         return [(s, r) for s in splits for r in runs]
-    if job_runs == "split":
+    if mode == "split":
         return [(split, r) for r in runs]
-    if job_runs == "run":
+    if mode == "run":
         return [(split, run)]
-    raise ValueError(f"heatmaps.job_runs: {job_runs!r} is none of {', '.join(HEATMAP_JOB_RUNS)}")
+    raise ValueError(f"{setting}: {mode!r} is none of {', '.join(JOB_RUNS)}")
 
 
-def heatmap_job_label(job_runs: str) -> str:
-    """The wildcards that tell one heatmap job's log from another's of its unit and method: the parts of
-    :func:`heatmap_job_runs`' pairs that are wildcards (``_split-{split}``, ...; nothing for ``unit``)."""
-    pairs = heatmap_job_runs(job_runs, ["01"], ["01"])
+def job_label(mode: str) -> str:
+    """The wildcards that tell one job's log from another's of its unit: the parts of :func:`job_runs`'
+    pairs that are wildcards (``_split-{split}``, ...; nothing for ``unit``)."""
+    pairs = job_runs(mode, ["01"], ["01"])
     return "".join(f"_{k}-{{{k}}}" for k in ("split", "run") if any(f"{{{k}}}" in p for p in pairs))
 
 

@@ -468,14 +468,16 @@ def fit(runner, settings: dict, col: str, sign: int, digest: str, state_dir, log
 
 def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: int, run: int, out: dict,
               state_dir, pretrained=None, threads: int | None = None, on_epoch_end=None,
-              log=None, checkpoint_s: float = 60.0) -> dict:
+              log=None, checkpoint_s: float = 60.0, keep_state: bool = False) -> dict:
     """Train one run and write ``out``: model, history, predictions (validation + test) and summary JSON.
 
     ``pretrained``: checkpoint to start from (the fine-tuning source, or
     ``settings['pretrained']`` when None); ``settings['freeze']`` then applies.
 
     ``on_epoch_end(epoch)`` is called after each epoch (tests use it to
-    interrupt a run); ``checkpoint_s``: see :func:`fit`. Returns the summary.
+    interrupt a run); ``checkpoint_s``: see :func:`fit`. The checkpoint folder is removed once the
+    outputs are written, unless ``keep_state`` (:func:`train_runs` removes it when its last run is done).
+    Returns the summary.
     """
     log = log or progress
     if threads:
@@ -525,8 +527,50 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
     write_tsv(out["history"], pd.DataFrame(history))
     write_tsv(out["predictions"], pd.concat(preds, ignore_index=True))
     write_json(out["summary"], summary)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    if not keep_state:
+        shutil.rmtree(state_dir, ignore_errors=True)
     return summary
+
+
+RUN_OUTPUTS = ("model", "history", "predictions", "summary")  # braindl.derivatives.training_run
+
+
+def train_runs(pack_npy, index_tsv, split_tsvs, task: str, settings: dict, runs, out: dict, state_dirs,
+               pretrained=None, threads: int | None = None, log=None, checkpoint_s: float = 60.0,
+               on_epoch_end=None) -> list[dict]:
+    """:func:`train_run` for several runs of one unit, one after another in one process: the runs that
+    ``resources.training_job_runs`` puts in one workflow job (:func:`braindl.planning.job_runs`), so
+    torch and MONAI are imported once for them.
+
+    ``runs``: ``[split, run]`` numbers, one pair per run; ``split_tsvs``, ``state_dirs``, ``pretrained``
+    (or None) and each of ``out``'s :data:`RUN_OUTPUTS` list one file per run, in the same order (a single
+    path stands for a one-run list). The lists are checked against each other before the first run.
+    Each run equals a call of :func:`train_run` on it alone: its seed, data and checkpoint are its own.
+    A run's checkpoint is kept until the last run is done: a job stopped on a later run (and its outputs
+    removed by Snakemake) resumes the finished runs from their last epoch instead of training them again.
+    ``on_epoch_end(index, epoch)``: after each epoch of the ``index``-th run. Returns the summaries."""
+    def as_list(files):
+        return [files] if isinstance(files, (str, Path)) else list(files)
+
+    lists = {"split": as_list(split_tsvs), "state_dir": as_list(state_dirs),
+             **{f"output {k}": as_list(out[k]) if out.get(k) is not None else [] for k in RUN_OUTPUTS}}
+    if pretrained is not None:
+        lists["pretrained"] = as_list(pretrained)
+    pairs = [tuple(int(x) for x in pair) for pair in runs]
+    lengths = {"runs": len(pairs), **{name: len(files) for name, files in lists.items()}}
+    if len(set(lengths.values())) != 1 or not pairs:
+        raise ValueError(f"training runs of one job: the run and file lists differ in length or are empty: {lengths}")
+    summaries = []
+    for i, (split, run) in enumerate(pairs):
+        hook = None if on_epoch_end is None else (lambda epoch, i=i: on_epoch_end(i, epoch))
+        summaries.append(train_run(
+            pack_npy, index_tsv, lists["split"][i], task, settings, split, run,
+            {k: lists[f"output {k}"][i] for k in RUN_OUTPUTS}, lists["state_dir"][i],
+            pretrained=lists["pretrained"][i] if pretrained is not None else None, threads=threads,
+            on_epoch_end=hook, log=log, checkpoint_s=checkpoint_s, keep_state=True))
+    for state_dir in lists["state_dir"]:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return summaries
 
 
 def load_model(path) -> tuple[nn.Module, dict]:

@@ -24,21 +24,17 @@ if MSS["enabled"]:
 
     rule ms_train:
         input:
-            unpack(lambda wc: {"data": pack_paths(MSS["variant"], MSS["modality"])["volumes"],
-                               "index": pack_paths(MSS["variant"], MSS["modality"])["index"],
-                               "split": (msstudy.pretrain_split_path(RESULTS, MSS, wc.split) if wc.msarm == "pretrain"
-                                         else split_path(wc.split, msstudy.TARGET_TASK)),
-                               **({"finetune": msstudy.run_paths(RESULTS, MSS, "pretrain", wc.split, wc.run)["model"]}
-                                  if wc.msarm == "finetune" else {})}),
+            unpack(ms_train_inputs),
         output:
-            **msstudy.run_paths(RESULTS, MSS, "{msarm}", "{split}", "{run}"),
+            **over_train_runs(lambda s, r: msstudy.run_paths(RESULTS, MSS, "{msarm}", s, r)),
         params:
             settings=lambda wc: canonical(msstudy.arm_settings(config["training"], MSS, wc.msarm)),
             task=lambda wc: msstudy.arm_task(MSS, wc.msarm),
-            state_dir=state_dir,
+            runs=train_job_numbers,
+            state_dirs=train_state_dirs,
             code=script_code("train.py"),
         log:
-            f"{RESULTS}/msstudy/logs/arm-{{msarm}}_split-{{split}}_run-{{run}}.log",
+            f"{RESULTS}/msstudy/logs/arm-{{msarm}}{TRAIN_JOB_LABEL}.log",
         threads: TRAIN_THREADS
         conda:
             ENV

@@ -28,17 +28,18 @@ if PRE["model"]:
 
     rule pretrain:
         input:
-            unpack(lambda wc: {**arm_files(PRE["source_task"], PRE["model"], wc.split),
-                               "split": sweep_split_path(wc.size, wc.split)}),
+            unpack(lambda wc: {**arm_data(PRE["model"]),
+                               **over_train_runs(lambda s, r: {"split": sweep_split_path(wc.size, s)}, wc)}),
         output:
-            **sweep_run_paths("pretrain", "{size}"),
+            **over_train_runs(lambda s, r: sweep_run_paths("pretrain", "{size}", s, r)),
         params:
             settings=lambda wc: arm_settings(PRE["model"]),
             task=PRE["source_task"],
-            state_dir=state_dir,
+            runs=train_job_numbers,
+            state_dirs=train_state_dirs,
             code=script_code("train.py"),
         log:
-            f"{PRETRAIN}/logs/pretrain_size-{{size}}_split-{{split}}_run-{{run}}.log",
+            f"{PRETRAIN}/logs/pretrain_size-{{size}}{TRAIN_JOB_LABEL}.log",
         threads: TRAIN_THREADS
         conda:
             ENV
@@ -50,18 +51,20 @@ if PRE["model"]:
 
     rule finetune:
         input:
-            unpack(lambda wc: {**arm_files(PRE["target_task"], PRE["model"], wc.split),
-                               **({} if wc.source == "none" else
-                                  {"finetune": sweep_pretrained(wc.source, wc.split, wc.run)})}),
+            unpack(lambda wc: {**arm_data(PRE["model"]), **over_train_runs(
+                lambda s, r: {"split": split_path(s, PRE["target_task"]),
+                              **({} if wc.source == "none" else {"finetune": sweep_pretrained(wc.source, s, r)})},
+                wc)}),
         output:
-            **sweep_run_paths("finetune", "{source}"),
+            **over_train_runs(lambda s, r: sweep_run_paths("finetune", "{source}", s, r)),
         params:
             settings=lambda wc: _finetune_settings(),
             task=PRE["target_task"],
-            state_dir=state_dir,
+            runs=train_job_numbers,
+            state_dirs=train_state_dirs,
             code=script_code("train.py"),
         log:
-            f"{PRETRAIN}/logs/finetune_from-{{source}}_split-{{split}}_run-{{run}}.log",
+            f"{PRETRAIN}/logs/finetune_from-{{source}}{TRAIN_JOB_LABEL}.log",
         threads: TRAIN_THREADS
         conda:
             ENV

@@ -1,6 +1,8 @@
 # Splits, packing, training per (task, modality, variant, split, run), evaluation
 # and the registration-comparison figures (braindl.splits, .pack, .training,
-# .evaluation, .figures).
+# .evaluation, .figures). A training job trains the runs of its unit that
+# resources.training_job_runs gives it: all of them (the default), a split's, or one;
+# so do train_model, pretrain, finetune and ms_train.
 
 
 include: "common/training.smk"
@@ -52,13 +54,14 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        **train_paths(),
+        **over_train_runs(lambda s, r: train_paths(split=s, run=r)),
     params:
         settings=training_settings(),
-        state_dir=state_dir,
+        runs=train_job_numbers,
+        state_dirs=train_state_dirs,
         code=script_code("train.py"),
     log:
-        f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_split-{{split}}_run-{{run}}.log",
+        f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}{TRAIN_JOB_LABEL}.log",
     threads: TRAIN_THREADS
     conda:
         ENV

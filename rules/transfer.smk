@@ -29,13 +29,14 @@ rule train_model:
     input:
         unpack(arm_inputs),
     output:
-        **arm_paths(),
+        **over_train_runs(lambda s, r: arm_paths(split=s, run=r)),
     params:
         settings=lambda wc: arm_settings(wc.arm),
-        state_dir=state_dir,
+        runs=train_job_numbers,
+        state_dirs=train_state_dirs,
         code=script_code("train.py"),
     log:
-        f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}_split-{{split}}_run-{{run}}.log",
+        f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}{TRAIN_JOB_LABEL}.log",
     threads: TRAIN_THREADS
     conda:
         ENV

@@ -271,25 +271,29 @@ def test_config_problems_across_settings(default_config, tmp_path):
                for p in planning.config_problems(deep))
 
 
-def test_heatmap_jobs_cover_each_run_once_in_every_mode():
+def test_jobs_of_runs_cover_each_run_once_in_every_mode():
+    """heatmaps.job_runs and resources.training_job_runs: which (split, run) pairs one job holds."""
     splits, runs = ["01", "02", "03"], ["01", "02"]
     every = [(s, r) for s in splits for r in runs]
-    assert planning.heatmap_job_runs("unit", splits, runs) == every
+    assert planning.job_runs("unit", splits, runs) == every
     for mode, jobs in (("split", [{"split": s} for s in splits]),
                        ("run", [{"split": s, "run": r} for s, r in every])):
-        covered = [pair for job in jobs for pair in planning.heatmap_job_runs(mode, splits, runs, **job)]
+        covered = [pair for job in jobs for pair in planning.job_runs(mode, splits, runs, **job)]
         assert covered == every, mode
     # without a job's values: the wildcards of the rule's outputs
-    assert planning.heatmap_job_runs("split", splits, runs) == [("{split}", "01"), ("{split}", "02")]
-    assert planning.heatmap_job_runs("run", splits, runs) == [("{split}", "{run}")]
-    with pytest.raises(ValueError, match="job_runs: 'fold' is none of unit, split, run"):
-        planning.heatmap_job_runs("fold", splits, runs)
-    # the schema offers exactly these modes
+    assert planning.job_runs("split", splits, runs) == [("{split}", "01"), ("{split}", "02")]
+    assert planning.job_runs("run", splits, runs) == [("{split}", "{run}")]
+    with pytest.raises(ValueError, match="heatmaps.job_runs: 'fold' is none of unit, split, run"):
+        planning.job_runs("fold", splits, runs)
+    with pytest.raises(ValueError, match="resources.training_job_runs: 'fold' is none of unit, split, run"):
+        planning.job_runs("fold", splits, runs, setting="resources.training_job_runs")
+    # the schema offers exactly these modes, for both settings
     schema = yaml.safe_load((Path(planning.__file__).parent / "schemas/config.schema.yaml").read_text())
-    assert tuple(schema["properties"]["heatmaps"]["properties"]["job_runs"]["enum"]) == planning.HEATMAP_JOB_RUNS
+    props = schema["properties"]
+    assert tuple(props["heatmaps"]["properties"]["job_runs"]["enum"]) == planning.JOB_RUNS
+    assert tuple(props["resources"]["properties"]["training_job_runs"]["enum"]) == planning.JOB_RUNS
     # a job's log carries the wildcards of its outputs
-    assert [planning.heatmap_job_label(m) for m in planning.HEATMAP_JOB_RUNS] == [
-        "", "_split-{split}", "_split-{split}_run-{run}"]
+    assert [planning.job_label(m) for m in planning.JOB_RUNS] == ["", "_split-{split}", "_split-{split}_run-{run}"]
 
 
 def test_heatmap_methods_leave_out_what_a_network_refuses(default_config):

@@ -196,7 +196,7 @@ def test_study_settings_rerun_only_their_own_jobs(repo, studies_run):
     assert got["pif_epochs"] == {**PIF_JOBS, "all": 1}
     assert got["grid"] == {"pif_search": PIF_JOBS["pif_search"] // 2, "pif_table": 1, "pif_figure": 1, "all": 1}
     assert got["eps"] == {"ms_heatmap": 1, "ms_relevance": 1, "ms_figure": 1, "all": 1}
-    assert got["fine"] == {"ms_train": 4, "ms_table": 1, "ms_heatmap": 1, "ms_relevance": 1, "ms_figure": 1,
+    assert got["fine"] == {"ms_train": 2, "ms_table": 1, "ms_heatmap": 1, "ms_relevance": 1, "ms_figure": 1,
                            "all": 1}
 
 

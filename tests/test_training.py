@@ -238,6 +238,62 @@ def test_killed_run_resumes_from_its_checkpoint(toy, tmp_path, default_config):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_runs_of_one_job_equal_each_run_alone_and_resume_the_finished_ones(toy, tmp_path, default_config):
+    """training.train_runs (resources.training_job_runs): two runs (other split and run numbers, one fine-tuned
+    from a file) in one process give each run's files as train_run alone does; a job stopped on its second
+    run resumes the first from its kept checkpoint instead of training it again."""
+    s = _settings(default_config, max_epochs=2)
+    pre, _ = _train(toy, tmp_path, s, "pre")
+    runs = [[1, 1], [1, 2]]
+    alone = []
+    for (split, run), name, start in zip(runs, ("a1", "a2"), (None, tmp_path / "pre_model.pt")):
+        out = _out(tmp_path, name)
+        training.train_run(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", s, split,
+                           run, out, tmp_path / f"{name}_state", pretrained=start, log=lambda line: None)
+        alone.append(out)
+    outs = [_out(tmp_path, "j1"), _out(tmp_path, "j2")]
+    lists = {k: [o[k] for o in outs] for k in training.RUN_OUTPUTS}
+    splits_ = [toy / "CN_vs_AD_split.tsv"] * 2
+    states = [tmp_path / "j1_state", tmp_path / "j2_state"]
+    # the second run is killed: the first one's outputs are written, its checkpoint kept
+    def kill(index, epoch):
+        if index == 1 and epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train_runs(toy / "pack.npy", toy / "index.tsv", splits_, "CN_vs_AD", s, runs, lists, states,
+                            pretrained=[None, tmp_path / "pre_model.pt"], log=lambda line: None, checkpoint_s=0,
+                            on_epoch_end=kill)
+    assert (states[0] / "last.pt").is_file() and outs[0]["model"].is_file() and not outs[1]["model"].exists()
+    for f in outs[0].values():  # Snakemake removes an incomplete job's outputs
+        f.unlink()
+    lines = []
+    summaries = training.train_runs(toy / "pack.npy", toy / "index.tsv", splits_, "CN_vs_AD", s, runs, lists,
+                                    states, pretrained=[None, tmp_path / "pre_model.pt"], log=lines.append)
+    assert [line for line in lines if "resuming" in line and "split 1 run 1" in line and "epoch 2" in line]
+    assert [(x["split"], x["run"]) for x in summaries] == [(1, 1), (1, 2)] and summaries[1]["pretrained"]
+    assert not any(d.exists() for d in states)  # removed once the job's last run is done
+    for one, job in zip(alone, outs):
+        a, b = (pd.read_csv(x["history"], sep="\t").drop(columns="seconds") for x in (one, job))
+        pd.testing.assert_frame_equal(a, b)
+        pd.testing.assert_frame_equal(pd.read_csv(one["predictions"], sep="\t"), pd.read_csv(job["predictions"], sep="\t"))
+        wa, wb = (torch.load(str(x["model"]), weights_only=True)["model"] for x in (one, job))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the two runs differ (their seeds), and lists that do not match are refused before any training
+    assert not pd.read_csv(outs[0]["predictions"], sep="\t").equals(pd.read_csv(outs[1]["predictions"], sep="\t"))
+    with pytest.raises(ValueError, match="differ in length"):
+        training.train_runs(toy / "pack.npy", toy / "index.tsv", splits_[:1], "CN_vs_AD", s, runs,
+                            {k: [o[k] for o in (_out(tmp_path, "x1"), _out(tmp_path, "x2"))] for k in training.RUN_OUTPUTS},
+                            [tmp_path / "x1_state", tmp_path / "x2_state"])
+    assert not _out(tmp_path, "x1")["model"].exists()
+    # a one-run job may name single paths
+    single = _out(tmp_path, "s1")
+    training.train_runs(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", s, [[1, 1]],
+                        single, tmp_path / "s1_state", log=lambda line: None)
+    pd.testing.assert_frame_equal(pd.read_csv(single["predictions"], sep="\t"),
+                                  pd.read_csv(alone[0]["predictions"], sep="\t"))
+
+
 def test_checkpoints_are_written_by_time_and_at_the_end(toy, tmp_path, default_config, monkeypatch):
     """At most one checkpoint per ``checkpoint_s`` (a DenseNet's state is ~110 MB), plus the last epoch;
     a run killed before its first checkpoint starts over and still ends where an uninterrupted run ends."""

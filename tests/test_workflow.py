@@ -62,12 +62,15 @@ TINY = {
 # jobs of the dose branch on the tiny cohort: 5 scans x 2 levels; 2 regimes x 2 sizes x 2 runs
 DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 5, "dose_patches": 10, "dose_scores": 1, "dose_train": 8,
              "dose_table": 1, "dose_figure": 2, "dose_figure_levels": 1}
-# jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 2 models x 2 splits, table, figures)
-XF = {"pack": 1, "mosaic": 1, "train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+# a training job trains every run of its unit (resources.training_job_runs: unit): on the tiny cohort, both
+# splits of a task, modality, variant and model
+# jobs of the transfer experiment on the tiny cohort (its PET pack, mosaics, 3 models, table, figures)
+XF = {"pack": 1, "mosaic": 1, "train_model": 3, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
       "transfer_embedding": 3}
-# jobs of the pre-training sweep downstream of the PET pack (2 sizes + none, 2 splits)
-# (the pre-training on all of a split's participants is the transfer experiment's CN vs AD run: reused)
-SW = {"pretrain": 2, "finetune": 6, "sweep_table": 1, "sweep_figure": 1}
+# jobs of the pre-training sweep downstream of the PET pack (pre-training on half; fine-tuning from 2 sizes
+# and none) (the pre-training on all of a split's participants is the transfer experiment's CN vs AD run:
+# reused)
+SW = {"pretrain": 1, "finetune": 3, "sweep_table": 1, "sweep_figure": 1}
 
 
 def add(*counts):
@@ -112,13 +115,16 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     extra_pack = xf["modality"] not in tr["modalities"]
     assert counts["pack"] == len(variants) * len(tr["modalities"]) + extra_pack
     n_runs = default_config["splits"]["n_splits"] * default_config["splits"]["n_repeats"]
-    assert counts["train"] == len(tr["tasks"]) * len(tr["modalities"]) * len(variants) * n_runs
+    # the jobs per unit of every training rule (resources.training_job_runs)
+    per_unit = {"unit": 1, "split": default_config["splits"]["n_splits"], "run": n_runs}[
+        default_config["resources"]["training_job_runs"]]
+    assert counts["train"] == len(tr["tasks"]) * len(tr["modalities"]) * len(variants) * per_unit
     assert counts["evaluate"] == len(tr["tasks"]) * len(tr["modalities"])
     for fig in ("variants", "roc", "splits"):
         assert counts[f"figure_{fig}"] == counts["evaluate"]
     arms = xf["models"]
     assert counts["mosaic"] == len({a["layout"] for a in arms.values() if a["input"] == "mosaic"})
-    assert counts["train_model"] == len(xf["tasks"]) * len(arms) * n_runs
+    assert counts["train_model"] == len(xf["tasks"]) * len(arms) * per_unit
     assert counts["transfer_table"] == counts["transfer_roc"] == 1
     assert counts["transfer_metrics"] == len(xf["tasks"])
     assert counts["transfer_embedding"] == len(arms)
@@ -127,8 +133,8 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     # participants (source task) and fine-tuning without pre-training (target task)
     n_pre = n_sizes - (pre["source_task"] in xf["tasks"] and 1.0 in pre["fractions"])
     assert counts["sweep_split"] == n_pre * default_config["splits"]["n_splits"]
-    assert counts["pretrain"] == n_pre * n_runs
-    assert counts["finetune"] == (n_sizes + (pre["target_task"] not in xf["tasks"])) * n_runs
+    assert counts["pretrain"] == n_pre * per_unit
+    assert counts["finetune"] == (n_sizes + (pre["target_task"] not in xf["tasks"])) * per_unit
     assert counts["sweep_table"] == counts["sweep_figure"] == 1
     hm = default_config["heatmaps"]
     methods = [s for s in method_specs(hm["methods"], hm).values() if not heatmap_refusal(tr["model"], s["method"])]
@@ -179,6 +185,30 @@ def test_heatmap_jobs_hold_the_runs_heatmaps_job_runs_gives_them(repo, tmp_path,
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"heatmaps": {"job_runs": "fold"}}))
     bad = smk(repo, tmp_path, "-n", "all", "--configfile", "bad.yaml", check=False)
     assert bad.returncode != 0 and "job_runs" in bad.stdout + bad.stderr
+
+
+TRAINING_RULES = ("train", "train_model", "pretrain", "finetune", "ms_train")
+
+
+def test_training_jobs_hold_the_runs_resources_training_job_runs_gives_them(repo, tmp_path, default_config):
+    """resources.training_job_runs: one training job per unit for all its runs (the default), per split, or
+    per run, for every rule that trains (study 2's arms included); nothing else changes."""
+    n_splits, n_repeats = default_config["splits"]["n_splits"], 2
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({
+        "splits": {"n_repeats": n_repeats}, "ms_study": {"enabled": True},
+        "synthetic": {"groups": {**default_config["synthetic"]["groups"], "MS": 3}}}))
+    got = dry_runs_changed(repo, tmp_path, "base.yaml",
+                           {m: {"resources": {"training_job_runs": m}} for m in ("unit", "split", "run")})
+    for rule in TRAINING_RULES:
+        assert got["unit"][rule] > 0, rule
+        assert got["split"][rule] == got["unit"][rule] * n_splits, rule
+        assert got["run"][rule] == got["unit"][rule] * n_splits * n_repeats, rule
+    for mode in ("split", "run"):
+        assert {k: v for k, v in got[mode].items() if k not in TRAINING_RULES} == \
+            {k: v for k, v in got["unit"].items() if k not in TRAINING_RULES}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"resources": {"training_job_runs": "fold"}}))
+    bad = smk(repo, tmp_path, "-n", "all", "--configfile", "bad.yaml", check=False)
+    assert bad.returncode != 0 and "training_job_runs" in bad.stdout + bad.stderr
 
 
 def test_bad_config_is_refused_naming_the_key(repo, tmp_path):
@@ -324,8 +354,10 @@ def test_tiny_training_and_evaluation_outputs(tiny_run, default_config):
             assert set(test["truth"]) == {"CN", "AD"}, (v, split)
             tests[v] = sorted(zip(test.participant_id, test.session_id))
         assert all(t == tests[variants[0]] for t in tests.values()), tests
-    log = next(tiny_run.glob("results/training/logs/*_desc-syn_split-01_run-01.log")).read_text()
-    assert "epoch   1/2" in log and "epoch   2/2" in log
+    # one job trained both splits of the syn runs, one after the other, and logged both
+    log = (tiny_run / "results/training/logs/task-CN_vs_AD_T1w_desc-syn.log").read_text()
+    assert log.count("epoch   1/2") == log.count("epoch   2/2") == 2
+    assert log.index("CN_vs_AD split 1 run 1") < log.index("CN_vs_AD split 2 run 1")
     assert not list(tiny_run.glob("results/training/**/*_state"))
 
 
@@ -347,7 +379,7 @@ FIGS = {"figure_variants": 1, "figure_roc": 1, "figure_splits": 1}
 def _below_crop(variants):
     """Jobs downstream of the crops of ``variants`` variants (tiny config: 2 splits x 1 run); every crop
     job also writes the PET the transfer experiment reads, so its jobs follow."""
-    return add({"pack": variants, "train": 2 * variants, "evaluate": 1, **FIGS, "all": 1}, XF, SW, HM)
+    return add({"pack": variants, "train": variants, "evaluate": 1, **FIGS, "all": 1}, XF, SW, HM)
 
 
 def _below_qc(nv):
@@ -375,7 +407,7 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
         "qc": ({"qc": {"outlier_z": 3.0}}, _below_qc(nv)),
         # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
         "scale": ({"mosaic": {"scale": 0.4}}, add({
-            "mosaic": 1, "train_model": 4, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
+            "mosaic": 1, "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1,
             "transfer_embedding": 2, "all": 1}, HM2D)),
         "n4": ({"skullstrip": {"n4": n4}}, after_extraction),
         "thr": ({"skullstrip": {"deepbet_threshold": 0.6}}, after_extraction),
@@ -389,18 +421,19 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
 
 def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_config):
     nv = len(default_config["registration"]["variants"])
-    train = {"train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}
-    models = {"train_model": 6, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
+    train = {"train": nv, "evaluate": 1, **FIGS, "all": 1}
+    models = {"train_model": 3, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1}
     arms = {**TINY["transfer"]["models"], "resnet18": {**TINY["transfer"]["models"]["resnet18"], "head": "linear"}}
     _assert_reruns(repo, tiny_run, {
         # the learning rate feeds every run whose model does not set its own (the 3D CNN of 000 does)
         "lr": ({"training": {"learning_rate": 3e-4}},
-               add(train, models, {"train_model": -2, "transfer_embedding": 2}, HM)),
+               add(train, models, {"train_model": -1, "transfer_embedding": 2}, HM)),
         "seed": ({"splits": {"seed": 3}},
                  add({"splits": 2, "sweep_split": 2}, train, models, {"transfer_embedding": 3}, SW, HM)),
-        # more runs per split: only the new runs train, the splits stay (embeddings use the first run); the
-        # heatmap job of each unit and method (heatmaps.job_runs: unit) holds all runs, so it computes the
-        # old runs' maps again with the new; every summary over the runs is redone
+        # more runs per split: the splits stay (embeddings use the first run); the training job of each unit
+        # (resources.training_job_runs: unit) and the heatmap job of each unit and method (heatmaps.job_runs:
+        # unit) hold all runs, so they train and map the old runs again with the new; every summary over
+        # the runs is redone
         "runs": ({"splits": {"n_repeats": 2}}, add(train, models, SW, HM)),
         "boot": ({"evaluation": {"bootstrap": 60}}, {"evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}),
         "dpi": ({"figures": {"dpi": 90}}, add({
@@ -409,14 +442,14 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
             {"heatmap_groundtruth": 2})),  # its job draws the localisation figure beside the table
         # the sweep's fractions: only the new size's split, pre-training and fine-tuning, and the summary
         "sizes": ({"pretraining": {**TINY["pretraining"], "fractions": [0.5, 1.0, 0.75]}}, {
-            "sweep_split": 2, "pretrain": 2, "finetune": 2, "sweep_table": 1, "sweep_figure": 1, "all": 1}),
+            "sweep_split": 2, "pretrain": 1, "finetune": 1, "sweep_table": 1, "sweep_figure": 1, "all": 1}),
         # one model's setting reruns that model's runs only
         "head": ({"transfer": {"models": arms}}, add({
-            "train_model": 2, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
+            "train_model": 1, "transfer_table": 1, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 1,
             "all": 1}, HM2D)),
         # the task and modality lists are not settings of the runs that exist
         "tasks": ({"training": {"tasks": ["CN_vs_AD", "CN_AD_DLB"]}},
-                  {"splits": 1, "train": 2 * nv, "evaluate": 1, **FIGS, "all": 1}),
+                  {"splits": 1, "train": nv, "evaluate": 1, **FIGS, "all": 1}),
     })
 
 
@@ -511,12 +544,13 @@ def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
         # dropping a registration variant: exclusions are decided over the variants compared, so QC, and from
         # the splits on the runs of the variants kept, are redone
         "variants": ({"registration": {"variants": kept}}, _below_qc(len(kept))),
-        # one more split: new partitions, so everything from the splits on (3 splits x 3 variants of the 3D
-        # CNN, 3 models of the transfer experiment, 2 sizes + none of the sweep, 5 heatmap methods)
+        # one more split: new partitions, so everything from the splits on (3 variants of the 3D CNN,
+        # 3 models of the transfer experiment, 2 sizes + none of the sweep, each one job for its 3 splits;
+        # 5 heatmap methods)
         "nsplits": ({"splits": {**TINY["splits"], "n_splits": n}}, add(
-            {"splits": 2, "train": 3 * n, "evaluate": 1, **FIGS, "train_model": 3 * n, "transfer_table": 1,
-             "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": n, "pretrain": n,
-             "finetune": 3 * n, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)),
+            {"splits": 2, "train": 3, "evaluate": 1, **FIGS, "train_model": 3, "transfer_table": 1,
+             "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": n, "pretrain": 1,
+             "finetune": 3, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)),
         # another bundled atlas: the region tables and what follows, under the new atlas' file names
         "atlasname": ({"atlas": {"name": "AAL"}}, {
             "heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
@@ -727,8 +761,8 @@ def test_tiny_transfer_outputs(tiny_run):
     for fig in ("transfer_task-CN_vs_AD_pet_desc-syn_roc.png", "transfer_task-CN_vs_AD_pet_desc-syn_metrics.png", "transfer_task-CN_vs_AD_pet_desc-syn_model-cnn3d_embedding.png",
                 "transfer_task-CN_vs_AD_pet_desc-syn_model-resnet18_embedding.png"):
         assert (tiny_run / "results/figures" / fig).stat().st_size > 3000, fig
-    log = next(tiny_run.glob("results/transfer/logs/task-CN_vs_AD_model-resnet18_split-01_run-01.log")).read_text()
-    assert "parameters trainable" in log and "epoch   2/2" in log
+    log = (tiny_run / "results/transfer/logs/task-CN_vs_AD_model-resnet18.log").read_text()
+    assert log.count("parameters trainable") == 2 and log.count("epoch   2/2") == 2  # both splits' runs
     # 001's sweep pre-trains on all of a split's participants with the transfer experiment's CN vs AD run
     # (the same run: reused, not trained again), and on half of them with its own
     fine = json.loads(next(tiny_run.glob("results/pretraining/model-cnn3d/finetune/*_from-100_split-01_run-01_summary.json"))

@@ -1,18 +1,19 @@
 from braindl.logs import to_log
-from braindl.training import train_run
+from braindl.training import RUN_OUTPUTS, train_runs
 
 with to_log(snakemake.log):
-    train_run(
-        snakemake.input.data,
-        snakemake.input.index,
-        snakemake.input.split,
-        snakemake.params.get("task") or snakemake.wildcards.task,
-        snakemake.params.settings,
-        int(snakemake.wildcards.split),
-        int(snakemake.params.get("run") or snakemake.wildcards.run),
-        {k: snakemake.output[k] for k in ("model", "history", "predictions", "summary")},
-        snakemake.params.state_dir,
-        pretrained=snakemake.input.get("finetune"),
+    i, o, p = snakemake.input, snakemake.output, snakemake.params
+    # the runs of one unit that resources.training_job_runs puts in this job: named lists, one file per run
+    train_runs(
+        i.data,
+        i.index,
+        i.split,
+        p.get("task") or snakemake.wildcards.task,
+        p.settings,
+        p.runs,
+        {k: o[k] for k in RUN_OUTPUTS},
+        p.state_dirs,
+        pretrained=i.get("finetune"),
         threads=snakemake.threads,
         checkpoint_s=snakemake.resources.get("checkpoint_s", 60),
     )

@@ -94,7 +94,7 @@ def _heat_source(wc, split, run):
         data = {"data": pack_paths(wc.reg, wc.mod)["volumes"], "index": pack_paths(wc.reg, wc.mod)["index"]}
     else:
         files = arm_paths(wc.task, wc.hmodel, split, run)
-        data = {k: v for k, v in arm_files(wc.task, wc.hmodel, split).items() if k != "split"}
+        data = arm_data(wc.hmodel)
     return {"model": files["model"], "predictions": files["predictions"], **data}
 
 

@@ -5,6 +5,22 @@ MS_HEATMAPS = [dict(split=s, run=r, **msstudy.heatmap_paths(RESULTS, MSS, s, r))
 MS_TABLES = msstudy.table_paths(RESULTS, MSS)
 
 
+def _ms_run_inputs(arm, split, run):
+    files = {"split": (msstudy.pretrain_split_path(RESULTS, MSS, split) if arm == "pretrain"
+                       else split_path(split, msstudy.TARGET_TASK))}
+    if arm == "finetune":
+        files["finetune"] = msstudy.run_paths(RESULTS, MSS, "pretrain", split, run)["model"]
+    return files
+
+
+def ms_train_inputs(wc):
+    """An ms_train job's inputs: the pack, and per run (lists over the job's runs) its split and, for the
+    fine-tuning arm, the pre-trained model it starts from."""
+    pack = pack_paths(MSS["variant"], MSS["modality"])
+    return {"data": pack["volumes"], "index": pack["index"],
+            **over_train_runs(lambda s, r: _ms_run_inputs(wc.msarm, s, r), wc)}
+
+
 def ms_heat_sources(wc):
     """What one heatmap job of the fine-tuned runs reads: lists over its runs (heatmaps.job_runs), the pack."""
     pack = pack_paths(MSS["variant"], MSS["modality"])

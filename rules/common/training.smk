@@ -11,22 +11,58 @@ RUN_IDS = planning.run_ids(config)
 RUN_KEYS = [(s, r) for s in SPLIT_IDS for r in RUN_IDS]  # every trained run of a unit, in one order
 
 
-def heat_job_runs(wc=None):
-    """The (split, run) pairs of one heatmap job (heatmaps.job_runs, braindl.planning.heatmap_job_runs):
-    without ``wc`` the wildcard patterns of its outputs, with a job's wildcards the runs it reads."""
+def runs_of_job(mode, setting, wc=None):
+    """The (split, run) pairs of one job of a unit's runs (``mode``: the value of config key ``setting``,
+    braindl.planning.job_runs): without ``wc`` the wildcard patterns of its outputs, with a job's
+    wildcards the runs it reads."""
     given = {k: getattr(wc, k) for k in ("split", "run") if wc is not None and hasattr(wc, k)}
-    return planning.heatmap_job_runs(config["heatmaps"]["job_runs"], SPLIT_IDS, RUN_IDS, **given)
+    return planning.job_runs(mode, SPLIT_IDS, RUN_IDS, setting=setting, **given)
 
 
-# what tells one heatmap job's log apart from another's of the same unit and method
-HEAT_JOB_LABEL = planning.heatmap_job_label(config["heatmaps"]["job_runs"])
+def over_runs(mode, setting, files_of_run, wc=None):
+    """Named lists of the files ``files_of_run(split, run)`` names, over the runs of one job
+    (runs_of_job): with ``wc`` its inputs, without the patterns of its outputs."""
+    per_run = [files_of_run(s, r) for s, r in runs_of_job(mode, setting, wc)]
+    return {k: [files[k] for files in per_run] for k in per_run[0]}
+
+
+# heatmap jobs: heatmaps.job_runs
+HEAT_JOB_RUNS = config["heatmaps"]["job_runs"]
+
+
+def heat_job_runs(wc=None):
+    return runs_of_job(HEAT_JOB_RUNS, "heatmaps.job_runs", wc)
 
 
 def over_job_runs(files_of_run, wc=None):
-    """Named lists of the files ``files_of_run(split, run)`` names, over the runs of one heatmap job
-    (heat_job_runs): with ``wc`` its inputs, without the patterns of its outputs."""
-    per_run = [files_of_run(s, r) for s, r in heat_job_runs(wc)]
-    return {k: [files[k] for files in per_run] for k in per_run[0]}
+    return over_runs(HEAT_JOB_RUNS, "heatmaps.job_runs", files_of_run, wc)
+
+
+# what tells one heatmap job's log from another's of the same unit and method
+HEAT_JOB_LABEL = planning.job_label(HEAT_JOB_RUNS)
+# training jobs (train, train_model, pretrain, finetune, ms_train): resources.training_job_runs
+TRAIN_JOB_RUNS = config["resources"]["training_job_runs"]
+TRAIN_JOB_LABEL = planning.job_label(TRAIN_JOB_RUNS)
+
+
+def train_job_runs(wc=None):
+    return runs_of_job(TRAIN_JOB_RUNS, "resources.training_job_runs", wc)
+
+
+def over_train_runs(files_of_run, wc=None):
+    """Named lists over the runs of one training job: its outputs (without ``wc``) or inputs."""
+    return over_runs(TRAIN_JOB_RUNS, "resources.training_job_runs", files_of_run, wc)
+
+
+def train_job_numbers(wc):
+    """A training job's runs as [split, run] numbers, in the order of its output lists."""
+    return [[int(s), int(r)] for s, r in train_job_runs(wc)]
+
+
+def train_state_dirs(wildcards, output):
+    """Each run's checkpoint folder, beside its model (removed once all of the job's runs are done)."""
+    models = [output.model] if isinstance(output.model, str) else list(output.model)
+    return [derivatives.run_state_dir(m) for m in models]
 
 
 FINETUNE_FROM = config["training"]["finetune_from"]
@@ -84,22 +120,18 @@ TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"],
                    "checkpoint_s": int(round(60 * config["resources"]["checkpoint_minutes"]))}
 
 
-def state_dir(wildcards, output):
-    """Per-epoch checkpoint folder of a run, beside its model (removed when the run completes)."""
-    return derivatives.run_state_dir(output.model)
-
-
-def train_inputs(wildcards):
-    files = {
-        "data": pack_paths(wildcards.reg, wildcards.mod)["volumes"],
-        "index": pack_paths(wildcards.reg, wildcards.mod)["index"],
-        "split": split_path(wildcards.split, wildcards.task),
-    }
-    if FINETUNE_FROM is not None and wildcards.task != FINETUNE_FROM:
-        files["finetune"] = train_paths(FINETUNE_FROM, wildcards.mod, wildcards.reg, wildcards.split, wildcards.run)[
-            "model"
-        ]
+def _train_run_inputs(wc, split, run):
+    files = {"split": split_path(split, wc.task)}
+    if FINETUNE_FROM is not None and wc.task != FINETUNE_FROM:
+        files["finetune"] = train_paths(FINETUNE_FROM, wc.mod, wc.reg, split, run)["model"]
     return files
+
+
+def train_inputs(wc):
+    """A train job's inputs: the pack, and per run (lists over the job's runs) its split and the model it
+    is fine-tuned from (training.finetune_from)."""
+    return {"data": pack_paths(wc.reg, wc.mod)["volumes"], "index": pack_paths(wc.reg, wc.mod)["index"],
+            **over_train_runs(lambda s, r: _train_run_inputs(wc, s, r), wc)}
 
 
 def evaluation_paths(task="{task}", mod="{mod}"):

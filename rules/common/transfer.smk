@@ -32,21 +32,25 @@ wildcard_constraints:
     layout="|".join(LAYOUTS) or "no-layout",
 
 
-def arm_inputs(wildcards):
-    return arm_files(wildcards.task, wildcards.arm, wildcards.split)
+def arm_inputs(wc):
+    """A train_model job's inputs: the data, and the split of each of its runs (a list over them)."""
+    return {**arm_data(wc.arm), **over_train_runs(lambda s, r: {"split": split_path(s, wc.task)}, wc)}
 
 
-def arm_files(task, arm, split):
-    """Inputs of one transfer run: packed volumes or mosaics with their index, and the split."""
+def arm_data(arm):
+    """What a transfer model reads: packed volumes or mosaics, with their index."""
     spec = ARMS[arm]
     mod, reg = XFER["modality"], XFER["variant"]
     if spec["input"] == "mosaic":
         data = mosaic_paths(reg, mod, spec["layout"])
-        files = {"data": data["mosaics"], "index": data["index"]}
-    else:
-        data = pack_paths(reg, mod)
-        files = {"data": data["volumes"], "index": data["index"]}
-    return {**files, "split": split_path(split, task)}
+        return {"data": data["mosaics"], "index": data["index"]}
+    data = pack_paths(reg, mod)
+    return {"data": data["volumes"], "index": data["index"]}
+
+
+def arm_files(task, arm, split):
+    """Inputs of one transfer run: its data (arm_data) and the split."""
+    return {**arm_data(arm), "split": split_path(split, task)}
 
 
 def transfer_table():
