@@ -562,6 +562,7 @@ def train_runs(pack_npy, index_tsv, split_tsvs, task: str, settings: dict, runs,
         raise ValueError(f"training runs of one job: the run and file lists differ in length or are empty: {lengths}")
     summaries = []
     for i, (split, run) in enumerate(pairs):
+        (log or progress)(f"{task} split {split} run {run} ({i + 1} of {len(pairs)} in this job)")
         hook = None if on_epoch_end is None else (lambda epoch, i=i: on_epoch_end(i, epoch))
         summaries.append(train_run(
             pack_npy, index_tsv, lists["split"][i], task, settings, split, run,

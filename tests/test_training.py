@@ -271,6 +271,7 @@ def test_runs_of_one_job_equal_each_run_alone_and_resume_the_finished_ones(toy, 
     summaries = training.train_runs(toy / "pack.npy", toy / "index.tsv", splits_, "CN_vs_AD", s, runs, lists,
                                     states, pretrained=[None, tmp_path / "pre_model.pt"], log=lines.append)
     assert [line for line in lines if "resuming" in line and "split 1 run 1" in line and "epoch 2" in line]
+    assert "CN_vs_AD split 1 run 2 (2 of 2 in this job)" in lines
     assert [(x["split"], x["run"]) for x in summaries] == [(1, 1), (1, 2)] and summaries[1]["pretrained"]
     assert not any(d.exists() for d in states)  # removed once the job's last run is done
     for one, job in zip(alone, outs):

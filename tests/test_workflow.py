@@ -430,11 +430,11 @@ def test_learning_settings_rerun_only_what_they_feed(repo, tiny_run, default_con
                add(train, models, {"train_model": -1, "transfer_embedding": 2}, HM)),
         "seed": ({"splits": {"seed": 3}},
                  add({"splits": 2, "sweep_split": 2}, train, models, {"transfer_embedding": 3}, SW, HM)),
-        # more runs per split: the splits stay (embeddings use the first run); the training job of each unit
-        # (resources.training_job_runs: unit) and the heatmap job of each unit and method (heatmaps.job_runs:
-        # unit) hold all runs, so they train and map the old runs again with the new; every summary over
-        # the runs is redone
-        "runs": ({"splits": {"n_repeats": 2}}, add(train, models, SW, HM)),
+        # more runs per split: the splits stay; the training job of each unit (resources.training_job_runs:
+        # unit) and the heatmap job of each unit and method (heatmaps.job_runs: unit) hold all runs, so they
+        # train and map the old runs again with the new (and the embeddings of the first runs are drawn
+        # again); every summary over the runs is redone
+        "runs": ({"splits": {"n_repeats": 2}}, add(train, models, {"transfer_embedding": 3}, SW, HM)),
         "boot": ({"evaluation": {"bootstrap": 60}}, {"evaluate": 1, **FIGS, "transfer_table": 1, "all": 1}),
         "dpi": ({"figures": {"dpi": 90}}, add({
             **FIGS, "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_figure": 1, "all": 1},
