@@ -23,7 +23,7 @@ HEAVY = ("test_workflow.py", "test_studies_workflow.py", "test_bids_workflow.py"
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(HEAVY)}
-    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(HEAVY)))
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY)))
 
 
 @pytest.fixture(scope="session")
