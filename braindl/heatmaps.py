@@ -75,7 +75,7 @@ from torch import nn
 from braindl import mosaic as mosaics
 from braindl.architectures import BACKBONES, HEATMAP_METHODS as METHODS, heatmap_refusal
 from braindl.groupmaps import HeatmapError
-from braindl.io import write_json, write_nifti, write_tsv
+from braindl.io import job_file_lists, write_json, write_nifti, write_tsv
 from braindl.pack import load_pack
 from braindl.templates import TEMPLATE_SPACE
 
@@ -615,19 +615,12 @@ def run_heatmaps_of_runs(inputs: dict, outputs: dict, pack_json, spec: dict, set
     :data:`RUN_OUTPUTS`, in the same order (a single path stands for a one-run list). The lists are checked
     against each other before the first run is computed. Each run's maps equal a call of
     :func:`run_heatmaps` on it alone. Returns the sidecars, in the runs' order."""
-    lists = []
-    for side, given, keys in (("input", inputs, RUN_INPUTS), ("output", outputs, RUN_OUTPUTS)):
-        for key in keys:
-            if given.get(key) is None:
-                raise HeatmapError(f"heatmaps of runs: no {side} {key!r} files")
-            files = given[key]
-            lists.append((f"{side} {key}", [files] if isinstance(files, (str, Path)) else list(files)))
-    lengths = {name: len(files) for name, files in lists}
-    if len(set(lengths.values())) != 1 or not lists[0][1]:
-        raise HeatmapError(f"heatmaps of runs: the file lists differ in length or are empty: {lengths}")
+    named = {f"{side} {key!r}": given.get(key) for side, given, keys in
+             (("input", inputs, RUN_INPUTS), ("output", outputs, RUN_OUTPUTS)) for key in keys}
+    lists = job_file_lists(named, "heatmaps of runs", HeatmapError).values()
     return [run_heatmaps(model, pred, data, index, pack_json, spec, settings, maps, table, sidecar, layout=layout,
                          threads=threads, log=log)
-            for model, pred, data, index, maps, table, sidecar in zip(*(files for _, files in lists))]
+            for model, pred, data, index, maps, table, sidecar in zip(*lists)]
 
 
 def _score_text(method: str, target: str, classes: list) -> str:

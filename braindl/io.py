@@ -123,3 +123,19 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def job_file_lists(named: dict, what: str, error: type[Exception] = ValueError, runs: int | None = None) -> dict:
+    """The named file lists of one job of several runs (:func:`braindl.planning.job_runs`), one file per
+    run in the runs' order (a single path stands for a one-run list). Checked before any run is computed:
+    ``error`` names ``what`` when a list is missing (None), or when the lists (and ``runs``, the count of
+    the job's runs, when given) differ in length or are empty."""
+    lists = {}
+    for name, files in named.items():
+        if files is None:
+            raise error(f"{what}: no {name} files")
+        lists[name] = [files] if isinstance(files, (str, Path)) else list(files)
+    lengths = {**({} if runs is None else {"runs": runs}), **{name: len(files) for name, files in lists.items()}}
+    if len(set(lengths.values())) != 1 or not next(iter(lengths.values()), 0):
+        raise error(f"{what}: the file lists differ in length or are empty: {lengths}")
+    return lists

@@ -36,9 +36,9 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
-from braindl import backbones, models, splits
+from braindl import backbones, derivatives, models, splits
 from braindl.architectures import PIF_MODELS
-from braindl.io import atomic_path, write_json, write_tsv
+from braindl.io import atomic_path, job_file_lists, write_json, write_tsv
 from braindl.logs import progress
 from braindl.pack import load_pack
 
@@ -535,31 +535,28 @@ def train_run(pack_npy, index_tsv, split_tsv, task: str, settings: dict, split: 
 RUN_OUTPUTS = ("model", "history", "predictions", "summary")  # braindl.derivatives.training_run
 
 
-def train_runs(pack_npy, index_tsv, split_tsvs, task: str, settings: dict, runs, out: dict, state_dirs,
+def train_runs(pack_npy, index_tsv, split_tsvs, task: str, settings: dict, runs, out: dict, state_dirs=None,
                pretrained=None, threads: int | None = None, log=None, checkpoint_s: float = 60.0,
                on_epoch_end=None) -> list[dict]:
     """:func:`train_run` for several runs of one unit, one after another in one process: the runs that
     ``resources.training_job_runs`` puts in one workflow job (:func:`braindl.planning.job_runs`), so
     torch and MONAI are imported once for them.
 
-    ``runs``: ``[split, run]`` numbers, one pair per run; ``split_tsvs``, ``state_dirs``, ``pretrained``
-    (or None) and each of ``out``'s :data:`RUN_OUTPUTS` list one file per run, in the same order (a single
-    path stands for a one-run list). The lists are checked against each other before the first run.
+    ``runs``: ``[split, run]`` numbers, one pair per run; ``split_tsvs``, ``state_dirs`` (None: each run's
+    beside its model, :func:`braindl.derivatives.run_state_dir`), ``pretrained`` (or None) and each of
+    ``out``'s :data:`RUN_OUTPUTS` list one file per run, in the same order (a single path stands for a
+    one-run list). The lists are checked against each other before the first run.
     Each run equals a call of :func:`train_run` on it alone: its seed, data and checkpoint are its own.
     A run's checkpoint is kept until the last run is done: a job stopped on a later run (and its outputs
     removed by Snakemake) resumes the finished runs from their last epoch instead of training them again.
     ``on_epoch_end(index, epoch)``: after each epoch of the ``index``-th run. Returns the summaries."""
-    def as_list(files):
-        return [files] if isinstance(files, (str, Path)) else list(files)
-
-    lists = {"split": as_list(split_tsvs), "state_dir": as_list(state_dirs),
-             **{f"output {k}": as_list(out[k]) if out.get(k) is not None else [] for k in RUN_OUTPUTS}}
-    if pretrained is not None:
-        lists["pretrained"] = as_list(pretrained)
     pairs = [tuple(int(x) for x in pair) for pair in runs]
-    lengths = {"runs": len(pairs), **{name: len(files) for name, files in lists.items()}}
-    if len(set(lengths.values())) != 1 or not pairs:
-        raise ValueError(f"training runs of one job: the run and file lists differ in length or are empty: {lengths}")
+    lists = job_file_lists({"split": split_tsvs, **{f"output {k}": out.get(k) for k in RUN_OUTPUTS},
+                            **({} if state_dirs is None else {"state_dir": state_dirs}),
+                            **({} if pretrained is None else {"pretrained": pretrained})},
+                           "training runs of one job", runs=len(pairs))
+    if state_dirs is None:
+        lists["state_dir"] = [derivatives.run_state_dir(model) for model in lists["output model"]]
     summaries = []
     for i, (split, run) in enumerate(pairs):
         (log or progress)(f"{task} split {split} run {run} ({i + 1} of {len(pairs)} in this job)")

@@ -31,7 +31,6 @@ if MSS["enabled"]:
             settings=lambda wc: canonical(msstudy.arm_settings(config["training"], MSS, wc.msarm)),
             task=lambda wc: msstudy.arm_task(MSS, wc.msarm),
             runs=train_job_numbers,
-            state_dirs=train_state_dirs,
             code=script_code("train.py"),
         log:
             f"{RESULTS}/msstudy/logs/arm-{{msarm}}{TRAIN_JOB_LABEL}.log",

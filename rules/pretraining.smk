@@ -36,7 +36,6 @@ if PRE["model"]:
             settings=lambda wc: arm_settings(PRE["model"]),
             task=PRE["source_task"],
             runs=train_job_numbers,
-            state_dirs=train_state_dirs,
             code=script_code("train.py"),
         log:
             f"{PRETRAIN}/logs/pretrain_size-{{size}}{TRAIN_JOB_LABEL}.log",
@@ -61,7 +60,6 @@ if PRE["model"]:
             settings=lambda wc: _finetune_settings(),
             task=PRE["target_task"],
             runs=train_job_numbers,
-            state_dirs=train_state_dirs,
             code=script_code("train.py"),
         log:
             f"{PRETRAIN}/logs/finetune_from-{{source}}{TRAIN_JOB_LABEL}.log",

@@ -58,7 +58,6 @@ rule train:
     params:
         settings=training_settings(),
         runs=train_job_numbers,
-        state_dirs=train_state_dirs,
         code=script_code("train.py"),
     log:
         f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}{TRAIN_JOB_LABEL}.log",

@@ -33,7 +33,6 @@ rule train_model:
     params:
         settings=lambda wc: arm_settings(wc.arm),
         runs=train_job_numbers,
-        state_dirs=train_state_dirs,
         code=script_code("train.py"),
     log:
         f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}{TRAIN_JOB_LABEL}.log",

@@ -1,6 +1,7 @@
 """Models, packing, the device data path and training runs (on a small synthetic pack)."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from braindl import models, pack, splits, training
+from braindl import derivatives, models, pack, splits, training
 from braindl.io import write_tsv
 
 SHAPE = (36, 40, 36)
@@ -288,9 +289,11 @@ def test_runs_of_one_job_equal_each_run_alone_and_resume_the_finished_ones(toy, 
                             [tmp_path / "x1_state", tmp_path / "x2_state"])
     assert not _out(tmp_path, "x1")["model"].exists()
     # a one-run job may name single paths
+    # (without state folders: each run's beside its model, as the workflow's train.py leaves it)
     single = _out(tmp_path, "s1")
     training.train_runs(toy / "pack.npy", toy / "index.tsv", toy / "CN_vs_AD_split.tsv", "CN_vs_AD", s, [[1, 1]],
-                        single, tmp_path / "s1_state", log=lambda line: None)
+                        single, log=lambda line: None)
+    assert not Path(derivatives.run_state_dir(single["model"])).exists()
     pd.testing.assert_frame_equal(pd.read_csv(single["predictions"], sep="\t"),
                                   pd.read_csv(alone[0]["predictions"], sep="\t"))
 

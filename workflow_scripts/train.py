@@ -12,7 +12,6 @@ with to_log(snakemake.log):
         p.settings,
         p.runs,
         {k: o[k] for k in RUN_OUTPUTS},
-        p.state_dirs,
         pretrained=i.get("finetune"),
         threads=snakemake.threads,
         checkpoint_s=snakemake.resources.get("checkpoint_s", 60),

@@ -59,12 +59,6 @@ def train_job_numbers(wc):
     return [[int(s), int(r)] for s, r in train_job_runs(wc)]
 
 
-def train_state_dirs(wildcards, output):
-    """Each run's checkpoint folder, beside its model (removed once all of the job's runs are done)."""
-    models = [output.model] if isinstance(output.model, str) else list(output.model)
-    return [derivatives.run_state_dir(m) for m in models]
-
-
 FINETUNE_FROM = config["training"]["finetune_from"]
 
 
