@@ -12,11 +12,14 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 from isal import igzip
+
+if TYPE_CHECKING:  # pandas is not imported by the jobs that write no table (0.4 s of each job's start)
+    import pandas as pd
 
 # mkstemp creates files readable by their owner only; artifacts get the usual umask mode
 _UMASK = os.umask(0)

@@ -13,10 +13,13 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: BIDS ``space-`` label of the nilearn template (ICBM 2009a nonlinear symmetric).
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
@@ -182,6 +185,8 @@ def atlas_labels(name: str = "AAL3") -> pd.DataFrame:
             parts = line.split()
             if len(parts) >= 2 and parts[0].isdigit():
                 rows.append((int(parts[0]), parts[1]))
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=["index", "name"])
 
 

@@ -29,7 +29,9 @@ rule dose_resample:
         "dose_scan"
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_resample.log",
-    threads: 2
+    # one projection of the scan and a draw per bin: about a second of work after seconds of imports, which a
+    # second reserved core would only wait through (the profiles set more for the full protocol's grid)
+    threads: 1
     conda:
         ENV
     resources:

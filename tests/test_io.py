@@ -1,6 +1,8 @@
 """Atomic writers: NIfTI through ISA-L gzip, file modes, nothing left behind on failure."""
 
 import os
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -36,3 +38,41 @@ def test_artifacts_get_the_umask_mode_and_failures_leave_nothing(tmp_path):
         with io.atomic_path(tmp_path / "y.nii.gz"):
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+_PROBE = """
+import resource, sys
+if sys.argv[1] == "braindl":
+    import braindl
+    assert braindl.MALLOC_TUNED
+import numpy as np
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):  # what a stage does: a volume-sized array and two temporaries, freed, again
+    a = np.ones(7 * 2**20, np.float32)
+    b = a * 2
+    c = a + b
+    del a, b, c
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_importing_braindl_keeps_freed_volumes_for_reuse(tmp_path):
+    """braindl keeps freed arrays up to 32 MiB in the heap: the same three 28 MiB arrays allocated 20 times
+    fault their pages in far less often (a fresh mapping is zeroed by the kernel on first touch)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def faults(mode, extra=None):
+        out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True,
+                             env={**env, **(extra or {})})
+        return int(out.stdout)
+
+    # glibc's defaults: the freed arrays go back to the kernel (heap trimmed) and come back as fresh pages;
+    # braindl's: their pages are faulted in on the first round only (30916 against 1564 here)
+    plain, tuned = faults("numpy"), faults("braindl")
+    assert 5 * tuned < plain, (plain, tuned)
+    # a user's own malloc settings are left alone
+    probe = "import braindl; print(int(braindl.MALLOC_TUNED))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"})
+    assert out.stdout.strip() == "0"
