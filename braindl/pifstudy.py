@@ -311,6 +311,48 @@ def run_search(pack_npy, index_tsv, split_tsv, task: str, split: int, runs: list
     return out
 
 
+def job_splits(mode: str, splits: list[str], split: str = "{split}") -> list[str]:
+    """The splits whose searches one job of a task, family and size trains (``mode``: the config's
+    ``resources.training_job_runs``, braindl.planning.job_runs): every split (``unit``: one process, torch
+    and MONAI imported once), or ``split`` alone (``split`` and ``run``: a search, the study's unit, is the
+    smallest job). With the default ``split`` the wildcard of the rule's outputs; with a job's, its own."""
+    from braindl.planning import job_runs
+
+    return list(dict.fromkeys(s for s, _ in job_runs(mode, splits, ["01"], split, "01",
+                                                      "resources.training_job_runs")))
+
+
+def job_paths(results, study: dict, task, family, size, splits: list[str]) -> dict[str, str]:
+    """The files of every run of one job's searches (:func:`job_splits`), keyed
+    ``<file>_sample-<k>_split-<split>`` (:func:`search_paths`' keys of each split)."""
+    return {f"{key}_split-{s}": path for s in splits
+            for key, path in search_paths(results, study, task, family, size, s).items()}
+
+
+def run_searches(pack_npy, index_tsv, split_tsvs: dict, task: str, runs: dict, outputs: dict,
+                 threads: int | None = None, checkpoint_s: float = 60.0) -> list[dict]:
+    """The searches of one job, split after split in this process (:func:`run_search` each).
+
+    ``split_tsvs`` and ``runs`` are keyed by split (``"01"``, ...), ``runs`` each a search's
+    :func:`search_runs`; ``outputs`` holds :func:`job_paths`' keys. A missing or extra split is refused
+    before any training. Returns every run's summary, in order."""
+    splits = list(split_tsvs)
+    if sorted(splits) != sorted(runs):
+        raise ValueError(f"pif_search: split tables of splits {sorted(splits)} but runs of {sorted(runs)}")
+    per_split = {}
+    for split in splits:
+        tail = f"_split-{split}"
+        per_split[split] = {k[:-len(tail)]: v for k, v in outputs.items() if k.endswith(tail)}
+        wanted = {f"{key}_sample-{r['sample']}" for r in runs[split] for key in derivatives.run_files("")}
+        if not wanted <= set(per_split[split]):
+            raise ValueError(f"pif_search: split {split} lacks outputs {sorted(wanted - set(per_split[split]))}")
+    out = []
+    for split in splits:
+        out += run_search(pack_npy, index_tsv, split_tsvs[split], task, int(split), runs[split], per_split[split],
+                          threads, checkpoint_s)
+    return out
+
+
 def planned_runs(results, study: dict, runs: pd.DataFrame) -> list[dict]:
     """Every run of every task with its plan entries and files (the table job's input)."""
     out = []

@@ -1,11 +1,9 @@
 # 004 study 5 (braindl.pifstudy): a VGG-like baseline against its patch-individual-filter (PIF) version,
 # each split with the thesis' random hyperparameter search on the validation set, on all and on a
-# subset of each split's training participants. One job per search trains its samples
-# (braindl.pifstudy.run_search: braindl.training.train_run each).
+# subset of each split's training participants. A job trains the searches resources.training_job_runs
+# gives it, each with all of its samples (braindl.pifstudy.run_searches: braindl.training.train_run each).
 
-# ---- plan ------------------------------------------------------------------------------------------
-PIF_PLAN = pifstudy.study_plan(PIF, len(SPLIT_IDS)) if PIF["tasks"] else None
-PIF_RUNS = pifstudy.planned_runs(RESULTS, PIF, PIF_PLAN) if PIF["tasks"] else []
+include: "common/pifstudy.smk"
 
 
 if PIF["tasks"]:
@@ -38,19 +36,21 @@ if PIF["tasks"]:
 
 
     rule pif_search:
-        # one random search per job: every sample of a split, family and training fraction
+        # the random searches of a task, family and training fraction: every split's in one job (unit), or
+        # one split's (resources.training_job_runs split or run); each search trains all of its samples
         input:
             data=pack_paths(PIF["variant"], PIF["modality"])["volumes"],
             index=pack_paths(PIF["variant"], PIF["modality"])["index"],
-            split=lambda wc: (split_path(wc.split, wc.task) if wc.size == "100"
-                              else pifstudy.subset_path(RESULTS, wc.task, wc.size, wc.split)),
+            splits=lambda wc: [pif_split_table(wc.task, wc.size, s) for s in pif_job_splits(wc)],
         output:
-            **pifstudy.search_paths(RESULTS, PIF, "{task}", "{family}", "{size}", "{split}"),
+            **pifstudy.job_paths(RESULTS, PIF, "{task}", "{family}", "{size}", pif_job_splits()),
         params:
-            runs=lambda wc: canonical(pifstudy.search_runs(config["training"], PIF, PIF_PLAN, wc.split, wc.family, wc.size)),
+            splits=pif_job_splits,
+            runs=lambda wc: canonical({s: pifstudy.search_runs(config["training"], PIF, PIF_PLAN, s, wc.family, wc.size)
+                                       for s in pif_job_splits(wc)}),
             code=script_code("pif_search.py"),
         log:
-            f"{RESULTS}/pifstudy/logs/task-{{task}}_family-{{family}}_size-{{size}}_split-{{split}}_search.log",
+            f"{RESULTS}/pifstudy/logs/task-{{task}}_family-{{family}}_size-{{size}}{PIF_JOB_LABEL}_search.log",
         threads: TRAIN_THREADS
         conda:
             ENV

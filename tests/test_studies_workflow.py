@@ -50,9 +50,10 @@ STUDIES = {
         # LRP explains the 3D CNN; gradient x input both (LRP does not apply to the ResNet)
         "heatmap_methods": ["lrp_epsilon", "gradient_x_input"]},
 }
-# one search job per task, split, family and fraction, each training the split's 2 samples
-PIF_JOBS = {"pif_search": 2 * 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
-PIF_RUNS = 2 * PIF_JOBS["pif_search"]
+# one search job per task, family and fraction (resources.training_job_runs: unit), each training both splits'
+# searches of 2 samples
+PIF_JOBS = {"pif_search": 2 * 2 * 2, "pif_table": 1, "pif_figure": 1}
+PIF_RUNS = 2 * 2 * PIF_JOBS["pif_search"]
 # per split: pre-training, fine-tuning, from scratch; one heatmap job for the fine-tuned runs
 MS_RUNS = {"finetune": 2, "scratch": 2, "pretrain": 2}
 

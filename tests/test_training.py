@@ -553,3 +553,26 @@ def test_a_pif_search_trains_each_sample_as_its_own_run_would(toy, tmp_path, def
         a, b = (pd.read_csv(f, sep="\t").drop(columns="seconds")
                 for f in (outputs[f"history_sample-{r['sample']}"], alone["history"]))
         pd.testing.assert_frame_equal(a, b)
+    # the searches of two splits in one job (resources.training_job_runs: unit) are those searches alone
+    assert pifstudy.job_splits("unit", ["01", "02"]) == ["01", "02"]
+    assert pifstudy.job_splits("split", ["01", "02"], "02") == pifstudy.job_splits("run", ["01", "02"], "02") == ["02"]
+    assert pifstudy.job_splits("split", ["01", "02"]) == ["{split}"]
+    both = pifstudy.job_paths("res", study, "CN_vs_AD", "baseline", "100", ["01", "02"])
+    assert sorted(both) == sorted(f"{k}_split-{s}" for s in ("01", "02") for k in paths)
+    joint = {k: str(tmp_path / "joint" / v.split("/")[-1]) for k, v in both.items()}
+    runs2 = {"01": runs, "02": pifstudy.search_runs(train, study, pifstudy.study_plan(study, 2), "02", "baseline", "100")}
+    tables = {s: toy / "CN_vs_AD_split.tsv" for s in runs2}
+    with pytest.raises(ValueError, match="split tables of splits"):
+        pifstudy.run_searches(toy / "pack.npy", toy / "index.tsv", {"01": tables["01"]}, "CN_vs_AD", runs2, joint)
+    with pytest.raises(ValueError, match="lacks outputs"):
+        pifstudy.run_searches(toy / "pack.npy", toy / "index.tsv", tables, "CN_vs_AD", runs2,
+                              {k: v for k, v in joint.items() if not k.endswith("_split-02")})
+    assert not (tmp_path / "joint").exists()  # refused before any training
+    (tmp_path / "joint").mkdir()
+    pifstudy.run_searches(toy / "pack.npy", toy / "index.tsv", tables, "CN_vs_AD", runs2, joint)
+    for r in runs:  # split 01's search: the same histories as the search alone above
+        a, b = (pd.read_csv(f, sep="\t").drop(columns="seconds")
+                for f in (outputs[f"history_sample-{r['sample']}"], joint[f"history_sample-{r['sample']}_split-01"]))
+        pd.testing.assert_frame_equal(a, b)
+    assert all(json.loads(Path(joint[f"summary_sample-{r['sample']}_split-02"]).read_text())["model"]
+               == r["settings"]["model"] for r in runs2["02"])

@@ -192,13 +192,17 @@ TRAINING_RULES = ("train", "train_model", "pretrain", "finetune", "ms_train")
 
 def test_training_jobs_hold_the_runs_resources_training_job_runs_gives_them(repo, tmp_path, default_config):
     """resources.training_job_runs: one training job per unit for all its runs (the default), per split, or
-    per run, for every rule that trains (study 2's arms included); nothing else changes."""
+    per run, for every rule that trains (study 2's arms included); study 5's searches one job per task,
+    family and fraction, or per split (a search trains its samples together); nothing else changes."""
     n_splits, n_repeats = default_config["splits"]["n_splits"], 2
     (tmp_path / "base.yaml").write_text(yaml.safe_dump({
-        "splits": {"n_repeats": n_repeats}, "ms_study": {"enabled": True},
+        "splits": {"n_repeats": n_repeats}, "ms_study": {"enabled": True}, "pif_study": {"tasks": ["CN_vs_AD"]},
         "synthetic": {"groups": {**default_config["synthetic"]["groups"], "MS": 3}}}))
     got = dry_runs_changed(repo, tmp_path, "base.yaml",
                            {m: {"resources": {"training_job_runs": m}} for m in ("unit", "split", "run")})
+    searches = {m: got[m].pop("pif_search") for m in got}
+    assert searches["unit"] == 2 * len(default_config["pif_study"]["fractions"])  # both families
+    assert searches["split"] == searches["run"] == searches["unit"] * n_splits
     for rule in TRAINING_RULES:
         assert got["unit"][rule] > 0, rule
         assert got["split"][rule] == got["unit"][rule] * n_splits, rule
