@@ -12,7 +12,8 @@ def _keep_freed_memory() -> bool:
 
     The stages allocate and free volume-sized arrays (a 1 mm float32 volume is 29 MiB) over and over. By
     default glibc maps each one afresh, and the kernel zeroes every page on its first touch: in a tiny
-    preprocessing run about a third of the jobs' minor page faults, and a sixth of their system time.
+    preprocessing run that was a third of the jobs' minor page faults and a quarter of their system time
+    (docs/benchmarks.md, 2026-12-04).
     Here freed blocks up to 32 MiB (glibc's largest threshold) stay in the heap, and the heap is not
     trimmed. Larger arrays are mapped as before. Settings the user's environment gives
     (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``) are left alone; nothing

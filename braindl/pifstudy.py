@@ -23,6 +23,8 @@ early stopping occurs" and the training time in seconds.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 
@@ -294,10 +296,11 @@ def search_paths(results, study: dict, task, family, size, split) -> dict[str, s
 
 
 def run_search(pack_npy, index_tsv, split_tsv, task: str, split: int, runs: list[dict], outputs: dict,
-               threads: int | None = None, checkpoint_s: float = 60.0) -> list[dict]:
+               threads: int | None = None, checkpoint_s: float = 60.0, keep_state: bool = False) -> list[dict]:
     """Train the samples of one search (:func:`search_runs`) one after the other in this process, each
     as braindl.training.train_run writes a run: its files are ``outputs``' ``<file>_sample-<k>`` entries
-    (:func:`search_paths`), its checkpoints beside its model. Returns the runs' summaries."""
+    (:func:`search_paths`), its checkpoints beside its model (kept after the run with ``keep_state``, for
+    :func:`run_searches`). Returns the runs' summaries."""
     from braindl.logs import progress
     from braindl.training import train_run
 
@@ -307,7 +310,8 @@ def run_search(pack_npy, index_tsv, split_tsv, task: str, split: int, runs: list
         progress(f"sample {r['sample']} ({r['settings']['model']}, learning rate {r['settings']['learning_rate']}, "
                  f"batch {r['settings']['batch_size']}, patience {r['settings']['early_stopping_patience']})")
         out.append(train_run(pack_npy, index_tsv, split_tsv, task, r["settings"], int(split), int(r["run"]), files,
-                             derivatives.run_state_dir(files["model"]), threads=threads, checkpoint_s=checkpoint_s))
+                             derivatives.run_state_dir(files["model"]), threads=threads, checkpoint_s=checkpoint_s,
+                             keep_state=keep_state))
     return out
 
 
@@ -335,7 +339,9 @@ def run_searches(pack_npy, index_tsv, split_tsvs: dict, task: str, runs: dict, o
 
     ``split_tsvs`` and ``runs`` are keyed by split (``"01"``, ...), ``runs`` each a search's
     :func:`search_runs`; ``outputs`` holds :func:`job_paths`' keys. A missing or extra split is refused
-    before any training. Returns every run's summary, in order."""
+    before any training. Each run's checkpoint is kept until the job's last search is done, so a job
+    stopped in a later search resumes the finished runs at their last epoch (as braindl.training.train_runs).
+    Returns every run's summary, in order."""
     splits = list(split_tsvs)
     if sorted(splits) != sorted(runs):
         raise ValueError(f"pif_search: split tables of splits {sorted(splits)} but runs of {sorted(runs)}")
@@ -349,7 +355,10 @@ def run_searches(pack_npy, index_tsv, split_tsvs: dict, task: str, runs: dict, o
     out = []
     for split in splits:
         out += run_search(pack_npy, index_tsv, split_tsvs[split], task, int(split), runs[split], per_split[split],
-                          threads, checkpoint_s)
+                          threads, checkpoint_s, keep_state=True)
+    for split in splits:
+        for r in runs[split]:
+            shutil.rmtree(derivatives.run_state_dir(per_split[split][f"model_sample-{r['sample']}"]), ignore_errors=True)
     return out
 
 

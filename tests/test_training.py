@@ -576,3 +576,5 @@ def test_a_pif_search_trains_each_sample_as_its_own_run_would(toy, tmp_path, def
         pd.testing.assert_frame_equal(a, b)
     assert all(json.loads(Path(joint[f"summary_sample-{r['sample']}_split-02"]).read_text())["model"]
                == r["settings"]["model"] for r in runs2["02"])
+    # the runs' checkpoints were kept until the job's end, and are gone after it
+    assert not [p for p in (tmp_path / "joint").iterdir() if p.is_dir()]
