@@ -5,7 +5,8 @@
 
 braindl sets glibc's malloc to keep freed arrays up to 32 MiB for reuse when it is imported
 (``braindl.MALLOC_TUNED``); a ``MALLOC_*_`` variable in the environment leaves glibc's defaults
-alone, which is how the "glibc" runs here get them (``MALLOC_TOP_PAD_`` at its default, 128 KiB).
+alone, which is how the "glibc" runs here get them: ``MALLOC_PERTURB_=0``, glibc's default, which changes
+nothing else (setting ``MALLOC_TOP_PAD_`` or a threshold would switch off glibc's own dynamic threshold).
 Each pair runs ``snakemake preprocessing`` from an empty folder in both ways, alternately, on the
 same small synthetic cohort, and prints per run: wall seconds, CPU seconds of all its processes
 (user + system), and minor page faults; then the ratios of the sums.
@@ -37,7 +38,7 @@ def run(folder: Path, cores: int, glibc: bool) -> dict:
     (folder / "bench.yaml").write_text(yaml.safe_dump(COHORT))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     if glibc:
-        env["MALLOC_TOP_PAD_"] = str(128 * 1024)
+        env["MALLOC_PERTURB_"] = "0"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "snakemake", "preprocessing", "-s", str(REPO / "Snakefile"),
