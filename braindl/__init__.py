@@ -20,15 +20,13 @@ def _keep_freed_memory() -> bool:
     is done where the C library is not glibc. Returns whether the settings were applied.
     """
     import ctypes
-    import ctypes.util
     import os
     import sys
 
     if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library Python runs on (no ldconfig lookup per job)
     except (OSError, AttributeError):  # musl and others: no mallopt
         return False
     # glibc's malloc.h: M_TRIM_THRESHOLD -1, M_TOP_PAD -2, M_MMAP_THRESHOLD -3 (mallopt returns 1 on success)

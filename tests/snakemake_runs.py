@@ -51,7 +51,7 @@ def _snakemake_main(argv, cwd, out_path, err_path):
 def _dry_run_forked(cmd, workdir):
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-        proc = _forkserver().Process(target=_snakemake_main, args=(cmd[3:], str(workdir), out, err))
+        proc = _forkserver().Process(target=_snakemake_main, args=(cmd[len(SNAKEMAKE):], str(workdir), out, err))
         proc.start()
         proc.join()
         with open(out) as o, open(err) as e:
