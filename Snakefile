@@ -17,6 +17,11 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 # and on cluster nodes (SLURM exports the environment).
 sys.path.insert(0, workflow.basedir)
 from braindl.planning import drop_removed
+from braindl.scheduler import coalesce_wakeups
+
+# Snakemake's scheduler would wake once a second for every job it has seen start or end
+# (snakemake/snakemake#3804): one pending wake-up at a time instead (braindl/scheduler.py)
+coalesce_wakeups()
 
 # a named config removes an entry of config.yaml's models, layouts, crop boxes, quality groups or
 # external datasets with `name: null` (--configfile merges into config.yaml, it cannot delete)

@@ -13,12 +13,14 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 TORCH_THREADS = int(os.environ.get("OMP_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
-# the modules whose fixtures run the workflow or register scans for minutes: collected first
-# (pyproject.toml's --no-loadscope-reorder keeps this order) so that the short tests fill the end, where
-# one worker would otherwise wait for the other's long fixture. xdist hands each worker two modules at
-# the start: the first worker takes test_workflow.py and test_bids_workflow.py, the second the studies
-# run and the registration fixtures.
-HEAVY = ("test_workflow.py", "test_studies_workflow.py", "test_bids_workflow.py", "test_registration.py")
+# the modules whose fixtures run the workflow or register scans for minutes, and the plans' dry runs:
+# collected first (pyproject.toml's --no-loadscope-reorder keeps this order) so that the short tests fill
+# the end, where one worker would otherwise wait for the other's long fixture. xdist gives a worker the next
+# module in this order when it is down to its current module's last two tests: on 2026-12-05 one worker ran
+# the tiny run's module (16 minutes), the other the studies run, the ADNI-layout run and the registration
+# fixtures, and both then shared the short modules.
+HEAVY = ("test_workflow.py", "test_studies_workflow.py", "test_bids_workflow.py", "test_registration.py",
+         "test_workflow_plans.py")
 
 
 def pytest_collection_modifyitems(config, items):
