@@ -11,7 +11,7 @@ made 19,974 passes; upstream the same growth makes long runs fail for want of th
 :func:`coalesce_wakeups` keeps at most one timer pending per scheduler. The loop still wakes within one
 timespan of any pass, as the job-rate limit needs, and at once when a job ends, as before. Its timer is a
 daemon thread, so Snakemake no longer waits for the last timer when the run is over. The Snakefile calls it
-at parse time, before Snakemake makes its scheduler; the jobs' processes never run the scheduler.
+at parse time, before Snakemake makes its scheduler (also in the Snakemake a cluster job runs).
 """
 
 from __future__ import annotations
