@@ -6,9 +6,10 @@
     python benchmarks/workflow.py --analyse <run folder>        # only the tables, from a finished run
 
 Runs ``snakemake --cores N all`` from an empty results folder, then the same
-command again (nothing to do), and prints: wall time of both, the number of jobs,
-and the share of core time spent outside the library functions (process start,
-imports, Snakemake's own work, idle cores): ``1 - sum(library seconds x threads) /
+command again (nothing to do), and prints: wall time of both, Snakemake's own
+process's CPU time (all its threads; not its jobs'), the number of jobs, and the
+share of core time spent outside the library functions (process start, imports,
+Snakemake's own work, idle cores): ``1 - sum(library seconds x threads) /
 (wall x cores)``. A job's library seconds are the time inside its script's
 ``braindl.logs.to_log`` block, which every workflow script wraps around its one
 library call; they count once per core the job holds (its ``threads``, which
@@ -105,6 +106,19 @@ def analyse(run_dir: Path, wall: float | None, cores: int) -> None:
         print(f"{name:28s} {r['jobs']:5d} {threads:>7s} {r['wall']:8.0f} {r['library']:10.1f} {over:15.1f}")
 
 
+# ``python -m snakemake`` that writes its own process's CPU seconds (all its threads, not its jobs) at exit
+_OWN_CPU = """import atexit, resource, sys
+path = sys.argv.pop(1)
+def own():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    with open(path, "w") as f:
+        f.write(str(r.ru_utime + r.ru_stime))
+atexit.register(own)
+from snakemake.cli import main
+main(sys.argv[1:])
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cores", type=int, default=2)
@@ -117,8 +131,9 @@ def main() -> None:
         return
     run_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="braindl_workflow_"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "--directory", str(run_dir),
-           "--cores", str(args.cores)]
+    own_cpu = run_dir / ".snakemake_own_cpu"
+    cmd = [sys.executable, "-c", _OWN_CPU, str(own_cpu), "all", "-s", str(REPO / "Snakefile"), "--directory",
+           str(run_dir), "--cores", str(args.cores)]
     if args.configfile:
         cmd += ["--configfile", str(Path(args.configfile).resolve())]
     walls = []
@@ -129,7 +144,8 @@ def main() -> None:
         if out.returncode:
             print(out.stdout[-3000:], out.stderr[-3000:])
             raise SystemExit(f"{label} run failed")
-        print(f"{label}: {walls[-1]:.0f} s", flush=True)
+        print(f"{label}: {walls[-1]:.0f} s; Snakemake's own process {float(own_cpu.read_text()):.1f} CPU s",
+              flush=True)
     analyse(run_dir, walls[0], args.cores)
     print(f"run folder: {run_dir}")
 
