@@ -55,7 +55,9 @@ rule dose_reconstruct:
         "dose_scan"
     log:
         f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_reconstruct.log",
-    threads: 2
+    # one core without a profile (the profiles set more): a job that needs both cores of a 2-core machine
+    # waits until every other job there has ended, and leaves a core idle while it waits
+    threads: 1
     conda:
         ENV
     resources:

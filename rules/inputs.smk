@@ -27,7 +27,9 @@ rule check_inputs:
         code=script_code("check_inputs.py"),
     log:
         f"{RESULTS}/inputs/logs/check_inputs.log",
-    threads: 2
+    # one core (profiles may set more): with two, an external dataset's check waited on a 2-core machine
+    # until every other job had ended, and its preprocessing then ran alone at the end of the run
+    threads: 1
     conda:
         ENV
     script:

@@ -293,3 +293,20 @@ def test_local_profile_limits_gpus_and_sets_threads(repo, tmp_path):
     assert job_counts(text)["train"] > 0
     # the profile's threads reach the jobs: registration with 4, training with 2
     assert re.search(r"rule register_syn:(?:.|\n)*?threads: 4", text) and re.search(r"rule train:(?:.|\n)*?threads: 2", text)
+
+
+def test_without_a_profile_only_the_cohort_generators_hold_more_than_one_core(repo, tmp_path):
+    """On two cores (the quick start's), a job that holds both waits until every other job has ended and
+    leaves a core idle meanwhile: the external dataset's input check (2 threads) once waited until the end
+    of the run, and each dose reconstruction opened a gap. Without a profile only the synthetic cohorts
+    hold more than one core: they run first, before anything else is ready (the profiles set threads)."""
+    out = smk(repo, tmp_path, "-n", "all", "--cores", "2")
+    text = out.stdout + out.stderr
+    jobs = []  # (rule, threads) of each job; Snakemake prints "threads:" only where it is more than 1
+    for block in re.split(r"^(?=\s*(?:local)?rule \w+:$)", text, flags=re.M):  # grouped jobs are indented
+        rule, threads = re.search(r"^\s*(?:local)?rule (\w+):$", block, re.M), re.search(r"^\s+threads: (\d+)$", block, re.M)
+        if rule:
+            jobs.append((rule.group(1), int(threads.group(1)) if threads else 1))
+    assert len(jobs) == sum(job_counts(text).values())
+    many = {rule for rule, n in jobs if n > 1}
+    assert many == {"synthetic_cohort", "external_site2_synthetic_cohort"}, many
