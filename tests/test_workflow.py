@@ -124,7 +124,8 @@ def test_tiny_end_to_end(tiny_run):
 
 def test_the_scheduler_wakes_per_job_and_per_second_not_per_job_per_second(tiny_run):
     """braindl.scheduler, applied by the Snakefile: a pass of Snakemake's loop per job start and end and one
-    per second at most; Snakemake 9.27 alone made about 20,000 passes for this run's 194 jobs in 310 s."""
+    per second at most; Snakemake 9.27 alone made about 20,000 passes for this run's 194 jobs (310 s under
+    cProfile)."""
     log = sorted((tiny_run / ".snakemake/log").glob("*.snakemake.log"))[0].read_text()
     jobs = int(re.search(r"(\d+) of \1 steps \(100%\) done", log).group(1))
     stamps = [datetime.strptime(m, "%a %b %d %H:%M:%S %Y") for m in re.findall(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$", log, re.M)]
