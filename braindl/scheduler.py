@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import threading
 
-_MARK = "_braindl_coalesced"
-
 
 def one_pending_wakeup(scheduler, delay: float) -> None:
     """Release ``scheduler._open_jobs`` once after ``delay`` seconds, unless a release is already pending
@@ -40,9 +38,6 @@ def one_pending_wakeup(scheduler, delay: float) -> None:
     timer.start()
 
 
-setattr(one_pending_wakeup, _MARK, True)
-
-
 def coalesce_wakeups(scheduler_class=None) -> bool:
     """Give Snakemake's ``JobScheduler`` (or ``scheduler_class``) :func:`one_pending_wakeup` as its
     ``_schedule_reevalutation``. Returns whether it now has it: False where the class has no such method
@@ -52,9 +47,7 @@ def coalesce_wakeups(scheduler_class=None) -> bool:
             from snakemake.scheduling.job_scheduler import JobScheduler as scheduler_class
         except ImportError:
             return False
-    current = getattr(scheduler_class, "_schedule_reevalutation", None)
-    if current is None:
+    if not hasattr(scheduler_class, "_schedule_reevalutation"):
         return False
-    if not getattr(current, _MARK, False):
-        scheduler_class._schedule_reevalutation = one_pending_wakeup
+    scheduler_class._schedule_reevalutation = one_pending_wakeup
     return True
