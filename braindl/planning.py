@@ -216,6 +216,32 @@ def dose_runs(training: dict, enabled: bool = True) -> list[dict]:
             for f in range(training["folds"]) for run in range(training["ensemble_runs"] if f == 0 else 1)]
 
 
+def dose_job_runs(training: dict, mode: str, n: str = "{n}", fold: str = "{fold}",
+                  run: str = "{run}") -> list[tuple[str, str, str]]:
+    """The (size, fold, run) of one job of a backbone and regime's image-quality runs (:func:`dose_runs`),
+    in order, under ``resources.training_job_runs`` (``mode``, as :func:`job_runs`): every run of the
+    backbone and regime (``unit``: one process, torch imported once), the folds and runs of one training
+    size (``split``: fold 0 holds the ensemble's runs and the other folds one each, so one size's runs are
+    the regular part of the grid), or one run (``run``). Without a job's values the entries hold the
+    wildcards of the rule's outputs. Every mode covers each run of :func:`dose_runs` exactly once."""
+    folds = [(str(f), str(r)) for f in range(training["folds"])
+             for r in range(training["ensemble_runs"] if f == 0 else 1)]
+    if mode == "unit":
+        return [(str(s), f, r) for s in training["sizes"] for f, r in folds]
+    if mode == "split":
+        return [(n, f, r) for f, r in folds]
+    if mode == "run":
+        return [(n, fold, run)]
+    raise ValueError(f"resources.training_job_runs: {mode!r} is none of {', '.join(JOB_RUNS)}")
+
+
+def dose_job_label(mode: str) -> str:
+    """The wildcards that tell one dose regression job's log from another's of its backbone and regime
+    (the wildcards of :func:`dose_job_runs`' entries)."""
+    runs = dose_job_runs({"sizes": [1], "folds": 1, "ensemble_runs": 1}, mode)
+    return "".join(f"_{k}-{{{k}}}" for i, k in enumerate(("n", "fold", "run")) if any("{" in r[i] for r in runs))
+
+
 #: the ``dose`` settings each per-scan step of the dose branch reads (its rule's ``params: settings``), so
 #: that a setting reruns only the steps it changes
 DOSE_STEP_SETTINGS = {

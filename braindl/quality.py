@@ -3,7 +3,8 @@
 - :func:`train_quality`: a 2D backbone with a flatten + linear head of three
   outputs, MSE, Adam (:class:`braindl.training.ArrayRunner`) in the loop of
   :func:`braindl.training.fit` (best epoch on validation loss, checkpoints,
-  resume), on the patches and labels of :mod:`braindl.patches`.
+  resume), on the patches and labels of :mod:`braindl.patches`;
+  :func:`train_quality_runs` trains the runs of one workflow job in one process.
 - :func:`quality_table`: one row per run, plus ensembles of repeated runs.
 - The figures of 002: the count levels of one scan (Fig. 1), MAE against
   training patients (Fig. 5), freezing regimes (Fig. 8). None needs torch.
@@ -19,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from braindl.derivatives import run_state_dir
 from braindl.figures import save_figure
-from braindl.io import write_json, write_tsv
+from braindl.io import job_file_lists, write_json, write_tsv
 from braindl.logs import progress
 from braindl.patches import METRICS, DoseError
 
@@ -46,9 +48,11 @@ def load_set(patch_files: dict, scores: pd.DataFrame, members: list[str]) -> tup
 
 
 def train_quality(patch_files: dict, scores_tsv, fold: dict, n_train: int, settings: dict, run: int, out: dict,
-                  state_dir, threads: int | None = None, log=None, checkpoint_s: float = 60.0) -> dict:
+                  state_dir, threads: int | None = None, log=None, checkpoint_s: float = 60.0,
+                  keep_state: bool = False) -> dict:
     """Train one quality regressor on the first ``n_train`` patients of the fold's pool (checkpoints
-    every ``checkpoint_s`` seconds at most: :func:`braindl.training.fit`).
+    every ``checkpoint_s`` seconds at most: :func:`braindl.training.fit`, in ``state_dir``, removed once
+    the outputs are written unless ``keep_state``).
 
     ``settings``: ``model``, ``freeze``, ``weights``, ``learning_rate``,
     ``batch_size``, ``max_epochs``, ``early_stopping_patience``, ``seed``,
@@ -98,8 +102,40 @@ def train_quality(patch_files: dict, scores_tsv, fold: dict, n_train: int, setti
     write_tsv(out["predictions"], preds)
     write_tsv(out["history"], pd.DataFrame(history))
     write_json(out["summary"], summary)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    if not keep_state:
+        shutil.rmtree(state_dir, ignore_errors=True)
     return summary
+
+
+#: the files each image-quality run writes (rule dose_train, braindl.derivatives.dose_run)
+RUN_OUTPUTS = ("predictions", "history", "summary")
+
+
+def train_quality_runs(patch_files: dict, scores_tsv, runs: list[dict], settings: dict, out: dict,
+                       threads: int | None = None, log=None, checkpoint_s: float = 60.0) -> list[dict]:
+    """:func:`train_quality` for several runs of one backbone and regime, one after another in one
+    process: the runs ``resources.training_job_runs`` puts in one job
+    (:func:`braindl.planning.dose_job_runs`), so torch is imported once for them.
+
+    ``runs``: one ``{"n": training patients, "fold": the fold (braindl.patches.quality_folds), "run": the
+    run}`` per run; each of ``out``'s :data:`RUN_OUTPUTS` lists one file per run in the same order (a
+    single path stands for a one-run list), checked against ``runs`` before the first run. ``patch_files``
+    holds the patches of every run's patients. Each run equals a call of :func:`train_quality` on it
+    alone; its checkpoint folder is beside its summary (:func:`braindl.derivatives.run_state_dir`) and is
+    kept until the last run is done, so that a job stopped on a later run resumes the finished ones from
+    their last epoch. Returns the summaries."""
+    lists = job_file_lists({f"output {k}": out.get(k) for k in RUN_OUTPUTS}, "dose regression runs of one job",
+                           DoseError, runs=len(runs))
+    state_dirs = [run_state_dir(summary) for summary in lists["output summary"]]
+    summaries = []
+    for i, r in enumerate(runs):
+        (log or progress)(f"fold {r['fold']['fold']} n {r['n']} run {r['run']} ({i + 1} of {len(runs)} in this job)")
+        summaries.append(train_quality(patch_files, scores_tsv, r["fold"], int(r["n"]), settings, int(r["run"]),
+                                       {k: lists[f"output {k}"][i] for k in RUN_OUTPUTS}, state_dirs[i],
+                                       threads=threads, log=log, checkpoint_s=checkpoint_s, keep_state=True))
+    for state_dir in state_dirs:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return summaries
 
 
 def mae_of(pred: pd.DataFrame) -> dict:

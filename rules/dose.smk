@@ -109,20 +109,21 @@ rule dose_scores:
         "../workflow_scripts/dose_scores.py"
 
 
+# the runs of one backbone and regime that resources.training_job_runs gives a job: all of them (the
+# default), one training size's folds and runs, or one run
 rule dose_train:
     input:
         patches=lambda wc: list(dose_patch_inputs(wc).values()),
         scores=DOSE_SCORES,
     output:
-        **dose_run_paths(),
+        **dose_job_outputs(),
     params:
         settings=dose_train_settings,
-        fold=lambda wc: DOSE_FOLDS[int(wc.fold)],
+        runs=dose_job_params,
         patch_keys=lambda wc: list(dose_patch_inputs(wc)),
-        state_dir=lambda wc, output: f"{Path(output.summary).with_suffix('')}_state",
         code=script_code("dose_train.py"),
     log:
-        f"{DOSE}/logs/model-{{dmodel}}_freeze-{{freeze}}_n-{{n}}_fold-{{fold}}_run-{{run}}.log",
+        f"{DOSE}/logs/model-{{dmodel}}_freeze-{{freeze}}{DOSE_JOB_LABEL}.log",
     threads: TRAIN_THREADS
     conda:
         ENV

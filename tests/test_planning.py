@@ -50,6 +50,27 @@ def test_dose_runs_are_folds_plus_the_ensemble_on_fold_0(default_config):
     assert planning.dose_runs(t, enabled=False) == []
 
 
+def test_dose_jobs_cover_every_run_once_in_every_mode(default_config):
+    """resources.training_job_runs for the dose regression: a job trains all of a backbone and regime's
+    runs (unit), one training size's folds and runs (split) or one run; over its jobs each mode trains
+    every run of dose_runs once, in its order."""
+    t = {**default_config["dose"]["training"], "models": ["resnet18"], "regimes": ["none"], "sizes": [1, 4],
+         "folds": 3, "ensemble_runs": 2}
+    every = [(str(r["n"]), str(r["fold"]), str(r["run"])) for r in planning.dose_runs(t)]
+    assert len(every) == 2 * (3 + 2 - 1)
+    jobs = {"unit": [{}], "split": [{"n": "1"}, {"n": "4"}],
+            "run": [{"n": n, "fold": f, "run": r} for n, f, r in every]}
+    for mode, given in jobs.items():
+        assert [x for job in given for x in planning.dose_job_runs(t, mode, **job)] == every, mode
+    # without a job's values: the wildcards of the rule's outputs, and of its log
+    assert planning.dose_job_runs(t, "split") == [("{n}", "0", "0"), ("{n}", "0", "1"), ("{n}", "1", "0"),
+                                                  ("{n}", "2", "0")]
+    assert planning.dose_job_runs(t, "run") == [("{n}", "{fold}", "{run}")]
+    assert [planning.dose_job_label(m) for m in planning.JOB_RUNS] == ["", "_n-{n}", "_n-{n}_fold-{fold}_run-{run}"]
+    with pytest.raises(ValueError, match="resources.training_job_runs: 'fold' is none of unit, split, run"):
+        planning.dose_job_runs(t, "fold")
+
+
 def test_dose_seeds_are_per_scan_and_stable():
     a = planning.dose_seed(0, "001", "01")
     assert a == zlib.crc32(b"001_01") % 100000

@@ -147,6 +147,34 @@ def test_train_quality_head_only_writes_consistent_outputs(tmp_path):
     assert s60["trainable_parameters"] > 100 * s["trainable_parameters"]
 
 
+def test_one_job_trains_its_runs_as_each_alone(tmp_path):
+    """train_quality_runs (a dose_train job of several runs): each run's outputs equal those of
+    train_quality on it alone; the checkpoints are gone at the end; lists that do not match the runs are
+    refused before any training."""
+    files, scores, ids = _patch_data(tmp_path)
+    folds = patches.quality_folds(ids, 2, 1, 2, seed=0)
+    runs = [{"n": 1, "fold": folds[0], "run": 0}, {"n": 2, "fold": folds[0], "run": 1},
+            {"n": 1, "fold": folds[1], "run": 0}]
+    settings = {**SETTINGS, "max_epochs": 2}
+    out = {k: [str(tmp_path / f"job{i}_{k}.{'json' if k == 'summary' else 'tsv'}") for i in range(3)]
+           for k in quality.RUN_OUTPUTS}
+    together = quality.train_quality_runs(files, scores, runs, settings, out, checkpoint_s=0)
+    alone = quality.train_quality(files, scores, folds[0], 2, settings, 1, _out(tmp_path, "alone"),
+                                  tmp_path / "alone_state")
+    second = together[1]
+    assert second["fold"] == 0 and second["n_train"] == 2 and second["run"] == 1
+    assert {k: v for k, v in second.items() if k != "seconds"} == {k: v for k, v in alone.items() if k != "seconds"}
+    pd.testing.assert_frame_equal(pd.read_csv(out["predictions"][1], sep="\t"),
+                                  pd.read_csv(_out(tmp_path, "alone")["predictions"], sep="\t"))
+    assert [s["fold"] for s in together] == [0, 0, 1] and together[2]["train_patients"] == folds[1]["pool"][:1]
+    assert json.loads((tmp_path / "job2_summary.json").read_text())["mae"] == together[2]["mae"]
+    assert not list(tmp_path.glob("*_state"))
+    with pytest.raises(DoseError, match="dose regression runs of one job: the file lists differ in length"):
+        quality.train_quality_runs(files, scores, runs, settings, {**out, "history": out["history"][:2]})
+    with pytest.raises(DoseError, match="no output summary files"):
+        quality.train_quality_runs(files, scores, runs, settings, {k: out[k] for k in ("predictions", "history")})
+
+
 def test_table_adds_an_ensemble_of_repeated_runs(tmp_path):
     files, scores, ids = _patch_data(tmp_path)
     fold = patches.quality_folds(ids, 2, 1, 1, seed=0)[0]

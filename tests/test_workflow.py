@@ -60,8 +60,9 @@ TINY = {
              "training": {"sizes": [1, 2], "folds": 1, "validation_patients": 1, "test_patients": 2,
                           "ensemble_runs": 2, "max_epochs": 2}},
 }
-# jobs of the dose branch on the tiny cohort: 5 scans x 2 levels; 2 regimes x 2 sizes x 2 runs
-DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 5, "dose_patches": 10, "dose_scores": 1, "dose_train": 8,
+# jobs of the dose branch on the tiny cohort: 5 scans x 2 levels; one regression job per regime (of 2 sizes x
+# 2 runs: resources.training_job_runs unit)
+DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 5, "dose_patches": 10, "dose_scores": 1, "dose_train": 2,
              "dose_table": 1, "dose_figure": 2, "dose_figure_levels": 1}
 # a training job trains every run of its unit (resources.training_job_runs: unit): on the tiny cohort, both
 # splits of a task, modality, variant and model
@@ -617,7 +618,7 @@ def test_tiny_dose_outputs(tiny_run):
 
 def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
     dose = TINY["dose"]
-    after_recon = {"dose_patches": 10, "dose_scores": 1, "dose_train": 8, "dose_table": 1, "dose_figure": 2,
+    after_recon = {"dose_patches": 10, "dose_scores": 1, "dose_train": 2, "dose_table": 1, "dose_figure": 2,
                    "dose_figure_levels": 1, "all": 1}
     training = dose["training"]
     regimes = {**training, "regimes": ["head_only", "first_60_percent", "none"]}
@@ -628,15 +629,15 @@ def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
         "counts": ({"dose": {**dose, "total_counts": 3e7}}, {**DOSE_JOBS, "all": 1}),
         # patches: the patches and the regression
         "npatch": ({"dose": {**dose, "patches_per_plane": 5}}, {
-            "dose_patches": 10, "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}),
-        # training settings: the regression only; another regime adds its runs
+            "dose_patches": 10, "dose_train": 2, "dose_table": 1, "dose_figure": 2, "all": 1}),
+        # training settings: the regression only; another regime adds its job, the others' runs are kept
         "epochs": ({"dose": {**dose, "training": {**training, "max_epochs": 3}}}, {
-            "dose_train": 8, "dose_table": 1, "dose_figure": 2, "all": 1}),
+            "dose_train": 2, "dose_table": 1, "dose_figure": 2, "all": 1}),
         "regimes": ({"dose": {**dose, "training": regimes}}, {
-            "dose_train": 4, "dose_table": 1, "dose_figure": 2, "all": 1}),
+            "dose_train": 1, "dose_table": 1, "dose_figure": 2, "all": 1}),
     })
     # the training device (training.device) is the regression's too
-    assert _rerun(repo, tiny_run, "device", {"training": {**TINY["training"], "device": "cpu"}})["dose_train"] == 8
+    assert _rerun(repo, tiny_run, "device", {"training": {**TINY["training"], "device": "cpu"}})["dose_train"] == 2
 
 
 def test_user_events_feed_the_dose_branch(repo, tiny_run, tmp_path):

@@ -71,8 +71,9 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     dc, dt = default_config["dose"], default_config["dose"]["training"]
     assert counts["dose_resample"] == dc["patients"] and counts["dose_reconstruct"] == dc["patients"]
     assert counts["dose_patches"] == dc["patients"] * len(dc["groups"]) and counts["dose_scores"] == 1
-    assert counts["dose_train"] == len(dt["models"]) * len(dt["regimes"]) * len(dt["sizes"]) * (
-        dt["folds"] + dt["ensemble_runs"] - 1)
+    # a dose regression job trains every run of its backbone and regime (resources.training_job_runs: unit)
+    assert default_config["resources"]["training_job_runs"] == "unit"
+    assert counts["dose_train"] == len(dt["models"]) * len(dt["regimes"])
     assert counts["dose_table"] == counts["dose_figure_levels"] == 1 and counts["dose_figure"] == 2
     # the default external dataset: its own preprocessing (a module, in its own results tree), one prediction
     # job per run and variant, its tables and figure, and heatmaps where heatmaps.variants has the variant
@@ -124,6 +125,12 @@ def test_training_jobs_hold_the_runs_resources_training_job_runs_gives_them(repo
     got = dry_runs_changed(repo, tmp_path, "base.yaml",
                            {m: {"resources": {"training_job_runs": m}} for m in ("unit", "split", "run")})
     searches = {m: got[m].pop("pif_search") for m in got}
+    # the dose regression: one job per backbone and regime, per training size, or per run
+    dose = {m: got[m].pop("dose_train") for m in got}
+    dt = default_config["dose"]["training"]
+    assert dose["unit"] == len(dt["models"]) * len(dt["regimes"])
+    assert dose["split"] == dose["unit"] * len(dt["sizes"])
+    assert dose["run"] == dose["split"] * (dt["folds"] + dt["ensemble_runs"] - 1) > dose["split"]
     assert searches["unit"] == 2 * len(default_config["pif_study"]["fractions"])  # both families
     assert searches["split"] == searches["run"] == searches["unit"] * n_splits
     for rule in TRAINING_RULES:

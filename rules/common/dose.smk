@@ -87,11 +87,35 @@ def dose_train_settings(wc):
     return canonical(planning.dose_train_settings(DCFG, wc.dmodel, wc.freeze, config["training"]["device"]))
 
 
+# dose_train jobs: resources.training_job_runs (TRAIN_JOB_RUNS), over a backbone and regime's runs
+DOSE_JOB_LABEL = planning.dose_job_label(TRAIN_JOB_RUNS)
+
+
+def dose_job_runs(wc=None):
+    """The (size, fold, run) of one dose_train job (braindl.planning.dose_job_runs): without ``wc`` the
+    wildcard patterns of its outputs, with a job's wildcards the runs it trains."""
+    given = {k: getattr(wc, k) for k in ("n", "fold", "run") if wc is not None and hasattr(wc, k)}
+    return planning.dose_job_runs(DTRAIN, TRAIN_JOB_RUNS, **given)
+
+
+def dose_job_outputs():
+    """Named lists of the files of one dose_train job's runs (its outputs' patterns)."""
+    per_run = [dose_run_paths(n=n, fold=f, run=r) for n, f, r in dose_job_runs()]
+    return {k: [files[k] for files in per_run] for k in per_run[0]}
+
+
+def dose_job_params(wc):
+    """The runs of one dose_train job, each with its fold's patients (braindl.quality.train_quality_runs)."""
+    return [{"n": int(n), "fold": DOSE_FOLDS[int(f)], "run": int(r)} for n, f, r in dose_job_runs(wc)]
+
+
 def dose_patch_inputs(wc):
-    """Patches of the scored reconstructions of the fold's training (first n), validation and test
-    patients, keyed by (participant_id, session_id, level)."""
-    fold = DOSE_FOLDS[int(wc.fold)]
-    members = set(fold["pool"][: int(wc.n)] + fold["validation"] + fold["test"])
+    """Patches of the scored reconstructions of the training (first n of the fold's pool), validation and
+    test patients of every run of the job, keyed by (participant_id, session_id, level)."""
+    members = set()
+    for n, f, _ in dose_job_runs(wc):
+        fold = DOSE_FOLDS[int(f)]
+        members |= set(fold["pool"][: int(n)] + fold["validation"] + fold["test"])
     return {(f"sub-{s}", t, DOSE_LABELS[lv]): dose_patch_paths(s, t, lv)["patches"] for s, t, lv in dose_scored()
             if f"sub-{s}" in members}
 
