@@ -97,9 +97,7 @@ localrules:
     dose_table,
     dose_figure,
     dose_figure_levels,
-    heatmap_figure_display,
-    heatmap_figure_statmap,
-    heatmap_figure_regions,
+    heatmap_figures,
     heatmap_robustness,
     heatmap_figure_robustness,
 

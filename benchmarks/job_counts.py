@@ -61,7 +61,7 @@ def cluster_jobs(counts: Counter, local: set[str]) -> int:
             continue
         if base in SESSION or base in DOSE_SCAN:
             n += k if base in ("extract", "dose_resample") else 0  # one queue job per chain
-        elif base.endswith(("heatmap_groups", "heatmap_regions")):
+        elif base.endswith("heatmap_summary"):
             summaries += k
         else:
             n += k

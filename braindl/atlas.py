@@ -406,6 +406,50 @@ def regions_figure(summary_tsv, top: int, title: str, out, dpi: int = 150) -> pd
     return save_figure(fig, out, dpi)
 
 
+#: what one method's summary job writes (rule heatmap_summary): the group maps'
+#: (:func:`braindl.derivatives.heatmap_groups`) and the region tables' (``regions``, ``summary``) files
+SUMMARY_OUTPUTS = ("groups", "groups_tsv", "runs", "runs_tsv", "meanbrain", "regions", "summary")
+
+
+def run_summary(runs: list[dict], target: str, control: str, settings: dict, pack_npy, pack_index, pack_json,
+                out: dict, convention: str = "positive") -> pd.DataFrame:
+    """Everything one method's heatmaps are summarised into, in one call (rule heatmap_summary: one
+    process for the tables of a unit and method): the group maps of
+    :func:`braindl.groupmaps.run_group_maps` (``out``'s ``groups``, ``groups_tsv``, ``runs``,
+    ``runs_tsv``, ``meanbrain``) and the region tables of :func:`run_regions` (``out['regions']``,
+    ``out['summary']``), each the same as from its own call. Every file of :data:`SUMMARY_OUTPUTS` must
+    be named, checked before any map is read. Returns the region summary."""
+    from braindl.groupmaps import run_group_maps
+
+    missing = [k for k in SUMMARY_OUTPUTS if not out.get(k)]
+    if missing:
+        raise AtlasError(f"heatmap summary: no output {', '.join(missing)}")
+    run_group_maps(runs, target, control, pack_npy, pack_index, pack_json,
+                   {k: out[k] for k in SUMMARY_OUTPUTS[:5]})
+    return run_regions(runs, target, control, settings, pack_json, out["regions"], out["summary"], convention)
+
+
+#: the figures of one method's summaries (rule heatmap_figures)
+METHOD_FIGURES = ("display", "statmap", "regions")
+
+
+def method_figures(groups_nii, groups_tsv, meanbrain_nii, summary_tsv, group: str, top: int, titles: dict,
+                   out: dict, dpi: int = 150) -> dict[str, pd.DataFrame]:
+    """The figures of one method's summaries, in one call (rule heatmap_figures: one process for the
+    figures of a unit and method): ``out['display']``, 000 Fig. 6's mosaic of ``group``'s mean map
+    (:func:`braindl.groupmaps.display_figure`), and ``out['statmap']``, its nilearn stat map, both titled
+    ``titles['maps']``; ``out['regions']``, the top ``top`` regions per metric (:func:`regions_figure`),
+    titled ``titles['regions']``. Each figure is the same as from its own call. Returns each one's
+    plotted values (:func:`braindl.figures.save_figure`) by kind."""
+    from braindl.groupmaps import display_figure, statmap_figure
+
+    if sorted(out) != sorted(METHOD_FIGURES):
+        raise AtlasError(f"heatmap figures: outputs {sorted(out)}, not {sorted(METHOD_FIGURES)}")
+    maps = (groups_nii, groups_tsv, meanbrain_nii, group, titles["maps"])
+    return {"display": display_figure(*maps, out["display"], dpi), "statmap": statmap_figure(*maps, out["statmap"], dpi),
+            "regions": regions_figure(summary_tsv, top, titles["regions"], out["regions"], dpi)}
+
+
 def robustness_figure(summary_tsv, title: str, out, dpi: int = 150) -> pd.DataFrame:
     """Top-k overlap per metric and L2 distance per method (study 3, Tables 1 and 2 as a figure)."""
     from braindl.figures import save_figure  # noqa: I001 (sets the Agg backend before pyplot)

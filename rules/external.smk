@@ -124,37 +124,15 @@ if XVAL_DATASETS:
             "../workflow_scripts/heatmap.py"
 
 
-    rule external_heatmap_groups:
+    rule external_heatmap_summary:
         input:
             runs=lambda wc: [r[k] for r in ext_heat_runs(wc) for k in ("heatmaps", "index")],
             pack=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["volumes"],
             pack_index=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["index"],
             pack_json=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"],
-        output:
-            **external.group_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}", "{method}"),
-        params:
-            runs=ext_heat_runs,
-            target=HM["target_class"],
-            control=HM["control_class"],
-            code=script_code("heatmap_groups.py"),
-        group:
-            "heatmap_summary"
-        log:
-            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_groups.log",
-        conda:
-            ENV
-        resources:
-            mem_mb=4000,
-        script:
-            "../workflow_scripts/heatmap_groups.py"
-
-
-    rule external_heatmap_regions:
-        input:
-            runs=lambda wc: [r[k] for r in ext_heat_runs(wc) for k in ("heatmaps", "index")],
-            pack_json=lambda wc: external.pack_paths(RESULTS, wc.extname, wc.reg, wc.mod)["json"],
             atlas=atlas_files(),
         output:
+            **external.group_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}", "{method}"),
             **external.region_paths(RESULTS, "{extname}", "{task}", "{mod}", "{reg}", "{hmodel}", "{method}",
                                     ATLAS_LABEL),
         params:
@@ -163,14 +141,14 @@ if XVAL_DATASETS:
             control=HM["control_class"],
             atlas=atlas_settings(),
             convention=lambda wc: architectures.ATLAS_CONVENTION[HM_SPECS[wc.method]["method"]],
-            code=script_code("heatmap_regions.py"),
+            code=script_code("heatmap_summary.py"),
         group:
             "heatmap_summary"
         log:
-            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regions.log",
+            f"{RESULTS}/external/{{extname}}/logs/heatmap_task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_summary.log",
         conda:
             ENV
         resources:
             mem_mb=4000,
         script:
-            "../workflow_scripts/heatmap_regions.py"
+            "../workflow_scripts/heatmap_summary.py"

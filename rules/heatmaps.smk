@@ -30,37 +30,16 @@ rule heatmap:
         "../workflow_scripts/heatmap.py"
 
 
-rule heatmap_groups:
+# what summarises a unit's maps by one method, in one job: its group maps and its atlas region tables
+rule heatmap_summary:
     input:
         runs=heat_run_files,
         pack=lambda wc: pack_paths(wc.reg, wc.mod)["volumes"],
         pack_index=lambda wc: pack_paths(wc.reg, wc.mod)["index"],
         pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
-    output:
-        **heat_group_paths(),
-    params:
-        runs=heat_runs,
-        target=HM["target_class"],
-        control=HM["control_class"],
-        code=script_code("heatmap_groups.py"),
-    group:
-        "heatmap_summary"
-    log:
-        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_groups.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-    script:
-        "../workflow_scripts/heatmap_groups.py"
-
-
-rule heatmap_regions:
-    input:
-        runs=heat_run_files,
-        pack_json=lambda wc: pack_paths(wc.reg, wc.mod)["json"],
         atlas=atlas_files(),
     output:
+        **heat_group_paths(),
         regions=heat_region_paths()["regions"],
         summary=captioned(heat_region_paths()["summary"], "heatmap_regions_table", "Heatmaps",
                           "{hmodel} {task} {mod} {reg}"),
@@ -70,59 +49,44 @@ rule heatmap_regions:
         control=HM["control_class"],
         atlas=atlas_settings(),
         convention=lambda wc: architectures.ATLAS_CONVENTION[HM_SPECS[wc.method]["method"]],
-        code=script_code("heatmap_regions.py"),
+        code=script_code("heatmap_summary.py"),
     group:
         "heatmap_summary"
     log:
-        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regions.log",
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_summary.log",
     conda:
         ENV
     resources:
         mem_mb=4000,
     script:
-        "../workflow_scripts/heatmap_regions.py"
+        "../workflow_scripts/heatmap_summary.py"
 
 
-for _kind in ("display", "statmap"):
-
-    rule:
-        name:
-            f"heatmap_figure_{_kind}"
-        input:
-            **{k: v for k, v in heat_group_paths().items() if k in ("groups", "groups_tsv", "meanbrain")},
-        output:
-            captioned(heat_figure(_kind, method="{method}"), f"heatmap_{_kind}", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
-        params:
-            kind=_kind,
-            group=HM["display_group"],
-            title=lambda wc: f"{wc.hmodel} {wc.method}: mean heatmap of {HM['display_group']} ({wc.task}, {wc.mod}, {wc.reg})",
-            dpi=config["figures"]["dpi"],
-            code=script_code("heatmap_figure.py"),
-        log:
-            f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_{_kind}.log",
-        conda:
-            ENV
-        script:
-            "../workflow_scripts/heatmap_figure.py"
-
-
-rule heatmap_figure_regions:
+# the figures of a method's summaries, in one job: the display mosaic and stat map of its group map, and
+# its top regions (figure settings rerun only these)
+rule heatmap_figures:
     input:
-        heat_region_paths()["summary"],
+        **{k: v for k, v in heat_group_paths().items() if k in ("groups", "groups_tsv", "meanbrain")},
+        summary=heat_region_paths()["summary"],
     output:
-        captioned(heat_figure("regions", method="{method}"), "heatmap_regions", "Heatmaps", "{hmodel} {task} {mod} {reg}"),
+        **{kind: captioned(heat_figure(kind, method="{method}"), f"heatmap_{kind}", "Heatmaps",
+                           "{hmodel} {task} {mod} {reg}") for kind in ("display", "statmap", "regions")},
     params:
+        group=HM["display_group"],
         top=ATLAS["top_regions"],
-        title=lambda wc: (f"{wc.hmodel} {wc.method}: regions of {HM['target_class']} vs {HM['control_class']} "
-                          f"({wc.task}, {wc.mod}, {wc.reg}; {_atlas_label()})"),
+        titles=lambda wc: {
+            "maps": f"{wc.hmodel} {wc.method}: mean heatmap of {HM['display_group']} ({wc.task}, {wc.mod}, {wc.reg})",
+            "regions": (f"{wc.hmodel} {wc.method}: regions of {HM['target_class']} vs {HM['control_class']} "
+                        f"({wc.task}, {wc.mod}, {wc.reg}; {_atlas_label()})"),
+        },
         dpi=config["figures"]["dpi"],
-        code=script_code("heatmap_regions_figure.py"),
+        code=script_code("heatmap_figures.py"),
     log:
-        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_regionfigure.log",
+        f"{HEAT}/logs/task-{{task}}_{{mod}}_desc-{{reg}}_model-{{hmodel}}_method-{{method}}_figures.log",
     conda:
         ENV
     script:
-        "../workflow_scripts/heatmap_regions_figure.py"
+        "../workflow_scripts/heatmap_figures.py"
 
 
 rule heatmap_robustness:

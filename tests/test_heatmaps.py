@@ -11,6 +11,7 @@ import torch
 from captum.attr import InputXGradient
 from torch import nn
 
+from braindl import atlas as A
 from braindl import groupmaps as G
 from braindl import heatmaps as H
 from braindl import models
@@ -485,6 +486,54 @@ def test_group_maps_and_figures(run_files):
     peak = np.abs(ad).max()  # the cuts go through the map's strongest cluster (nilearn's cut coordinates)
     assert 0.5 * peak <= max(np.nanmax(np.abs(im)) for im in cuts[1::2]) <= 1.0001 * peak
     assert all(np.nanmax(im) <= brain.max() * 1.0001 for im in cuts[0::2])
+
+
+def _same_plot(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Two figures' plotted values (braindl.figures.plotted) are equal: images cell by cell, the rest."""
+    if len(a) != len(b) or list(a.columns) != list(b.columns):
+        return False
+    images = [c for c in a.columns if a[c].map(lambda v: isinstance(v, np.ndarray)).any()]
+    same_images = all(np.array_equal(x, y, equal_nan=True) for c in images for x, y in zip(a[c], b[c]))
+    return same_images and a.drop(columns=images).equals(b.drop(columns=images))
+
+
+def test_one_job_summarises_and_draws_a_method_as_the_separate_calls(run_files):
+    """atlas.run_summary (rule heatmap_summary) writes what run_group_maps and run_regions write on their
+    own; atlas.method_figures (rule heatmap_figures) plots what display_figure, statmap_figure and
+    regions_figure plot; a missing output is refused before any map is read or figure drawn."""
+    d, _ = run_files
+    out, _ = _run(d, "gradient_x_input")
+    runs = [dict(split=s, run="01", heatmaps=out["heatmaps.nii.gz"], index=out["heatmaps.tsv"]) for s in ("01", "02")]
+    atlas = {"name": "AAL3", "image": None, "labels": None, "merge_hemispheres": True}
+    names = {k: f"{k}{'.tsv' if k.endswith(('tsv', 'regions', 'summary')) else '.nii.gz'}" for k in A.SUMMARY_OUTPUTS}
+    job, alone = ({k: str(d / f"{pre}_{v}") for k, v in names.items()} for pre in ("job", "alone"))
+    summary = A.run_summary(runs, "AD", "CN", atlas, d / "pack.npy", d / "pack.tsv", d / "pack.json", job,
+                            convention="absolute")
+    G.run_group_maps(runs, "AD", "CN", d / "pack.npy", d / "pack.tsv", d / "pack.json",
+                     {k: alone[k] for k in A.SUMMARY_OUTPUTS[:5]})
+    want = A.run_regions(runs, "AD", "CN", atlas, d / "pack.json", alone["regions"], alone["summary"], "absolute")
+    assert summary["n_runs"].iloc[0] == 2 and (summary["convention"] == "absolute").all()
+    pd.testing.assert_frame_equal(summary, want)
+    for k, v in names.items():
+        if v.endswith(".nii.gz"):
+            np.testing.assert_array_equal(nib.load(job[k]).get_fdata(), nib.load(alone[k]).get_fdata())
+        else:
+            pd.testing.assert_frame_equal(pd.read_csv(job[k], sep="\t"), pd.read_csv(alone[k], sep="\t"))
+    maps = (job["groups"], job["groups_tsv"], job["meanbrain"], "AD", "maps title")
+    figures = {k: d / f"job_{k}.png" for k in A.METHOD_FIGURES}
+    shown = A.method_figures(*maps[:3], job["summary"], "AD", 5, {"maps": "maps title", "regions": "regions title"},
+                             figures, 60)
+    singles = {"display": G.display_figure(*maps, d / "d.png", 60), "statmap": G.statmap_figure(*maps, d / "s.png", 60),
+               "regions": A.regions_figure(job["summary"], 5, "regions title", d / "r.png", 60)}
+    assert set(shown) == set(singles) and all(_same_plot(shown[k], singles[k]) for k in singles)
+    assert (shown["regions"].artist == "bar").sum() > 5 and all(f.stat().st_size > 1000 for f in figures.values())
+    late = {k: str(d / f"late_{v}") for k, v in names.items() if k != "summary"}
+    with pytest.raises(A.AtlasError, match="heatmap summary: no output summary"):
+        A.run_summary(runs, "AD", "CN", atlas, d / "pack.npy", d / "pack.tsv", d / "pack.json", late)
+    assert not list(d.glob("late_*"))
+    with pytest.raises(A.AtlasError, match=r"heatmap figures: outputs \['display', 'statmap'\]"):
+        A.method_figures(*maps[:3], job["summary"], "AD", 5, {"maps": "m", "regions": "r"},
+                         {"display": d / "x.png", "statmap": d / "y.png"})
 
 
 def test_display_slices_follow_000_or_scale_to_the_crop():

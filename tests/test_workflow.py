@@ -83,13 +83,13 @@ def add(*counts):
     return out
 
 
-# heatmap jobs per unit: per method one heatmap job for all of its runs, group maps, regions and three
-# figures; per unit robustness (table and figure) and ground truth
-HMFIG = {"heatmap_figure_display": 1, "heatmap_figure_statmap": 1, "heatmap_figure_regions": 1}
+# heatmap jobs per unit: per method one heatmap job for all of its runs, one for its summaries (group maps
+# and region tables) and one for its three figures; per unit robustness (table and figure) and ground truth
+HMFIG = {"heatmap_figures": 1}
 
 
 def _heat_unit(n_methods):
-    per_method = {"heatmap": 1, "heatmap_groups": 1, "heatmap_regions": 1, **HMFIG}
+    per_method = {"heatmap": 1, "heatmap_summary": 1, **HMFIG}
     return add(*[per_method] * n_methods, {"heatmap_robustness": 1, "heatmap_figure_robustness": 1,
                                            "heatmap_groundtruth": 1})
 
@@ -386,8 +386,9 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
 
 def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
     hm = TINY["heatmaps"]
-    # the atlas: region tables and everything after them, not the heatmaps or group maps
-    after_regions = {"heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
+    # the atlas: each method's summaries (group maps and region tables, one job) and everything after them,
+    # not the heatmaps
+    after_regions = {"heatmap_summary": 5, "heatmap_figures": 5, "heatmap_robustness": 2,
                      "heatmap_figure_robustness": 2, "heatmap_groundtruth": 2, "all": 1}
     _assert_reruns(repo, tiny_run, {
         # one method's parameter: that method's heatmaps of the 3D CNN and what summarises them
@@ -403,10 +404,9 @@ def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
                    add(_heat_unit(1), _heat_unit(1), {"all": 1})),
         "oslice2": ({"heatmaps": {**hm, "occlusion_slice_stride": 3}}, {}),
         "merge": ({"atlas": {"merge_hemispheres": False}}, after_regions),
-        # the group shown: the display and stat-map figures only
-        "group": ({"heatmaps": {**hm, "display_group": "TP"}},
-                  {"heatmap_figure_display": 5, "heatmap_figure_statmap": 5, "all": 1}),
-        "top": ({"atlas": {"top_regions": 10}}, {"heatmap_figure_regions": 5, "all": 1}),
+        # the group shown and the regions drawn: the figures only
+        "group": ({"heatmaps": {**hm, "display_group": "TP"}}, {"heatmap_figures": 5, "all": 1}),
+        "top": ({"atlas": {"top_regions": 10}}, {"heatmap_figures": 5, "all": 1}),
         # batch sizes change no map: nothing reruns
         "batch": ({"heatmaps": {**hm, "batch_size": 2, "occlusion_batch": 4}}, {}),
     })
@@ -427,9 +427,9 @@ def test_design_settings_rerun_matrix(repo, tiny_run, default_config):
             {"splits": 2, "train": 3, "evaluate": 1, **FIGS, "train_model": 3, "transfer_table": 1,
              "transfer_metrics": 1, "transfer_roc": 1, "transfer_embedding": 3, "sweep_split": n, "pretrain": 1,
              "finetune": 3, "sweep_table": 1, "sweep_figure": 1, "all": 1}, heat)),
-        # another bundled atlas: the region tables and what follows, under the new atlas' file names
+        # another bundled atlas: the summaries and what follows, the region tables under the new atlas' names
         "atlasname": ({"atlas": {"name": "AAL"}}, {
-            "heatmap_regions": 5, "heatmap_figure_regions": 5, "heatmap_robustness": 2,
+            "heatmap_summary": 5, "heatmap_figures": 5, "heatmap_robustness": 2,
             "heatmap_figure_robustness": 2, "heatmap_groundtruth": 2, "all": 1}),
     })
 

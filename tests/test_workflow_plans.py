@@ -64,8 +64,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     units = len(hm["tasks"]) * len(tr["modalities"]) * len(hm["variants"])
     # one heatmap job per unit and method computes the maps of every run
     assert counts["heatmap"] == units * len(methods) and not hm["transfer_models"]
-    for rule in ("heatmap_groups", "heatmap_regions", "heatmap_figure_display", "heatmap_figure_statmap",
-                 "heatmap_figure_regions"):
+    for rule in ("heatmap_summary", "heatmap_figures"):
         assert counts[rule] == units * len(methods)
     assert counts["heatmap_robustness"] == counts["heatmap_groundtruth"] == units
     dc, dt = default_config["dose"], default_config["dose"]["training"]
