@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = (None, "configs/laptop.yaml", "configs/full_protocol.yaml")
 # rules grouped per chain in the rule files (group name -> rules), and the chains packed per cluster job
 SESSION = ("extract", "register_none", "register_linear", "register_syn", "skullstrip", "crop")
-DOSE_SCAN = ("dose_resample", "dose_reconstruct", "dose_patches")
+DOSE_SCAN = ("dose_reconstruct", "dose_patches")
 
 
 def job_counts(text: str) -> Counter:
@@ -60,7 +60,7 @@ def cluster_jobs(counts: Counter, local: set[str]) -> int:
         if rule in local or base in local or rule == "all":
             continue
         if base in SESSION or base in DOSE_SCAN:
-            n += k if base in ("extract", "dose_resample") else 0  # one queue job per chain
+            n += k if base in ("extract", "dose_reconstruct") else 0  # one queue job per chain
         elif base.endswith("heatmap_summary"):
             summaries += k
         else:

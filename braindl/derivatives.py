@@ -261,7 +261,7 @@ def _dose_prefix(results, sub: str, ses: str) -> Path:
 
 
 def dose_counts(results, sub: str, ses: str) -> dict[str, str]:
-    """The full-dose sinogram of one PET scan and its sidecar (rule dose_resample)."""
+    """The counts of every level of one PET scan and their sidecar (rule dose_reconstruct, first step)."""
     pre = _dose_prefix(results, sub, ses)
     return {"counts": f"{pre}_desc-counts_sinogram.npz", "json": f"{pre}_desc-counts_sinogram.json"}
 

@@ -493,6 +493,23 @@ def run_reconstructions(counts_npz, settings: dict, outs: dict, device: str = "c
             for level, (nii, js) in outs.items()]
 
 
+def run_scan(source, resample: dict, reconstruct_settings: dict, seed: int, counts_out: dict, outs: dict,
+             total_counts: float | None = None, device: str = "cpu", threads: int | None = None) -> dict:
+    """One scan's dose chain in one process (rule dose_reconstruct): the counts of every level of
+    ``resample`` (:func:`run_resample`, to ``counts_out['counts']`` and ``counts_out['json']``: simulated
+    from the PET with its total counts, :func:`total_counts_of` over ``total_counts``, or thinned from a
+    user's ``*_events.npy``), then the reconstructions ``outs`` (:func:`run_reconstructions`). The draws
+    depend on ``seed`` alone, so the counts equal a separate resampling's. Levels of ``outs`` that
+    ``resample`` does not make are refused before anything is read. Returns the counts' sidecar."""
+    missing = sorted(float(v) for v in outs if float(v) not in [float(x) for x in resample["levels"]])
+    if missing:
+        raise DoseError(f"{source}: reconstructions of count levels {missing} that dose.levels does not make")
+    counts = None if Path(source).name.endswith("_events.npy") else total_counts_of(source, total_counts)
+    meta = run_resample(source, resample, seed, counts_out["counts"], counts_out["json"], counts, device, threads)
+    run_reconstructions(counts_out["counts"], reconstruct_settings, outs, device, threads)
+    return meta
+
+
 def run_reconstruct(counts_npz, level: float, settings: dict, out_nii, out_json, device: str = "cpu",
                     threads: int | None = None) -> dict:
     """Reconstruct one count level of ``counts_npz`` (:func:`run_reconstructions` of that level)."""

@@ -103,6 +103,17 @@ def run_patches(recon_nii, settings: dict, seed: int, out_npy, out_json) -> dict
     return meta
 
 
+def run_scan_patches(recons: dict, settings: dict, seeds: dict, outs: dict) -> dict:
+    """:func:`run_patches` for every count level of one scan in one process (rule dose_patches): ``recons``,
+    ``seeds`` and ``outs`` (``(out_npy, out_json)``) keyed by the same level labels, each level's patches
+    the same as from its own call. Mismatched keys are refused before any reconstruction is read. Returns
+    the sidecars by level."""
+    if not (set(recons) == set(seeds) == set(outs)) or not recons:
+        raise DoseError(f"dose patches of one scan: levels differ or are missing: reconstructions {sorted(recons)}, "
+                        f"seeds {sorted(seeds)}, outputs {sorted(outs)}")
+    return {lv: run_patches(recons[lv], settings, seeds[lv], *outs[lv]) for lv in recons}
+
+
 # ---- labels -------------------------------------------------------------------------------------------
 def active_groups(levels, groups: dict) -> dict[str, list[float]]:
     """The groups restricted to the configured ``levels``; groups without any are left out (a config

@@ -1,5 +1,5 @@
 # 002's dose branch (braindl.dose, braindl.patches, braindl.quality): list-mode-style count resampling of
-# PET, OSEM per count level, patches of the scored reconstructions, quality labels, and
+# PET and OSEM per count level (one job per scan), patches of the reconstructions, quality labels, and
 # the quality regression across 2D backbones with its tables and figures.
 
 
@@ -11,44 +11,23 @@ wildcard_constraints:
     freeze="none|head_only|first_60_percent",
 
 
-rule dose_resample:
+# one job per scan: the counts of every level (simulated from the PET, or thinned from the user's events:
+# seeded, so the same draws whenever the job reruns) and every level's reconstruction, in one process
+rule dose_reconstruct:
     input:
         scan=dose_source,
         listed=session_scans_path(),
         manifest=ancient(MANIFEST),
     output:
         **dose_counts_paths(),
+        **{f"{kind}_{lv}": path for lv in DOSE_LABELS for kind, path in dose_recon_paths(level=lv).items()},
     params:
-        settings=canonical(planning.dose_step_settings(DCFG, "resample")),
+        resample=canonical(planning.dose_step_settings(DCFG, "resample")),
+        settings=canonical(planning.dose_step_settings(DCFG, "reconstruct")),
+        levels=DOSE_LABELS,
         # null: the PET sidecar's TotalCounts, read by the job (the synthetic sidecars do not exist yet)
         total_counts=DCFG["total_counts"],
         seed=lambda wc: dose_seed(wc.subject, wc.session),
-        device=DCFG["device"],
-        code=script_code("dose_resample.py"),
-    group:
-        "dose_scan"
-    log:
-        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_resample.log",
-    # one projection of the scan and a draw per bin: about a second of work after seconds of imports, which a
-    # second reserved core would only wait through (the profiles set more for the full protocol's grid)
-    threads: 1
-    conda:
-        ENV
-    resources:
-        mem_mb=6000,
-    script:
-        "../workflow_scripts/dose_resample.py"
-
-
-# every count level of a scan in one job (one process start and one read of the counts)
-rule dose_reconstruct:
-    input:
-        rules.dose_resample.output.counts,
-    output:
-        **{f"{kind}_{lv}": path for lv in DOSE_LABELS for kind, path in dose_recon_paths(level=lv).items()},
-    params:
-        levels=DOSE_LABELS,
-        settings=canonical(planning.dose_step_settings(DCFG, "reconstruct")),
         device=DCFG["device"],
         code=script_code("dose_reconstruct.py"),
     group:
@@ -61,24 +40,27 @@ rule dose_reconstruct:
     conda:
         ENV
     resources:
-        mem_mb=4000,
+        mem_mb=6000,
     script:
         "../workflow_scripts/dose_reconstruct.py"
 
 
+# one job per scan: the patches of every level's reconstruction (the regression reads the scored ones; each
+# level keeps its own seed)
 rule dose_patches:
     input:
-        dose_recon_paths()["pet"],
+        **{f"pet_{lv}": dose_recon_paths(level=lv)["pet"] for lv in DOSE_LABELS},
     output:
-        **dose_patch_paths(),
+        **{f"{kind}_{lv}": path for lv in DOSE_LABELS for kind, path in dose_patch_paths(level=lv).items()},
     params:
+        levels=list(DOSE_LABELS),
         settings=canonical(planning.dose_step_settings(DCFG, "patches")),
-        seed=lambda wc: dose_seed(wc.subject, wc.session, wc.level),
+        seeds=lambda wc: {lv: dose_seed(wc.subject, wc.session, lv) for lv in DOSE_LABELS},
         code=script_code("dose_patches.py"),
     group:
         "dose_scan"
     log:
-        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_dose-{{level}}_patches.log",
+        f"{DOSE}/logs/sub-{{subject}}_ses-{{session}}_patches.log",
     conda:
         ENV
     script:

@@ -189,6 +189,20 @@ def test_resample_and_reconstruct_write_nested_levels(tmp_path):
                                                                 5.0: (tmp_path / "y.nii.gz", tmp_path / "y.json"),
                                                                 20.0: (tmp_path / "z.nii.gz", tmp_path / "z.json")})
     assert not (tmp_path / "y1.nii.gz").exists()
+    # one job for the scan (rule dose_reconstruct): the same seeded counts and the same images; the PET
+    # sidecar's TotalCounts when none is configured; a level the resampling does not make is refused first
+    scan_outs = {lv: (tmp_path / f"scan{lv}.nii.gz", tmp_path / f"scan{lv}.json") for lv in (1.0, 10.0, 100.0)}
+    scan_counts = {"counts": tmp_path / "s.npz", "json": tmp_path / "s.json"}
+    scan = dose.run_scan(pet, SETTINGS, SETTINGS, 7, scan_counts, scan_outs)
+    assert scan["CountsPerLevel"] == meta["CountsPerLevel"] and scan["TotalCounts"] == total
+    with np.load(tmp_path / "s.npz") as a, np.load(tmp_path / "c.npz") as b:
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+    for lv, (nii, _) in scan_outs.items():
+        np.testing.assert_array_equal(nib.load(str(nii)).get_fdata(), nib.load(str(outs[lv][0])).get_fdata())
+    with pytest.raises(dose.DoseError, match=r"reconstructions of count levels \[5.0\] that dose.levels"):
+        dose.run_scan(pet, SETTINGS, SETTINGS, 7, {"counts": tmp_path / "n.npz", "json": tmp_path / "n.json"},
+                      {5.0: (tmp_path / "n5.nii.gz", tmp_path / "n5.json")})
+    assert not (tmp_path / "n.npz").exists()
 
 
 def test_user_events_are_thinned_like_simulated_ones(tmp_path):

@@ -59,7 +59,7 @@ def test_canonical_sorts_keys_recursively_and_keeps_lists():
 
 
 # the jobs that run a network; every other job (tables, figures, preprocessing) starts without torch
-TORCH_SCRIPTS = {"train.py", "heatmap.py", "dose_train.py", "dose_resample.py", "dose_reconstruct.py",
+TORCH_SCRIPTS = {"train.py", "heatmap.py", "dose_train.py", "dose_reconstruct.py",
                  "transfer_embedding.py"}
 
 

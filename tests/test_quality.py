@@ -28,6 +28,29 @@ def test_patches_reject_background_and_cover_three_planes():
     assert p.shape[1:] == (16, 16) and st["axial"]["kept"] == st["axial"]["foreground"] <= 50
 
 
+def test_one_job_cuts_the_patches_of_every_level_of_a_scan(tmp_path):
+    """run_scan_patches (rule dose_patches): each level's patches and sidecar are those of run_patches on it
+    alone, with its own seed; levels that differ between the inputs are refused before any is read."""
+    rng = np.random.default_rng(1)
+    recons, seeds, outs = {}, {}, {}
+    for i, lv in enumerate(("1", "100")):
+        vol = np.zeros((40, 40, 40), np.float32)
+        vol[8:32, 10:30, 6:34] = rng.random((24, 20, 28)) * (1 + i)
+        write_nifti(tmp_path / f"r{lv}.nii.gz", vol, np.eye(4))
+        recons[lv], seeds[lv], outs[lv] = tmp_path / f"r{lv}.nii.gz", 10 + i, (tmp_path / f"p{lv}.npy", tmp_path / f"p{lv}.json")
+    settings = {"patch_size": 16, "candidates_per_plane": 40, "patches_per_plane": 5, "background_fraction": 0.125}
+    metas = patches.run_scan_patches(recons, settings, seeds, outs)
+    for lv in recons:
+        alone = patches.run_patches(recons[lv], settings, seeds[lv], tmp_path / "a.npy", tmp_path / "a.json")
+        np.testing.assert_array_equal(np.load(outs[lv][0]), np.load(tmp_path / "a.npy"))
+        assert metas[lv] == alone and json.loads(outs[lv][1].read_text())["Seed"] == seeds[lv]
+    assert np.load(outs["1"][0]).shape == (15, 16, 16) and not np.array_equal(np.load(outs["1"][0]), np.load(outs["100"][0]))
+    with pytest.raises(DoseError, match="levels differ or are missing"):
+        patches.run_scan_patches(recons, settings, {"1": 10}, {lv: (tmp_path / f"q{lv}.npy", tmp_path / f"q{lv}.json")
+                                                               for lv in recons})
+    assert not list(tmp_path.glob("q*"))
+
+
 def test_groups_and_scored_levels():
     g = patches.group_of(LEVELS, GROUPS)
     assert g[0.5] == "low" and g[10] == "medium" and g[100] == "high"

@@ -60,9 +60,10 @@ TINY = {
              "training": {"sizes": [1, 2], "folds": 1, "validation_patients": 1, "test_patients": 2,
                           "ensemble_runs": 2, "max_epochs": 2}},
 }
-# jobs of the dose branch on the tiny cohort: 5 scans x 2 levels; one regression job per regime (of 2 sizes x
-# 2 runs: resources.training_job_runs unit)
-DOSE_JOBS = {"dose_resample": 5, "dose_reconstruct": 5, "dose_patches": 10, "dose_scores": 1, "dose_train": 2,
+# jobs of the dose branch on the tiny cohort: 5 scans (each one job for its counts and its 2 levels'
+# reconstructions, one for their patches); one regression job per regime (of 2 sizes x 2 runs:
+# resources.training_job_runs unit)
+DOSE_JOBS = {"dose_reconstruct": 5, "dose_patches": 5, "dose_scores": 1, "dose_train": 2,
              "dose_table": 1, "dose_figure": 2, "dose_figure_levels": 1}
 # a training job trains every run of its unit (resources.training_job_runs: unit): on the tiny cohort, both
 # splits of a task, modality, variant and model
@@ -550,12 +551,12 @@ def test_dose_branch_on_a_bids_dataset_needs_its_count_scale(repo, tiny_run, tmp
     bids = str(tiny_run / "results/synthetic/bids")
     (tmp_path / "real.yaml").write_text(yaml.safe_dump({"dataset": {"bids_dir": bids}}))
     out = smk(repo, tmp_path, "all", "-n", "--configfile", "real.yaml")
-    assert "dose branch is off for this BIDS dataset" in out.stderr and "dose_resample" not in job_counts(out.stdout)
+    assert "dose branch is off for this BIDS dataset" in out.stderr and "dose_reconstruct" not in job_counts(out.stdout)
     (tmp_path / "counts.yaml").write_text(yaml.safe_dump({"dataset": {"bids_dir": bids},
                                                           "dose": {"total_counts": 1.0e7, "patients": 4}}))
     out = smk(repo, tmp_path, "all", "-n", "--configfile", "counts.yaml")
     counts = job_counts(out.stdout)
-    assert counts["dose_resample"] == 4 and counts["dose_reconstruct"] == 4 and "dose_train" not in counts
+    assert counts["dose_reconstruct"] == 4 and "dose_train" not in counts
     assert "no quality regression" in out.stderr
 
 
@@ -618,18 +619,19 @@ def test_tiny_dose_outputs(tiny_run):
 
 def test_dose_settings_rerun_only_what_they_feed(repo, tiny_run):
     dose = TINY["dose"]
-    after_recon = {"dose_patches": 10, "dose_scores": 1, "dose_train": 2, "dose_table": 1, "dose_figure": 2,
+    after_recon = {"dose_patches": 5, "dose_scores": 1, "dose_train": 2, "dose_table": 1, "dose_figure": 2,
                    "dose_figure_levels": 1, "all": 1}
     training = dose["training"]
     regimes = {**training, "regimes": ["head_only", "first_60_percent", "none"]}
     _assert_reruns(repo, tiny_run, {
-        # OSEM settings: the reconstructions and what follows, not the events
+        # OSEM settings: each scan's job (its counts, drawn again with the same seed, and its
+        # reconstructions) and what follows
         "osem": ({"dose": {**dose, "iterations": 3}}, {"dose_reconstruct": 5, **after_recon}),
         # the count scale: everything of the branch
         "counts": ({"dose": {**dose, "total_counts": 3e7}}, {**DOSE_JOBS, "all": 1}),
         # patches: the patches and the regression
         "npatch": ({"dose": {**dose, "patches_per_plane": 5}}, {
-            "dose_patches": 10, "dose_train": 2, "dose_table": 1, "dose_figure": 2, "all": 1}),
+            "dose_patches": 5, "dose_train": 2, "dose_table": 1, "dose_figure": 2, "all": 1}),
         # training settings: the regression only; another regime adds its job, the others' runs are kept
         "epochs": ({"dose": {**dose, "training": {**training, "max_epochs": 3}}}, {
             "dose_train": 2, "dose_table": 1, "dose_figure": 2, "all": 1}),

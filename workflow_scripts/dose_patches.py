@@ -1,6 +1,7 @@
 from braindl.logs import to_log
-from braindl.patches import run_patches
+from braindl.patches import run_scan_patches
 
 with to_log(snakemake.log):
-    run_patches(snakemake.input[0], snakemake.params.settings, snakemake.params.seed, snakemake.output.patches,
-                snakemake.output.json)
+    i, o, p = snakemake.input, snakemake.output, snakemake.params
+    run_scan_patches({lv: i[f"pet_{lv}"] for lv in p.levels}, p.settings, p.seeds,
+                     {lv: (o[f"patches_{lv}"], o[f"json_{lv}"]) for lv in p.levels})

@@ -1,8 +1,8 @@
-from braindl.dose import run_reconstructions
+from braindl.dose import run_scan
 from braindl.logs import to_log
 
 with to_log(snakemake.log):
-    run_reconstructions(snakemake.input[0], snakemake.params.settings,
-                        {v: (snakemake.output[f"pet_{k}"], snakemake.output[f"json_{k}"])
-                         for k, v in snakemake.params.levels.items()},
-                        snakemake.params.device, threads=snakemake.threads)
+    p, o = snakemake.params, snakemake.output
+    run_scan(snakemake.input.scan, p.resample, p.settings, p.seed, {"counts": o.counts, "json": o.json},
+             {v: (o[f"pet_{k}"], o[f"json_{k}"]) for k, v in p.levels.items()},
+             total_counts=p.total_counts, device=p.device, threads=snakemake.threads)
