@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = (None, "configs/laptop.yaml", "configs/full_protocol.yaml")
 # rules grouped per chain in the rule files (group name -> rules), and the chains packed per cluster job
-SESSION = ("extract", "register_none", "register_linear", "register_syn", "skullstrip", "crop")
+SESSION = ("extract", "register_none", "register_linear", "register_syn", "strip_crop")
 DOSE_SCAN = ("dose_reconstruct", "dose_patches")
 
 

@@ -35,6 +35,7 @@ if MSS["enabled"]:
         log:
             f"{RESULTS}/msstudy/logs/arm-{{msarm}}{TRAIN_JOB_LABEL}.log",
         threads: TRAIN_THREADS
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         resources:
@@ -53,6 +54,7 @@ if MSS["enabled"]:
             code=script_code("ms_pretrain_split.py"),
         log:
             f"{RESULTS}/msstudy/logs/pretrain_split-{{split}}.log",
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         script:

@@ -29,6 +29,7 @@ if PIF["tasks"]:
             code=script_code("pif_subset.py"),
         log:
             f"{RESULTS}/pifstudy/logs/task-{{task}}_size-{{size}}_split-{{split}}_subset.log",
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         script:
@@ -52,6 +53,7 @@ if PIF["tasks"]:
         log:
             f"{RESULTS}/pifstudy/logs/task-{{task}}_family-{{family}}_size-{{size}}{PIF_JOB_LABEL}_search.log",
         threads: TRAIN_THREADS
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         resources:

@@ -20,6 +20,7 @@ if PRE["model"]:
             code=script_code("sweep_split.py"),
         log:
             f"{PRETRAIN}/logs/size-{{size}}_split-{{split}}.log",
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         script:
@@ -40,6 +41,7 @@ if PRE["model"]:
         log:
             f"{PRETRAIN}/logs/pretrain_size-{{size}}{TRAIN_JOB_LABEL}.log",
         threads: TRAIN_THREADS
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         resources:
@@ -64,6 +66,7 @@ if PRE["model"]:
         log:
             f"{PRETRAIN}/logs/finetune_from-{{source}}{TRAIN_JOB_LABEL}.log",
         threads: TRAIN_THREADS
+        priority: TRAIN_PRIORITY
         conda:
             ENV
         resources:

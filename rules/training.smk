@@ -22,6 +22,7 @@ rule splits:
         code=script_code("splits.py"),
     log:
         f"{SPLITS}/logs/task-{{task}}.log",
+    priority: TRAIN_PRIORITY
     conda:
         ENV
     script:
@@ -42,6 +43,7 @@ rule pack:
         code=script_code("pack.py"),
     log:
         f"{PACK}/logs/desc-{{reg}}_{{mod}}.log",
+    priority: TRAIN_PRIORITY
     conda:
         ENV
     resources:
@@ -62,6 +64,7 @@ rule train:
     log:
         f"{TRAIN}/logs/task-{{task}}_{{mod}}_desc-{{reg}}{TRAIN_JOB_LABEL}.log",
     threads: TRAIN_THREADS
+    priority: TRAIN_PRIORITY
     conda:
         ENV
     resources:

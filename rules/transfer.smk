@@ -17,6 +17,7 @@ rule mosaic:
         code=script_code("mosaic.py"),
     log:
         f"{MOSAIC}/logs/desc-{{reg}}_{{mod}}_layout-{{layout}}.log",
+    priority: TRAIN_PRIORITY
     conda:
         ENV
     resources:
@@ -37,6 +38,7 @@ rule train_model:
     log:
         f"{TRANSFER}/logs/task-{{task}}_model-{{arm}}{TRAIN_JOB_LABEL}.log",
     threads: TRAIN_THREADS
+    priority: TRAIN_PRIORITY
     conda:
         ENV
     resources:

@@ -56,7 +56,7 @@ def test_adni_layout_jobs_per_modality_set(adni):
     # 4 sessions with a T1w; 2 of them with FDG: per-session rules run once per session, in the variant
     # made for its set of modalities
     counts = job_counts(adni["dry"])
-    for stage in ("extract", "register_linear", "skullstrip", "crop"):
+    for stage in ("extract", "register_linear", "strip_crop"):
         assert counts[stage] == 2 and counts[f"{stage}_T1w"] == 2, counts
     assert not any(k.endswith("_pet") for k in counts)
 
@@ -134,7 +134,7 @@ def test_a_new_session_reruns_what_gathers_sessions(repo, adni, tmp_path):
         out = smk(repo, work, pack, "-n", "--configfile", str(cfg))
         counts = job_counts(out.stdout)
         # the new session's chain, the pack and the check; no other session reruns
-        assert counts["session_scans"] == 1 and counts["extract_T1w"] == 1 and counts["crop_T1w"] == 1, counts
+        assert counts["session_scans"] == 1 and counts["extract_T1w"] == 1 and counts["strip_crop_T1w"] == 1, counts
         assert counts["pack"] == 1 and counts["check_inputs"] == 1 and "extract" not in counts, counts
     finally:
         shutil.rmtree(new.parent.parent)

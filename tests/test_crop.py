@@ -89,3 +89,47 @@ def test_unknown_preset_named(default_config):
     settings = {**default_config["crop"], "preset": {"T1w": "mri_1mm"}}
     with pytest.raises(ValueError, match="crop.preset.T1w = 'mri_1mm'"):
         crop.box_settings(settings, "T1w")
+
+
+def test_strip_and_crop_in_one_job_equals_the_two_steps(tmp_path, default_config):
+    """run_strip_and_crop (rule strip_crop): the stripped image, QC rows and crop of one session and variant
+    are those of run_skullstrip and then run_crop on its output; the crop reads the stripped image (zero
+    outside the carried mask)."""
+    import json
+
+    import pandas as pd
+
+    from braindl import planning, skullstrip
+
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-98, -134, -72]
+    rng = np.random.default_rng(3)
+    data = (rng.random((99, 117, 95)) + 1).astype(np.float32)
+    mask = np.zeros(data.shape, np.uint8)
+    mask[20:80, 20:100, 20:80] = 1
+    nib.save(nib.Nifti1Image(data, aff), str(tmp_path / "img.nii.gz"))
+    nib.save(nib.Nifti1Image(mask, aff), str(tmp_path / "mask.nii.gz"))
+    (tmp_path / "reg.json").write_text(json.dumps({"Variant": "linear", "ResolutionMM": 2.0, "Seconds": 1.0}))
+    (tmp_path / "native.json").write_text(json.dumps({"BrainVolumeML": 1150.0, "Method": "deepbet"}))
+    args = ({"T1w": tmp_path / "img.nii.gz"}, {"T1w": tmp_path / "mask.nii.gz"}, {"T1w": tmp_path / "reg.json"},
+            {"T1w": tmp_path / "native.json"})
+    settings = planning.crop_settings(default_config)
+
+    def outs(pre):
+        strip = {"T1w_brain": tmp_path / f"{pre}_brain.nii.gz", "T1w_qc": tmp_path / f"{pre}_qc.png",
+                 "qc": tmp_path / f"{pre}_qc.tsv"}
+        return strip, {"T1w": tmp_path / f"{pre}_crop.nii.gz", "T1w_json": tmp_path / f"{pre}_crop.json"}
+
+    (s1, c1), (s2, c2) = outs("job"), outs("steps")
+    crop.run_strip_and_crop(*args, s1, "01", "01", settings, c1, aligned=True, dpi=40)
+    skullstrip.run_skullstrip(*args, s2, "01", "01", dpi=40)
+    crop.run_crop(settings, {"T1w": s2["T1w_brain"]}, args[1], c2, aligned=True)
+    brain = nib.load(str(s1["T1w_brain"])).get_fdata()
+    assert brain[mask == 0].max() == 0 and brain[mask > 0].min() >= 1
+    np.testing.assert_array_equal(brain, nib.load(str(s2["T1w_brain"])).get_fdata())
+    pd.testing.assert_frame_equal(pd.read_csv(s1["qc"], sep="\t"), pd.read_csv(s2["qc"], sep="\t"))
+    cropped = nib.load(str(c1["T1w"])).get_fdata()
+    assert cropped.shape == (96, 114, 96) and cropped.max() == pytest.approx(1.0)
+    np.testing.assert_array_equal(cropped, nib.load(str(c2["T1w"])).get_fdata())
+    meta = json.loads(c1["T1w_json"].read_text())
+    assert meta["Source"] == str(s1["T1w_brain"]) and meta["Box"] == "mri_2mm"

@@ -275,11 +275,13 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
     unused = {**default_config["crop"]["box"], "spect_001": {"shape": [95, 95, 50], "resolution_mm": 2.0}}
     n4 = {**TINY["skullstrip"]["n4"], "iterations": [10]}
     # an N4 or extraction setting: extraction, every variant's registration and everything after
-    after_extraction = add({"extract": n, "skullstrip": nv * n, "crop": nv * n},
+    after_extraction = add({"extract": n, "strip_crop": nv * n},
                            {f"register_{v}": n for v in default_config["registration"]["variants"]}, _below_qc(nv))
     _assert_reruns(repo, tiny_run, {
-        "box": ({"crop": {"box": box}}, {"crop": nv * n, **_below_crop(nv)}),
-        "norm": ({"crop": {"normalisation": "zscore"}}, {"crop": nv * n, **_below_crop(nv)}),
+        # a crop setting: each session and variant's strip-and-crop job (one job: the stripping again, to the
+        # same images), whose QC rows rerun the QC table and the splits (to the same tables), and every run
+        "box": ({"crop": {"box": box}}, {"strip_crop": nv * n, **_below_qc(nv)}),
+        "norm": ({"crop": {"normalisation": "zscore"}}, {"strip_crop": nv * n, **_below_qc(nv)}),
         "unused": ({"crop": {"box": unused}}, {}),
         "qc": ({"qc": {"outlier_z": 3.0}}, _below_qc(nv)),
         # the mosaic layout or size: mosaics and the 2D model's runs, not the 3D CNN's
@@ -292,7 +294,7 @@ def test_stage_settings_rerun_that_stage_and_below(repo, tiny_run, default_confi
         "strip": ({"skullstrip": {"pet_tissue_threshold": 0.4}}, {}),
         # SyN settings: syn's registration, strip and crop; the QC table and, from the splits on, every variant
         "syn": ({"registration": {"syn_iterations": [5, 0, 0]}},
-                add({"register_syn": n, "skullstrip": n, "crop": n}, _below_qc(nv))),
+                add({"register_syn": n, "strip_crop": n}, _below_qc(nv))),
     })
 
 
@@ -382,7 +384,9 @@ def test_library_change_reruns_its_stage_only(repo, tiny_run, tmp_path):
         fh.write("\n_A_CHANGE_TO_THE_CROPPING_CODE = 1\n")
     out = smk(copy, tiny_run, "-n", "--configfile", "tiny.yaml", "all", env=env)
     counts = job_counts(out.stdout + out.stderr)
-    assert set(counts) == {"crop", "pack", "train", "evaluate", *FIGS, "all", *XF, *SW, *HM}, counts
+    # the strip-and-crop jobs, their QC rows' table and the splits, and every run (the heatmap summaries
+    # import braindl.crop too)
+    assert set(counts) == {"strip_crop", *_below_qc(1)}, counts
 
 
 def test_heatmap_settings_rerun_only_what_they_feed(repo, tiny_run):
@@ -542,7 +546,7 @@ def test_a_new_session_of_a_known_participant_reruns_the_splits(repo, tiny_run, 
     counts = job_counts(smk(repo, tmp_path, split, "-n", "--configfile", "bids.yaml").stdout)
     assert counts["session_scans"] == 1 and counts["extract"] == 1 and counts["splits"] == 1, counts
     n_variants = len(yaml.safe_load((REPO / "config.yaml").read_text())["registration"]["variants"])
-    assert counts["skullstrip"] == n_variants and counts["check_inputs"] == 1, counts
+    assert counts["strip_crop"] == n_variants and counts["check_inputs"] == 1, counts
 
 
 def test_dose_branch_on_a_bids_dataset_needs_its_count_scale(repo, tiny_run, tmp_path):

@@ -30,7 +30,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
     assert counts["extract"] == n_sessions  # N4 and the native masks: once per session, for every variant
     for v in variants:
         assert counts[f"register_{v}"] == n_sessions
-    assert counts["skullstrip"] == counts["crop"] == len(variants) * n_sessions
+    assert counts["strip_crop"] == len(variants) * n_sessions and "crop" not in counts  # one job strips and crops
     assert counts["qc_table"] == 1  # exclusions are decided per scan over all variants
     tr, xf = default_config["training"], default_config["transfer"]
     pre = default_config["pretraining"]
@@ -81,7 +81,7 @@ def test_dry_run_default_config(repo, tmp_path, default_config):
         other = synthetic.cohort_table({**default_config["synthetic"], **spec["synthetic"]})
         n_ext = int(other["n_sessions"].sum())
         assert counts[f"external_{name}_extract"] == n_ext and counts[f"external_{name}_synthetic_cohort"] == 1
-        assert counts[f"external_{name}_skullstrip"] == n_ext * len(ext["variants"])
+        assert counts[f"external_{name}_strip_crop"] == n_ext * len(ext["variants"])
         assert f"external_{name}_train" not in counts  # nothing is fitted on it
     n_ext_sets = len(ext["datasets"]) * len(ext["tasks"]) * len(ext["modalities"])
     assert counts["external_predict"] == n_ext_sets * len(ext["variants"]) * n_runs
@@ -301,18 +301,33 @@ def test_local_profile_limits_gpus_and_sets_threads(repo, tmp_path):
     assert re.search(r"rule register_syn:(?:.|\n)*?threads: 4", text) and re.search(r"rule train:(?:.|\n)*?threads: 2", text)
 
 
-def test_without_a_profile_only_the_cohort_generators_hold_more_than_one_core(repo, tmp_path):
+def test_without_a_profile_only_the_cohort_generators_hold_more_than_one_core_and_training_goes_first(repo,
+                                                                                                      tmp_path):
     """On two cores (the quick start's), a job that holds both waits until every other job has ended and
     leaves a core idle meanwhile: the external dataset's input check (2 threads) once waited until the end
     of the run, and each dose reconstruction opened a gap. Without a profile only the synthetic cohorts
     hold more than one core: they run first, before anything else is ready (the profiles set threads)."""
+    jobs = _planned_jobs(repo, tmp_path)
+    many = {rule for rule, n, _ in jobs if n > 1}
+    assert many == {"synthetic_cohort", "external_site2_synthetic_cohort"}, many
+    # training jobs and the splits, packs and mosaics they read are started first when several jobs are
+    # ready (the run's last minute once held one fine-tuning job on one core, its pack picked late)
+    first = {rule for rule, _, priority in jobs if priority > 0}
+    # (the external dataset's pack too: its rules are the workflow's own, and its predictions wait on it)
+    assert first == {"splits", "sweep_split", "pack", "mosaic", "train", "train_model", "pretrain", "finetune",
+                     "external_site2_pack"}, first
+
+
+def _planned_jobs(repo, tmp_path) -> list[tuple[str, int, int]]:
+    """(rule, threads, priority) of each job of a dry run of config.yaml on two cores; Snakemake prints
+    "threads:" and "priority:" only where they are more than 1 and 0."""
     out = smk(repo, tmp_path, "-n", "all", "--cores", "2")
     text = out.stdout + out.stderr
-    jobs = []  # (rule, threads) of each job; Snakemake prints "threads:" only where it is more than 1
+    jobs = []
     for block in re.split(r"^(?=\s*(?:local)?rule \w+:$)", text, flags=re.M):  # grouped jobs are indented
-        rule, threads = re.search(r"^\s*(?:local)?rule (\w+):$", block, re.M), re.search(r"^\s+threads: (\d+)$", block, re.M)
+        rule = re.search(r"^\s*(?:local)?rule (\w+):$", block, re.M)
         if rule:
-            jobs.append((rule.group(1), int(threads.group(1)) if threads else 1))
+            threads, priority = (re.search(rf"^\s+{k}: (\d+)$", block, re.M) for k in ("threads", "priority"))
+            jobs.append((rule.group(1), int(threads.group(1)) if threads else 1, int(priority.group(1)) if priority else 0))
     assert len(jobs) == sum(job_counts(text).values())
-    many = {rule for rule, n in jobs if n > 1}
-    assert many == {"synthetic_cohort", "external_site2_synthetic_cohort"}, many
+    return jobs

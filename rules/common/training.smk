@@ -109,6 +109,10 @@ def training_settings():
 
 # every training job (3D runs, transfer models, pre-training and fine-tuning) alike
 TRAIN_THREADS = config["resources"]["training_threads"]
+# training jobs and the splits, packs and mosaics they read go first when several jobs are ready: the
+# evaluations, heatmaps, tables and figures wait on them, while nothing waits on a figure (a scheduling
+# order only: no output depends on it)
+TRAIN_PRIORITY = 1
 # checkpoint_s: the most seconds between two checkpoints of a run (a resource: it changes no result)
 TRAIN_RESOURCES = {"mem_mb": 6000, "gpu": config["resources"]["training_gpus"],
                    "checkpoint_s": int(round(60 * config["resources"]["checkpoint_minutes"]))}
