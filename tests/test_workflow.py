@@ -126,14 +126,14 @@ def test_tiny_end_to_end(tiny_run):
 
 def test_the_scheduler_wakes_per_job_and_per_second_not_per_job_per_second(tiny_run):
     """braindl.scheduler, applied by the Snakefile: a pass of Snakemake's loop per job start and end and one
-    per second at most; Snakemake 9.27 alone made about 20,000 passes for this run's 194 jobs (310 s under
-    cProfile)."""
+    per second at most; Snakemake 9.27 alone made about 20,000 passes for this run when it had 194 jobs (310 s
+    under cProfile; 139 since the merged jobs of 2026-12-05, 613 passes)."""
     log = sorted((tiny_run / ".snakemake/log").glob("*.snakemake.log"))[0].read_text()
     jobs = int(re.search(r"(\d+) of \1 steps \(100%\) done", log).group(1))
     stamps = [datetime.strptime(m, "%a %b %d %H:%M:%S %Y") for m in re.findall(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$", log, re.M)]
     seconds = (stamps[-1] - stamps[0]).total_seconds()
     passes = log.count("Resources before job selection")
-    assert jobs > 150 and seconds > 60
+    assert jobs > 100 and seconds > 60
     assert passes <= 3 * jobs + seconds, (passes, jobs, seconds)
 
 
