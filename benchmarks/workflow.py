@@ -97,8 +97,8 @@ def analyse(run_dir: Path, wall: float | None, cores: int) -> None:
     total_core = sum(r["core"] for r in per_rule.values())
     print(f"jobs {len(jobs)}; wall {wall:.0f} s on {cores} cores; library {total_lib:.0f} s, "
           f"{total_core:.0f} core-s with the jobs' threads; outside the library "
-          f"{100 * (1 - total_core / (wall * cores)):.0f} % of core time "
-          f"({100 * (1 - total_lib / (wall * cores)):.0f} % counting every job as one core)")
+          f"{100 * (1 - total_core / (wall * cores)):.1f} % of core time "
+          f"({100 * (1 - total_lib / (wall * cores)):.1f} % counting every job as one core)")
     print(f"{'rule':28s} {'jobs':>5s} {'threads':>7s} {'wall s':>8s} {'library s':>10s} {'overhead s/job':>15s}")
     for name, r in sorted(per_rule.items(), key=lambda kv: -kv[1]["wall"]):
         over = (r["wall"] - r["library"]) / r["jobs"] if r["timed"] == r["jobs"] else float("nan")
