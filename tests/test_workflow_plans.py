@@ -301,12 +301,12 @@ def test_local_profile_limits_gpus_and_sets_threads(repo, tmp_path):
     assert re.search(r"rule register_syn:(?:.|\n)*?threads: 4", text) and re.search(r"rule train:(?:.|\n)*?threads: 2", text)
 
 
-def test_without_a_profile_only_the_cohort_generators_hold_more_than_one_core_and_training_goes_first(repo,
-                                                                                                      tmp_path):
+def test_without_a_profile_only_the_cohort_generators_hold_two_cores_and_training_goes_first(repo, tmp_path):
     """On two cores (the quick start's), a job that holds both waits until every other job has ended and
     leaves a core idle meanwhile: the external dataset's input check (2 threads) once waited until the end
     of the run, and each dose reconstruction opened a gap. Without a profile only the synthetic cohorts
-    hold more than one core: they run first, before anything else is ready (the profiles set threads)."""
+    hold more than one core: they run first, before anything else is ready (the profiles set threads).
+    Training jobs and what they read carry a priority, so that they start before tables and figures."""
     jobs = _planned_jobs(repo, tmp_path)
     many = {rule for rule, n, _ in jobs if n > 1}
     assert many == {"synthetic_cohort", "external_site2_synthetic_cohort"}, many
