@@ -134,14 +134,13 @@ def run_crop(settings: dict, images: dict, masks: dict, outputs: dict, aligned: 
         })
 
 
-def run_strip_and_crop(images: dict, masks: dict, sidecars: dict, native_sidecars: dict, strip_outputs: dict,
-                       participant: str, session: str, settings: dict, crop_outputs: dict, aligned: bool = True,
-                       dpi: int = 100) -> None:
+def run_strip_and_crop(images: dict, masks: dict, sidecars: dict, native_sidecars: dict, outputs: dict,
+                       participant: str, session: str, settings: dict, aligned: bool = True, dpi: int = 100) -> None:
     """One session and variant's chain after its registration, in one process (rule strip_crop): the skull
-    stripping with its QC figures and rows (:func:`braindl.skullstrip.run_skullstrip`, ``strip_outputs``),
-    then the crop and normalisation of the stripped images (:func:`run_crop`, ``crop_outputs``), each the
-    same as from its own call."""
+    stripping with its QC figures and rows (:func:`braindl.skullstrip.run_skullstrip`: ``outputs``'
+    ``<mod>_brain``, ``<mod>_qc`` and ``qc``), then the crop and normalisation of the stripped images
+    (:func:`run_crop`: ``<mod>`` and ``<mod>_json``), each the same as from its own call."""
     from braindl.skullstrip import run_skullstrip
 
-    run_skullstrip(images, masks, sidecars, native_sidecars, strip_outputs, participant, session, dpi=dpi)
-    run_crop(settings, {m: strip_outputs[f"{m}_brain"] for m in images}, masks, crop_outputs, aligned=aligned)
+    run_skullstrip(images, masks, sidecars, native_sidecars, outputs, participant, session, dpi=dpi)
+    run_crop(settings, {m: outputs[f"{m}_brain"] for m in images}, masks, outputs, aligned=aligned)

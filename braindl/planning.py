@@ -213,7 +213,12 @@ def dose_runs(training: dict, enabled: bool = True) -> list[dict]:
         return []
     return [dict(model=m, freeze=r, n=n, fold=f, run=run)
             for m in training["models"] for r in training["regimes"] for n in training["sizes"]
-            for f in range(training["folds"]) for run in range(training["ensemble_runs"] if f == 0 else 1)]
+            for f, run in _fold_runs(training)]
+
+
+def _fold_runs(training: dict) -> list[tuple[int, int]]:
+    """(fold, run) of one backbone, regime and size: fold 0's ensemble runs, then one run per other fold."""
+    return [(f, run) for f in range(training["folds"]) for run in range(training["ensemble_runs"] if f == 0 else 1)]
 
 
 def dose_job_runs(training: dict, mode: str, n: str = "{n}", fold: str = "{fold}",
@@ -224,8 +229,7 @@ def dose_job_runs(training: dict, mode: str, n: str = "{n}", fold: str = "{fold}
     size (``split``: fold 0 holds the ensemble's runs and the other folds one each, so one size's runs are
     the regular part of the grid), or one run (``run``). Without a job's values the entries hold the
     wildcards of the rule's outputs. Every mode covers each run of :func:`dose_runs` exactly once."""
-    folds = [(str(f), str(r)) for f in range(training["folds"])
-             for r in range(training["ensemble_runs"] if f == 0 else 1)]
+    folds = [(str(f), str(r)) for f, r in _fold_runs(training)]
     if mode == "unit":
         return [(str(s), f, r) for s in training["sizes"] for f, r in folds]
     if mode == "split":

@@ -32,8 +32,6 @@ for _mods in MODALITY_SETS:
             **crop_paths(_mods),
         params:
             modalities=list(_mods),
-            strip_outputs=list(strip_paths(_mods)),
-            crop_outputs=list(crop_paths(_mods)),
             dpi=config["qc"]["dpi"],
             settings=crop_settings(),
             aligned=lambda wc: wc.reg != "none",

@@ -53,7 +53,6 @@ rule dose_patches:
     output:
         **{f"{kind}_{lv}": path for lv in DOSE_LABELS for kind, path in dose_patch_paths(level=lv).items()},
     params:
-        levels=list(DOSE_LABELS),
         settings=canonical(planning.dose_step_settings(DCFG, "patches")),
         seeds=lambda wc: {lv: dose_seed(wc.subject, wc.session, lv) for lv in DOSE_LABELS},
         code=script_code("dose_patches.py"),

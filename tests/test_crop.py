@@ -121,7 +121,7 @@ def test_strip_and_crop_in_one_job_equals_the_two_steps(tmp_path, default_config
         return strip, {"T1w": tmp_path / f"{pre}_crop.nii.gz", "T1w_json": tmp_path / f"{pre}_crop.json"}
 
     (s1, c1), (s2, c2) = outs("job"), outs("steps")
-    crop.run_strip_and_crop(*args, s1, "01", "01", settings, c1, aligned=True, dpi=40)
+    crop.run_strip_and_crop(*args, {**s1, **c1}, "01", "01", settings, aligned=True, dpi=40)
     skullstrip.run_skullstrip(*args, s2, "01", "01", dpi=40)
     crop.run_crop(settings, {"T1w": s2["T1w_brain"]}, args[1], c2, aligned=True)
     brain = nib.load(str(s1["T1w_brain"])).get_fdata()

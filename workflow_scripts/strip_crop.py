@@ -9,11 +9,10 @@ with to_log(snakemake.log):
         {m: i[f"{m}_mask"] for m in mods},
         {m: i[f"{m}_json"] for m in mods},
         {m: i[f"native_{m}_json"] for m in mods},
-        {k: o[k] for k in p.strip_outputs},
+        {k: o[k] for k in o.keys()},
         snakemake.wildcards.subject,
         snakemake.wildcards.session,
         p.settings,
-        {k: o[k] for k in p.crop_outputs},
         aligned=p.aligned,
         dpi=p.dpi,
     )
